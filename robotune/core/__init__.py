@@ -1,0 +1,1 @@
+"""The small, stable contracts of robotune. Nothing here imports a plugin or the deploy code."""

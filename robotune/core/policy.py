@@ -1,0 +1,97 @@
+"""The Policy contract: an observation history in, an action chunk out.
+
+Shapes (raw, un-normalised units unless the name says `_norm`):
+    obs     (B, obs_horizon, obs_dim)   the latest `obs_horizon` observations, oldest first
+    action  (B, horizon, action_dim)    the chunk predicted from the newest observation on;
+                                        a controller executes its first `act_steps` and replans
+
+A policy carries its normalisers as submodules, so saving its state dict saves them too.
+Subclasses implement `compute_loss` and `sample_chunk_norm`; everything else is shared.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from robotune.core.config import PluginConfig
+from robotune.core.normalization import Normalizer
+from robotune.core.spec import TaskSpec
+
+
+@dataclass
+class PolicyConfig(PluginConfig):
+    obs_horizon: int = 2  # observations the policy conditions on
+    horizon: int = 16  # actions predicted per chunk
+    act_steps: int = 8  # actions executed before replanning (<= horizon)
+
+    def __post_init__(self) -> None:
+        for field_name in ("obs_horizon", "horizon", "act_steps"):
+            if getattr(self, field_name) < 1:
+                raise ValueError(f"policy.{field_name} must be >= 1, got {getattr(self, field_name)}")
+        if self.act_steps > self.horizon:
+            raise ValueError(f"policy.act_steps ({self.act_steps}) must not exceed policy.horizon ({self.horizon})")
+
+
+class Policy(nn.Module, ABC):
+    """Base class for action-chunk policies. Register subclasses with `@register("policy", name)`."""
+
+    config_class: ClassVar[type[PolicyConfig]] = PolicyConfig
+
+    def __init__(self, config: PolicyConfig, spec: TaskSpec, obs_normalizer: Normalizer, action_normalizer: Normalizer):
+        super().__init__()
+        if obs_normalizer.dim != spec.obs_dim or action_normalizer.dim != spec.action_dim:
+            raise ValueError(
+                f"normalizer sizes (obs {obs_normalizer.dim}, action {action_normalizer.dim}) do not match task "
+                f"'{spec.name}' (obs {spec.obs_dim}, action {spec.action_dim})"
+            )
+        self.config = config
+        self.spec = spec
+        self.obs_normalizer = obs_normalizer
+        self.action_normalizer = action_normalizer
+
+    @property
+    def obs_dim(self) -> int:
+        return self.spec.obs_dim
+
+    @property
+    def action_dim(self) -> int:
+        return self.spec.action_dim
+
+    @abstractmethod
+    def compute_loss(self, obs_norm: torch.Tensor, action_norm: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss on a normalised batch: obs_norm (B, To, Do), action_norm (B, H, Da)."""
+
+    @abstractmethod
+    def sample_chunk_norm(
+        self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """A normalised chunk (B, H, Da) for obs_norm (B, To, Do). All randomness comes from `generator`."""
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss on a raw batch {"obs": (B, To, Do), "action": (B, H, Da)}."""
+        return self.compute_loss(
+            self.obs_normalizer.normalize(batch["obs"]), self.action_normalizer.normalize(batch["action"])
+        )
+
+    @torch.inference_mode()
+    def predict_chunk(
+        self, obs: torch.Tensor, deterministic: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Raw action chunk (B, H, Da) for raw obs (B, To, Do).
+
+        `deterministic=True` takes the policy's mode-seeking path (a Gaussian's mean, DDIM with eta=0);
+        with a seeded `generator` either mode repeats exactly.
+        """
+        expected = (self.config.obs_horizon, self.obs_dim)
+        if obs.ndim != 3 or tuple(obs.shape[1:]) != expected:
+            raise ValueError(f"policy expects obs of shape (B, {expected[0]}, {expected[1]}), got {tuple(obs.shape)}")
+        chunk_norm = self.sample_chunk_norm(self.obs_normalizer.normalize(obs.float()), deterministic, generator)
+        return self.action_normalizer.unnormalize(chunk_norm.clamp(-1.0, 1.0))
+
+    def reset(self) -> None:
+        """Forget any per-episode state. Stateless chunk policies need nothing here."""

@@ -1,0 +1,52 @@
+"""The Task contract: a spec, a Gymnasium environment and, optionally, a scripted expert.
+
+Environments follow Gymnasium's API and report `info["is_success"]` on every step, so the
+evaluation harness and the data generator need nothing task-specific.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from robotune.core.config import PluginConfig
+from robotune.core.spec import TaskSpec
+
+
+class Expert(Protocol):
+    """A scripted demonstrator. `reset` is called with the first observation of each episode."""
+
+    def reset(self, obs: np.ndarray, rng: np.random.Generator) -> None: ...
+
+    def act(self, obs: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class TaskConfig(PluginConfig):
+    pass
+
+
+class Task(ABC):
+    """Base class for tasks. Register subclasses with `@register("task", name)`."""
+
+    config_class: ClassVar[type[TaskConfig]] = TaskConfig
+
+    def __init__(self, config: TaskConfig) -> None:
+        self.config = config
+
+    @property
+    @abstractmethod
+    def spec(self) -> TaskSpec:
+        """Spaces, limits and rates; must match what `make_env` returns."""
+
+    @abstractmethod
+    def make_env(self) -> gym.Env:
+        """A fresh environment; seeding happens through `env.reset(seed=...)`."""
+
+    def make_expert(self) -> Expert | None:
+        """A scripted expert for demonstrations, or None if the task has none."""
+        return None
