@@ -52,20 +52,28 @@ def run_hydra_command(command: str, overrides: list[str]) -> None:
 
 
 def list_plugins() -> None:
+    """A table on a terminal; plain aligned columns when piped, so that grep and tests see whole lines."""
     from rich.console import Console
     from rich.table import Table
 
     from robotune.core import registry
 
-    table = Table(title="robotune plugins")
-    for column in ("kind", "name", "package", "object"):
-        table.add_column(column, overflow="fold")
-    for p in registry.plugins():
-        table.add_row(p.kind, p.name, p.source, p.location)
     console = Console()
-    console.print(table)
+    columns = ("kind", "name", "package", "object")
+    rows = [(p.kind, p.name, p.source, p.location) for p in registry.plugins()]
+    if console.is_terminal:
+        table = Table(title="robotune plugins")
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    else:
+        widths = [max(len(r[i]) for r in [columns, *rows]) for i in range(len(columns))]
+        for row in [columns, *rows]:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     for problem in registry.problems():
-        console.print(f"[bold red]problem:[/] {problem.message}")
+        print(f"problem: {problem.message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
