@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.table import Table
 
 from robotune.core import registry
 from robotune.core.algorithm import Algorithm
@@ -76,7 +79,7 @@ def build_components(cfg: DictConfig, console: Console) -> Components:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run (or resume) a training run described by `cfg`; returns the summary also written to summary.json."""
-    console = Console()
+    console = Console(soft_wrap=True)  # whole lines in logs and pipes
     torch.manual_seed(cfg.seed)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -151,3 +154,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         f"(mean return {result.mean_return:.2f}). Checkpoint: {final}"
     )
     return summary
+
+
+class MultirunSummary(Callback):
+    """Hydra callback: after `robotune train --multirun ...`, one table of every job's result."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if job_return.status == JobStatus.COMPLETED and isinstance(job_return.return_value, dict):
+            self.rows.append(job_return.return_value)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.rows:
+            return
+        table = Table(title="robotune multirun summary")
+        columns = ("task", "policy", "algorithm", "seed", "eval_success_rate", "eval_mean_return", "checkpoint")
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in self.rows:
+            table.add_row(*(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+        Console(width=160).print(table)

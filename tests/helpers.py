@@ -1,10 +1,9 @@
-"""Shared fixtures: composing robotune's real Hydra configs, and tiny fast overrides."""
+"""Helpers shared by tests: composing robotune's real Hydra configs, and tiny fast overrides."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
@@ -35,8 +34,3 @@ def tiny_train_overrides(tmp_path: Path, policy: str = "gaussian", steps: int = 
         "logger.log_every=10",
         "checkpoint_every=20",
     ]
-
-
-@pytest.fixture
-def tiny_overrides(tmp_path: Path):
-    return lambda **kw: tiny_train_overrides(tmp_path, **kw)
