@@ -18,6 +18,7 @@ the initial noise still comes from the generator, so a seeded generator repeats 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -30,6 +31,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
+from robotune.plugins.fast_inference import NumpyFastPath, NumpyResidualMLP, clip_
 from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "dpmsolver": DPMSolverMultistepScheduler}
@@ -63,15 +65,18 @@ class DiffusionConfig(BackbonePolicyConfig):
 
 @dataclass(frozen=True)
 class StepCoefficients:
-    """Per-step constants of the affine sampler update (see the module docstring); arrays of length K."""
+    """Per-step constants of the affine sampler update (see the module docstring), one entry per step.
 
-    timesteps: np.ndarray  # int64, the network's time input at each step
-    r_xt: np.ndarray
-    r_out: np.ndarray
-    c_x0: np.ndarray
-    c_out: np.ndarray
-    c_xt: np.ndarray
-    sigma: np.ndarray
+    Python floats on purpose: a NumPy float64 scalar would promote float32 arrays to float64.
+    """
+
+    timesteps: tuple[int, ...]  # the network's time input at each step
+    r_xt: tuple[float, ...]
+    r_out: tuple[float, ...]
+    c_x0: tuple[float, ...]
+    c_out: tuple[float, ...]
+    c_xt: tuple[float, ...]
+    sigma: tuple[float, ...]
 
 
 def make_scheduler(config: DiffusionConfig, name: str | None = None):
@@ -122,12 +127,12 @@ def step_coefficients(config: DiffusionConfig, sampler: str, eta: float) -> Step
         else:
             raise ValueError(f"no precomputed coefficients for scheduler '{sampler}'; use one of {PRECOMPUTED_SCHEDULERS}")
         rows.append((r_xt, r_out, c_x0, c_out, c_xt, sigma))
-    columns = np.array(rows, dtype=np.float64).T
-    return StepCoefficients(timesteps, *columns)
+    columns = [tuple(float(v) for v in column) for column in zip(*rows)]
+    return StepCoefficients(tuple(int(t) for t in timesteps), *columns)
 
 
 @register("policy", "diffusion")
-class DiffusionPolicy(Policy):
+class DiffusionPolicy(NumpyFastPath, Policy):
     """Denoising diffusion over the normalised action chunk, conditioned on the encoded observation history."""
 
     config_class: ClassVar[type[DiffusionConfig]] = DiffusionConfig
@@ -179,6 +184,9 @@ class DiffusionPolicy(Policy):
         """obs_norm (B, To, Do) -> chunk (B, H, Da) in [-1, 1]."""
         if not deterministic and self.config.scheduler not in PRECOMPUTED_SCHEDULERS:
             return self.sample_chunk_norm_with_scheduler(obs_norm, deterministic, generator)
+        twin = self.numpy_network(obs_norm)
+        if twin is not None:
+            return self.sample_chunk_norm_numpy(twin, obs_norm, deterministic, generator)
         coef = self.coefficients(deterministic)
         denoiser = self._denoiser()
         cond = self.obs_encoder(obs_norm)
@@ -186,13 +194,39 @@ class DiffusionPolicy(Policy):
         shape = (batch, self.config.horizon, self.action_dim)
         x = torch.randn(shape, generator=generator, device=obs_norm.device)
         clip = 1.0 if self.config.clip_sample else float("inf")
-        for k, t in enumerate(coef.timesteps.tolist()):
+        for k, t in enumerate(coef.timesteps):
             out = denoiser(x, cond, torch.full((batch,), t, device=x.device))
             x0 = (coef.r_xt[k] * x + coef.r_out[k] * out).clamp_(-clip, clip)
             x = coef.c_x0[k] * x0 + coef.c_out[k] * out + coef.c_xt[k] * x
             if coef.sigma[k] > 0:
                 x += coef.sigma[k] * torch.randn(shape, generator=generator, device=x.device)
         return x
+
+    def sample_chunk_norm_numpy(
+        self, twin: NumpyResidualMLP, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """The same sampler as above on the NumPy twin, for small CPU batches; chunks are flattened to (B, H * Da)."""
+        coef = self.coefficients(deterministic)
+        batch = obs_norm.shape[0]
+        shape = (batch, self.config.horizon, self.action_dim)
+        x = torch.randn(shape, generator=generator).numpy().reshape(batch, -1)
+        input_bias = twin.input_bias(obs_norm.numpy().reshape(batch, -1), coef.timesteps)
+        clip = 1.0 if self.config.clip_sample else math.inf
+        with np.errstate(over="ignore"):
+            for k in range(len(coef.timesteps)):
+                out = twin(x, input_bias[k])
+                x0 = x * coef.r_xt[k]
+                x0 += coef.r_out[k] * out
+                clip_(x0, clip)
+                x0 *= coef.c_x0[k]
+                if coef.c_out[k]:
+                    x0 += coef.c_out[k] * out
+                if coef.c_xt[k]:
+                    x0 += coef.c_xt[k] * x
+                x = x0
+                if coef.sigma[k] > 0:
+                    x += coef.sigma[k] * torch.randn(shape, generator=generator).numpy().reshape(batch, -1)
+        return torch.from_numpy(x.reshape(shape))
 
     def sample_chunk_norm_with_scheduler(
         self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None, scheduler_name: str | None = None

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,6 +22,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
+from robotune.plugins.fast_inference import NumpyFastPath
 from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 
@@ -41,7 +43,7 @@ class GaussianConfig(BackbonePolicyConfig):
 
 
 @register("policy", "gaussian")
-class GaussianPolicy(Policy):
+class GaussianPolicy(NumpyFastPath, Policy):
     """Unimodal Gaussian over the chunk; the baseline that multimodal demos should defeat."""
 
     config_class: ClassVar[type[GaussianConfig]] = GaussianConfig
@@ -62,7 +64,14 @@ class GaussianPolicy(Policy):
 
     def distribution(self, obs_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """obs_norm (B, To, Do) -> mean (B, H, Da) and log σ (B, H, Da) or (H, Da), normalised units."""
-        out = self.network(None, self.obs_encoder(obs_norm))
+        twin = self.numpy_network(obs_norm)
+        if twin is not None:  # small CPU batches at inference: the NumPy twin of the same network
+            batch = obs_norm.shape[0]
+            with np.errstate(over="ignore"):
+                flat = twin(None, twin.input_bias(obs_norm.numpy().reshape(batch, -1))[0])
+            out = torch.from_numpy(flat).view(batch, self.config.horizon, -1)
+        else:
+            out = self.network(None, self.obs_encoder(obs_norm))
         if self.config.state_dependent_std:
             mean, log_std = out.chunk(2, dim=-1)
             log_std = log_std + self.log_std_offset

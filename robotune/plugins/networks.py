@@ -10,9 +10,7 @@ vector comes from an observation encoder (`obs_encoder` field); the only built-i
 normalised observation history. Image policies add theirs to `OBSERVATION_ENCODERS`: any module
 that maps obs_norm (B, obs_horizon, ...) to (B, out_dim) and has an `out_dim` attribute.
 
-The residual MLP also has a float32 NumPy twin (`NumpyResidualMLP`). At batch 1 a torch eager op
-costs ~10 µs of dispatch against ~1 µs for the same NumPy op, and a chunk sampler makes dozens of
-them per network call, so the twin is what makes 10-step DDIM fit a real-time budget on one core.
+The residual MLP has a float32 NumPy twin for small-batch CPU inference in `fast_inference.py`.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -29,6 +26,9 @@ from robotune.core.policy import PolicyConfig
 
 LAYER_NORM_EPS = 1e-5
 POSITION_CHANNELS = 8  # unet: learned per-position input channels
+# Methods with a time in [0, 1] (flow, MIP) multiply it by this before the sinusoidal embedding, so
+# that it spans the same frequencies as diffusion's 100 integer timesteps.
+UNIT_TIME_SCALE = 100.0
 
 
 @dataclass
@@ -43,6 +43,8 @@ class BackbonePolicyConfig(PolicyConfig):
     unet_channels: tuple[int, ...] = (64, 128, 256)  # unet: channels per level; horizon must divide by 2**(levels-1)
     unet_kernel_size: int = 5  # unet: temporal convolution width
     unet_groups: int = 8  # unet: GroupNorm groups (must divide every entry of unet_channels)
+    fast_inference: bool = True  # sample small CPU batches with the NumPy twin of the mlp (fast_inference.py)
+    fast_inference_max_batch: int = 16  # largest batch sent to the NumPy twin; larger ones use torch
 
 
 # ----------------------------------------------------------------------------- observation encoders
@@ -113,6 +115,8 @@ class ResidualBlock(nn.Module):
 class ResidualMLP(nn.Module):
     """A ChunkNetwork over the flattened chunk: [chunk_in, cond, time embedding] -> residual blocks -> chunk.
 
+    input Linear -> `num_blocks` pre-norm residual blocks -> LayerNorm -> output Linear.
+
     Conditioning enters only through the input layer (as in DPPO's MLP denoiser). That keeps the
     network affine in (cond, time embedding) up to the first block, which the NumPy twin exploits.
     """
@@ -146,8 +150,7 @@ class ResidualMLP(nn.Module):
         h = self.input(torch.cat(parts, dim=-1))
         for block in self.blocks:
             h = block(h)
-        out = self.output(nn.functional.mish(self.output_norm(h)))
-        return out.view(-1, self.horizon, self.out_channels)
+        return self.output(self.output_norm(h)).view(-1, self.horizon, self.out_channels)
 
 
 # ----------------------------------------------------------------------------- 1-D temporal U-Net
