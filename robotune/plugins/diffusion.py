@@ -146,6 +146,7 @@ class DiffusionPolicy(NumpyFastPath, Policy):
         )
         self.train_scheduler = make_scheduler(config, "ddpm")
         self._coefficients: dict[bool, StepCoefficients] = {}
+        self._schedulers: dict[str, object] = {}  # for sample_chunk_norm_with_scheduler, built once per name
         # Compiled lazily and kept out of the module tree so the state dict has no duplicate keys.
         self._compiled_network = None
 
@@ -233,12 +234,15 @@ class DiffusionPolicy(NumpyFastPath, Policy):
     ) -> torch.Tensor:
         """The textbook loop that calls a diffusers scheduler's `step()` every denoising step.
 
-        This is how Diffusion Policy and LeRobot sample; it is the path for schedulers without
-        precomputed constants, and the reference the fast samplers are tested and timed against.
+        This is how Diffusion Policy and LeRobot sample (scheduler built once, `set_timesteps` per
+        chunk); it is the path for schedulers without precomputed constants, and the reference the
+        fast samplers are tested and timed against.
         """
         name = "ddim" if deterministic else (scheduler_name or self.config.scheduler)
-        scheduler = make_scheduler(self.config, name)
-        scheduler.set_timesteps(self.config.num_inference_steps)
+        if name not in self._schedulers:
+            self._schedulers[name] = make_scheduler(self.config, name)
+        scheduler = self._schedulers[name]
+        scheduler.set_timesteps(self.config.num_inference_steps)  # also resets multistep solvers' history
         step_kwargs = {"eta": 0.0 if deterministic else self.config.ddim_eta} if name == "ddim" else {}
         cond = self.obs_encoder(obs_norm)
         batch = obs_norm.shape[0]
