@@ -48,6 +48,7 @@ class ObservationSnapshot:
     arrays: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)  # key -> (data, received_at)
     source_stamp_ns: int = 0  # header stamp of the newest JointState used; echoed with the command
     episode: int | None = None  # simulator episode counter, None on a real robot
+    episode_started_at: float = 0.0  # time.monotonic() when that episode's start event arrived
 
 
 class SignalCache:
@@ -111,14 +112,15 @@ class SignalCache:
             self._snapshot.arrays[key] = (np.asarray(data, dtype=np.float64).copy(), now)
         return True
 
-    def set_episode(self, episode: int) -> None:
+    def set_episode(self, episode: int, now: float | None = None) -> None:
         with self._lock:
             self._snapshot.episode = episode
+            self._snapshot.episode_started_at = time.monotonic() if now is None else now
 
     def snapshot(self) -> ObservationSnapshot:
         with self._lock:
             s = self._snapshot
-            return ObservationSnapshot(dict(s.joints), dict(s.arrays), s.source_stamp_ns, s.episode)
+            return ObservationSnapshot(dict(s.joints), dict(s.arrays), s.source_stamp_ns, s.episode, s.episode_started_at)
 
 
 class ObservationLayout:

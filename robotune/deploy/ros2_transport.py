@@ -61,6 +61,8 @@ class Ros2Transport(Transport):
         self._ros: SpinningNode | None = None
         self._publisher = None
         self.sent = 0
+        self.episode_results: list[dict] = []  # "end" events from a simulator
+        self.finished = threading.Event()  # set by a simulator's "finished" event
 
     def start(self) -> None:
         self._ros = SpinningNode(self.node_name, self.domain_id)
@@ -89,8 +91,13 @@ class Ros2Transport(Transport):
     def _on_episode(self, msg: String) -> None:
         try:
             event = json.loads(msg.data)
-            if event.get("event") == "start":
+            kind = event.get("event")
+            if kind == "start":
                 self.cache.set_episode(int(event["episode"]))
+            elif kind == "end":
+                self.episode_results.append(event)
+            elif kind == "finished":
+                self.finished.set()
         except (ValueError, KeyError, TypeError):
             self.cache._reject(f"{self.topics.episode}: unreadable episode event {msg.data[:80]!r}")
 

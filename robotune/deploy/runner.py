@@ -192,14 +192,13 @@ class PolicyRunner:
         snapshot = self.transport.snapshot()
         if self.transport.estop_requested() and self.safety.latched is not Verdict.ESTOP:
             self.safety.trigger_estop(f"emergency stop received at tick {self.tick_index}")
-        if snapshot.episode != self.episode:
-            self._new_episode(snapshot)
         obs, age = None, float("inf")
-        try:
-            obs, age = self.layout.assemble(snapshot)
-        except ObservationError as exc:
-            self.observation_errors += 1
-            self.last_error = str(exc)
+        if snapshot.episode == self.episode or self._start_episode(snapshot):
+            try:
+                obs, age = self.layout.assemble(snapshot)
+            except ObservationError as exc:
+                self.observation_errors += 1
+                self.last_error = str(exc)
         action = None
         if obs is not None and age <= self.safety.timeout_s and np.all(np.isfinite(obs)) and self.safety.latched is None:
             self.planner.observe(obs)
@@ -209,14 +208,20 @@ class PolicyRunner:
         self.tick_index += 1
         return command, verdict
 
-    def _new_episode(self, snapshot) -> None:
-        """A simulator reset the world: replan from scratch and re-anchor the rate limiter."""
+    def _start_episode(self, snapshot) -> bool:
+        """A simulator reset the world: replan from scratch and re-anchor the rate limiter.
+
+        Waits (holding) until every joint has a reading from after the episode's start event;
+        anchoring on the previous episode's last state would drag the new episode's first targets
+        towards it at the rate limit.
+        """
+        readings = [snapshot.joints.get(n) for n in self.robot.joint_names]
+        if any(r is None or r.received_at < snapshot.episode_started_at or not np.isfinite(r.position) for r in readings):
+            return False
         self.episode = snapshot.episode
         self.planner.reset()
-        try:
-            self.safety.anchor(self.layout.joint_positions(snapshot), warmup=False)
-        except (ObservationError, ValueError) as exc:
-            self.last_error = f"episode {self.episode}: cannot re-anchor: {exc}"
+        self.safety.anchor(self.layout.joint_positions(snapshot), warmup=False)
+        return True
 
     def _loop(self) -> None:
         period, spin = self.period_s, self.config.spin_s
