@@ -28,3 +28,19 @@ def build_config(config_class: type[C], values: dict[str, Any] | DictConfig | No
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except Exception as exc:  # omegaconf's errors carry the key; prefix the group the user typed
         raise ValueError(f"invalid config '{where}': {exc}") from exc
+
+
+def store_plugin_configs() -> None:
+    """Expose every registered plugin's config dataclass to Hydra as `<group>/<name>`."""
+    from hydra.core.config_store import ConfigStore
+
+    from robotune.core import registry
+
+    store = ConfigStore.instance()
+    for plugin in registry.plugins():
+        config_class = getattr(plugin.obj, "config_class", None)
+        if config_class is None:
+            continue
+        node = OmegaConf.structured(config_class)
+        node.name = plugin.name
+        store.store(group=registry.KINDS[plugin.kind], name=plugin.name, node=node, provider=plugin.source)

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import robotune
+
 ENTRY_POINT_GROUP = "robotune.plugins"
 BUILTIN_PACKAGES = ("robotune.plugins", "robotune.robots")
 
@@ -61,7 +63,7 @@ class PluginProblem:
 _plugins: dict[tuple[str, str], PluginInfo] = {}
 _clashes: dict[tuple[str, str], list[PluginInfo]] = {}
 _problems: list[PluginProblem] = []
-_current_source = "robotune"
+_current_source = f"robotune {robotune.__version__}"
 _loaded = False
 
 

@@ -1,0 +1,204 @@
+"""The checkpoint format: one directory that fully describes how to rebuild what was trained.
+
+    step_0004000/
+      policy.safetensors          inference weights of the policy, normalisers included
+      training_state.safetensors  everything else needed to resume (raw weights, optimiser, EMA, RNG)
+      training_state.json         the non-tensor part of that state
+      config.yaml                 the resolved run config
+      meta.json                   format version, step, task spec, plugin names, sources and versions
+
+Tensors go to safetensors and everything else to JSON/YAML: no pickle. A checkpoint directory is
+written under a temporary name and renamed into place, so a crash leaves either the old set of
+checkpoints or the new one, never half a directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import load_file, save_file
+
+import robotune
+from robotune.core import registry
+from robotune.core.config import build_config
+from robotune.core.normalization import Normalizer
+from robotune.core.policy import Policy
+from robotune.core.spec import TaskSpec
+
+FORMAT_VERSION = 1
+STEP_PREFIX = "step_"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be read; the message names the directory and the file."""
+
+
+# ---- nested state <-> (flat tensors, JSON) ----------------------------------------------------
+def flatten_state(state: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:
+    """Split a nested state (dicts with any keys, lists, tensors, scalars) into tensors and JSON.
+
+    Tensors are replaced by {"__tensor__": key}; dicts become {"__dict__": [[key, value], ...]}
+    so that integer keys (as in optimiser state) survive the JSON round trip.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(node: Any, path: str) -> Any:
+        if isinstance(node, torch.Tensor):
+            tensors[path] = node.detach().cpu().contiguous()
+            return {"__tensor__": path}
+        if isinstance(node, dict):
+            return {"__dict__": [[k, walk(v, f"{path}.{k}")] for k, v in node.items()]}
+        if isinstance(node, (list, tuple)):
+            return [walk(v, f"{path}.{i}") for i, v in enumerate(node)]
+        if node is None or isinstance(node, (bool, int, float, str)):
+            return node
+        raise TypeError(f"cannot store {type(node).__name__} at '{path}' in a checkpoint")
+
+    return tensors, walk(state, prefix)
+
+
+def unflatten_state(tensors: dict[str, torch.Tensor], tree: Any) -> Any:
+    if isinstance(tree, dict) and "__tensor__" in tree:
+        return tensors[tree["__tensor__"]]
+    if isinstance(tree, dict) and "__dict__" in tree:
+        return {k: unflatten_state(tensors, v) for k, v in tree["__dict__"]}
+    if isinstance(tree, list):
+        return [unflatten_state(tensors, v) for v in tree]
+    return tree
+
+
+# ---- writing ----------------------------------------------------------------------------------
+def save_checkpoint(
+    checkpoints_dir: str | Path,
+    step: int,
+    policy: Policy,
+    training_state: dict[str, Any],
+    config: DictConfig,
+    keep: int = 2,
+) -> Path:
+    """Write `checkpoints_dir/step_<step>` atomically and keep only the newest `keep` checkpoints."""
+    checkpoints_dir = Path(checkpoints_dir)
+    checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    final = checkpoints_dir / f"{STEP_PREFIX}{step:07d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=checkpoints_dir))
+    try:
+        save_file(dict(policy.state_dict()), str(tmp / "policy.safetensors"))
+        tensors, tree = flatten_state(training_state)
+        save_file(tensors, str(tmp / "training_state.safetensors"))
+        (tmp / "training_state.json").write_text(json.dumps(tree))
+        (tmp / "config.yaml").write_text(OmegaConf.to_yaml(config, resolve=True))
+        (tmp / "meta.json").write_text(json.dumps(_meta(step, policy, config), indent=2))
+        for f in tmp.iterdir():  # data on disk before the rename makes it visible
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():  # re-saving the same step (e.g. final == periodic): swap atomically
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in list_checkpoints(checkpoints_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _meta(step: int, policy: Policy, config: DictConfig) -> dict:
+    def plugin(kind: str, name: str) -> dict:
+        obj = registry.get(kind, name)
+        return {"name": name, "source": registry.source_of(obj), "class": f"{obj.__module__}.{obj.__qualname__}"}
+
+    return {
+        "format_version": FORMAT_VERSION,
+        "robotune_version": robotune.__version__,
+        "torch_version": torch.__version__,
+        "step": step,
+        "task_spec": policy.spec.to_dict(),
+        "plugins": {
+            "task": plugin("task", config.task.name),
+            "policy": plugin("policy", config.policy.name),
+            "algorithm": plugin("algorithm", config.algo.name),
+        },
+    }
+
+
+# ---- reading ----------------------------------------------------------------------------------
+def list_checkpoints(checkpoints_dir: str | Path) -> list[Path]:
+    """Complete checkpoints, oldest first. Temporary directories (leading dot) are ignored."""
+    checkpoints_dir = Path(checkpoints_dir)
+    if not checkpoints_dir.is_dir():
+        return []
+    return sorted(p for p in checkpoints_dir.iterdir() if p.is_dir() and p.name.startswith(STEP_PREFIX))
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """Accept a checkpoint directory, a run directory or a run's checkpoints directory."""
+    path = Path(path)
+    if (path / "meta.json").is_file():
+        return path
+    for candidates in (path / "checkpoints", path):
+        found = list_checkpoints(candidates)
+        if found:
+            return found[-1]
+    raise CheckpointError(f"no checkpoint at {path}: expected a directory with meta.json, or a run directory with checkpoints/")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file {path} is missing") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint file {path} is not valid JSON: {exc}") from None
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} is missing")
+    try:
+        return load_file(str(path))
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint file {path} is not a readable safetensors file: {exc}") from None
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    policy: Policy  # in eval mode, with its inference weights
+    task_spec: TaskSpec
+    config: DictConfig
+    meta: dict
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Rebuild the policy from the directory alone: its config, task spec and weights."""
+    path = resolve_checkpoint(path)
+    meta = _read_json(path / "meta.json")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path / 'meta.json'}: format_version {meta.get('format_version')} is not {FORMAT_VERSION}")
+    config_file = path / "config.yaml"
+    if not config_file.is_file():
+        raise CheckpointError(f"checkpoint file {config_file} is missing")
+    config = OmegaConf.load(config_file)
+    spec = TaskSpec.from_dict(meta["task_spec"])
+    policy_class = registry.get("policy", meta["plugins"]["policy"]["name"])
+    policy_config = build_config(policy_class.config_class, config.policy, "policy")
+    policy = policy_class(policy_config, spec, Normalizer.identity(spec.obs_dim), Normalizer.identity(spec.action_dim))
+    try:
+        policy.load_state_dict(_read_tensors(path / "policy.safetensors"))
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path / 'policy.safetensors'} does not match policy '{policy_config.name}': {exc}") from None
+    policy.eval()
+    return Checkpoint(path, policy, spec, config, meta)
+
+
+def load_training_state(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    return unflatten_state(_read_tensors(path / "training_state.safetensors"), _read_json(path / "training_state.json"))

@@ -1,0 +1,73 @@
+"""Record demonstrations from a task's scripted expert, cached on disk by what produced them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from robotune.core.dataset import Episode, EpisodeDataset
+from robotune.core.task import Task
+
+
+def record_demonstrations(task: Task, num_episodes: int, seed: int, successful_only: bool = True) -> EpisodeDataset:
+    """Run the expert for `num_episodes` episodes (episode i reset with seed + i).
+
+    With `successful_only`, failed attempts are skipped and further seeds tried, so the dataset
+    holds exactly `num_episodes` successes (at most 3x as many attempts).
+    """
+    expert = task.make_expert()
+    if expert is None:
+        raise ValueError(f"task '{task.spec.name}' has no scripted expert; give a dataset file in data.path")
+    env = task.make_env()
+    rng = np.random.default_rng(seed)
+    episodes: list[Episode] = []
+    attempt = 0
+    while len(episodes) < num_episodes:
+        if attempt >= 3 * num_episodes:
+            raise RuntimeError(f"the expert of task '{task.spec.name}' succeeded in only {len(episodes)} of {attempt} episodes")
+        obs, _ = env.reset(seed=seed + attempt)
+        attempt += 1
+        expert.reset(obs, rng)
+        steps: dict[str, list] = {k: [] for k in ("obs", "action", "reward", "terminated", "truncated")}
+        success = False
+        while True:
+            action = np.asarray(expert.act(obs), dtype=np.float32)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            for key, value in zip(steps, (obs, action, reward, terminated, truncated)):
+                steps[key].append(value)
+            obs = next_obs
+            success = success or bool(info.get("is_success", False))
+            if terminated or truncated:
+                break
+        if success or not successful_only:
+            episodes.append(
+                Episode(
+                    obs=np.asarray(steps["obs"], dtype=np.float32),
+                    action=np.asarray(steps["action"], dtype=np.float32),
+                    reward=np.asarray(steps["reward"], dtype=np.float32),
+                    terminated=np.asarray(steps["terminated"], dtype=bool),
+                    truncated=np.asarray(steps["truncated"], dtype=bool),
+                )
+            )
+    env.close()
+    return EpisodeDataset(episodes, source=f"<expert demonstrations of {task.spec.name}>")
+
+
+def cached_demonstrations(
+    task: Task, task_config: dict, num_episodes: int, seed: int, cache_dir: str | Path, console: Console | None = None
+) -> tuple[EpisodeDataset, Path]:
+    """Load demonstrations from the cache, or record and cache them. The key covers everything that shapes them."""
+    key_source = json.dumps({"task": task_config, "episodes": num_episodes, "seed": seed}, sort_keys=True)
+    key = hashlib.sha256(key_source.encode()).hexdigest()[:12]
+    path = Path(cache_dir) / f"{task.spec.name}-demos-{num_episodes}-seed{seed}-{key}.safetensors"
+    if path.exists():
+        return EpisodeDataset.load(path), path
+    if console:
+        console.print(f"Recording {num_episodes} expert demonstrations for [bold]{task.spec.name}[/] -> {path}")
+    dataset = record_demonstrations(task, num_episodes, seed)
+    dataset.save(path, metadata=json.loads(key_source))
+    return dataset, path

@@ -1,0 +1,219 @@
+"""`reach_around`: move a planar arm's fingertip to a goal behind a post, passing either side.
+
+The built-in default task. Demonstrations are bimodal by construction: the expert passes the post
+on the inner side (near the base) or the outer side with equal probability, and the average of the
+two ways runs into the post. A unimodal (Gaussian/MSE) policy that averages them fails; a policy that
+can represent both modes succeeds.
+
+Observation (float32), named in `TaskSpec.obs_names`:
+    [shoulder.pos, elbow.pos, shoulder.vel, elbow.vel, goal.x, goal.y]   rad, rad/s, m
+Action: absolute joint position targets (shoulder, elbow) in rad, as a ros2_control forward
+position controller takes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from robotune.core.registry import register
+from robotune.core.spec import TaskSpec
+from robotune.core.task import Task, TaskConfig
+from robotune.robots.reach_around.robot import (
+    CONTROL_RATE_HZ,
+    PlanarArmKinematics,
+    load_model,
+    robot_spec,
+)
+
+OBS_NAMES = ("shoulder.pos", "elbow.pos", "shoulder.vel", "elbow.vel", "goal.x", "goal.y")
+GOAL_SLICE = slice(4, 6)
+NOMINAL_START_XY = np.array([0.55, -0.3])  # fingertip start; the post sits halfway to the goal
+NOMINAL_GOAL_XY = np.array([0.55, 0.3])
+SUCCESS_RADIUS = 0.04  # m, fingertip-to-goal distance that counts as reached
+SUCCESS_BONUS = 1.0
+
+
+@dataclass
+class ReachAroundConfig(TaskConfig):
+    max_episode_steps: int = 100  # at 20 Hz; the expert needs about half of this
+    goal_noise: float = 0.04  # m, goal drawn uniformly within +-goal_noise of nominal, per axis
+    start_noise: float = 0.05  # rad, start joints drawn uniformly within +-start_noise of nominal
+
+
+class ReachAroundEnv(gym.Env):
+    """The MuJoCo simulation at the control rate.
+
+    Reward per step: minus the fingertip-to-goal distance (m), plus SUCCESS_BONUS when the goal is
+    reached. Touching the post ends the episode and costs the distance times the steps that were
+    left, so ending an episode by collision never pays better than staying put.
+
+    `model`, `data` and `substeps` are public so that a joint-level simulator can drive the same MJCF.
+    """
+
+    metadata = {"render_modes": [], "render_fps": CONTROL_RATE_HZ}
+
+    def __init__(self, config: ReachAroundConfig) -> None:
+        self.config = config
+        self.model = load_model()
+        self.data = mujoco.MjData(self.model)
+        # 2 ms MJCF timestep x 25 = one 50 ms control step
+        self.substeps = round(1.0 / (CONTROL_RATE_HZ * self.model.opt.timestep))
+        self.kinematics = PlanarArmKinematics(self.model)
+        self.max_episode_steps = config.max_episode_steps
+        self._fingertip = self.model.site("fingertip").id
+        self._collision_pair = {self.model.geom("fingertip").id, self.model.geom("obstacle").id}
+        self._goal_mocap = self.model.body("goal").mocapid[0]
+        self._nominal_start_q = self.kinematics.inverse(NOMINAL_START_XY)
+
+        lower, upper = self.model.jnt_range[:, 0], self.model.jnt_range[:, 1]
+        self.action_space = gym.spaces.Box(lower.astype(np.float32), upper.astype(np.float32), dtype=np.float32)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(len(OBS_NAMES),), dtype=np.float32)
+        self._steps = 0
+
+    @property
+    def goal(self) -> np.ndarray:
+        return self.data.mocap_pos[self._goal_mocap, :2].copy()
+
+    def set_goal(self, xy: np.ndarray) -> None:
+        """Move the goal (m, world frame) now, e.g. from a deploy-time goal topic."""
+        self.data.mocap_pos[self._goal_mocap, :2] = xy
+
+    def fingertip(self) -> np.ndarray:
+        return self.data.site_xpos[self._fingertip, :2].copy()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        """`options={"goal": (x, y)}` fixes the goal instead of drawing it."""
+        super().reset(seed=seed)
+        mujoco.mj_resetData(self.model, self.data)
+        noise = self.config.start_noise
+        q = self._nominal_start_q + self.np_random.uniform(-noise, noise, size=2)
+        self.data.qpos[:] = q
+        self.data.ctrl[:] = q
+        goal_noise = self.np_random.uniform(-self.config.goal_noise, self.config.goal_noise, size=2)
+        goal = (options or {}).get("goal", NOMINAL_GOAL_XY + goal_noise)
+        self.set_goal(np.asarray(goal, dtype=np.float64))
+        mujoco.mj_forward(self.model, self.data)
+        self._steps = 0
+        return self._observation(), {"is_success": False}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.data.ctrl[:] = np.clip(action, self.action_space.low, self.action_space.high)
+        mujoco.mj_step(self.model, self.data, nstep=self.substeps)
+        # Collisions are checked once per control step: a position-controlled fingertip that reaches
+        # the post keeps pressing on it, so the contact is still there at the end of the step.
+        mujoco.mj_forward(self.model, self.data)
+        self._steps += 1
+
+        distance = float(np.linalg.norm(self.fingertip() - self.goal))
+        collided = self._touches_obstacle()
+        success = distance < SUCCESS_RADIUS and not collided
+        reward = -distance
+        if success:
+            reward += SUCCESS_BONUS
+        if collided:
+            reward -= distance * (self.max_episode_steps - self._steps)
+        truncated = self._steps >= self.max_episode_steps and not (success or collided)
+        info = {"is_success": success, "collision": collided, "distance": distance}
+        return self._observation(), reward, success or collided, truncated, info
+
+    def _touches_obstacle(self) -> bool:
+        contacts = self.data.contact[: self.data.ncon]
+        return any({int(g1), int(g2)} == self._collision_pair for g1, g2 in contacts.geom)
+
+    def _observation(self) -> np.ndarray:
+        return np.concatenate([self.data.qpos, self.data.qvel, self.goal]).astype(np.float32)
+
+
+class ReachAroundExpert:
+    """Follows start -> side waypoint -> goal at a fixed Cartesian speed, through analytic IK.
+
+    The side is drawn at reset with probability 1/2 each, unless fixed with `side`. The waypoints
+    lie on the line from the base through the post, `waypoint_offset` before and after it, so both
+    ways are equally long, and their average in joint space lands on the post.
+    The expert is open loop in time after reset: its action depends only on the step count.
+    """
+
+    SIDES = ("inner", "outer")
+
+    def __init__(
+        self,
+        kinematics: PlanarArmKinematics,
+        obstacle_xy: np.ndarray,
+        control_period: float,
+        speed: float = 0.3,
+        waypoint_offset: float = 0.18,
+        side: str | None = None,
+    ) -> None:
+        if side not in (None, *self.SIDES):
+            raise ValueError(f"expert side must be one of {self.SIDES} or None (random), got '{side}'")
+        self.kinematics = kinematics
+        self.step_length = speed * control_period  # m of path per control step
+        radial = obstacle_xy / np.linalg.norm(obstacle_xy)
+        self.waypoints = {
+            "inner": obstacle_xy - waypoint_offset * radial,
+            "outer": obstacle_xy + waypoint_offset * radial,
+        }
+        self.fixed_side = side
+        self.side = side or "inner"
+        self._path = np.zeros((1, 2))
+        self._steps = 0
+
+    def reset(self, obs: np.ndarray, rng: np.random.Generator) -> None:
+        self.side = self.fixed_side or self.SIDES[int(rng.integers(2))]
+        start = self.kinematics.forward(obs[:2].astype(np.float64))
+        self._path = np.stack([start, self.waypoints[self.side], obs[GOAL_SLICE].astype(np.float64)])
+        self._steps = 0
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        self._steps += 1
+        return self.kinematics.inverse(self._point_along_path(self._steps * self.step_length)).astype(np.float32)
+
+    def _point_along_path(self, distance: float) -> np.ndarray:
+        for a, b in zip(self._path[:-1], self._path[1:]):
+            segment = float(np.linalg.norm(b - a))
+            if distance <= segment:
+                return a + (b - a) * (distance / segment)
+            distance -= segment
+        return self._path[-1]
+
+
+@register("task", "reach_around")
+class ReachAroundTask(Task):
+    """The built-in default task; see the module docstring."""
+
+    config_class = ReachAroundConfig
+
+    def __init__(self, config: ReachAroundConfig | None = None) -> None:
+        super().__init__(config or ReachAroundConfig())
+        self._model = load_model()
+
+    @property
+    def spec(self) -> TaskSpec:
+        robot = robot_spec(self._model)
+        return TaskSpec(
+            name="reach_around",
+            obs_names=OBS_NAMES,
+            action_low=tuple(float(x) for x in robot.lower),
+            action_high=tuple(float(x) for x in robot.upper),
+            control_rate_hz=CONTROL_RATE_HZ,
+            max_episode_steps=self.config.max_episode_steps,
+            robot=robot,
+            extra={"success_radius": SUCCESS_RADIUS},
+        )
+
+    def make_env(self) -> ReachAroundEnv:
+        return ReachAroundEnv(self.config)
+
+    def make_expert(self, side: str | None = None) -> ReachAroundExpert:
+        """`side="inner"` or `"outer"` fixes the mode; None draws it per episode."""
+        return ReachAroundExpert(
+            PlanarArmKinematics(self._model),
+            obstacle_xy=self._model.geom("obstacle").pos[:2].copy(),
+            control_period=1.0 / CONTROL_RATE_HZ,
+            side=side,
+        )

@@ -1,0 +1,64 @@
+"""Config mistakes get a message that names the key or option at fault."""
+
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigAttributeError, ValidationError
+
+from robotune.core.config import build_config
+from robotune.core.policy import PolicyConfig
+from robotune.core.training import build_task
+from tests.helpers import compose_config
+
+
+def test_defaults_compose_into_typed_plugin_configs():
+    cfg = compose_config("train", [])
+    assert (cfg.task.name, cfg.policy.name, cfg.algo.name) == ("reach_around", "diffusion", "bc")
+    assert cfg.run_dir == "runs/reach_around-diffusion-bc-seed0"
+
+
+def test_unknown_option_lists_the_available_ones():
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config("train", ["policy=no_such_policy"])
+    assert "policy/no_such_policy" in str(err.value) and "gaussian" in str(err.value)
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config("train", ["algo.learning_rate_typo=0.1"])
+    assert "learning_rate_typo" in str(err.value.__cause__ or err.value)
+
+
+def test_wrong_type_is_named():
+    with pytest.raises((ConfigCompositionException, ValidationError)) as err:
+        compose_config("train", ["policy.horizon=sixteen"])
+    assert "horizon" in str(err.value.__cause__ or err.value)
+
+
+def test_invalid_value_is_named_when_the_plugin_config_is_built():
+    with pytest.raises(ValueError, match=r"policy.act_steps \(20\) must not exceed policy.horizon \(16\)"):
+        build_config(PolicyConfig, {"horizon": 16, "act_steps": 20}, "policy")
+
+
+def test_task_config_typo_is_named():
+    cfg = compose_config("train", [])
+    with pytest.raises(ConfigAttributeError, match="goal_nosie"):
+        cfg.task.goal_nosie = 0.1
+    assert build_task(cfg).spec.name == "reach_around"
+
+
+def test_missing_mandatory_field_is_named_by_the_cli():
+    result = subprocess.run(
+        [sys.executable, "-m", "robotune.cli", "eval"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert "checkpoint" in result.stderr and "Missing mandatory value" in result.stderr
+
+
+def test_cli_rejects_an_unknown_top_level_key():
+    result = subprocess.run(
+        [sys.executable, "-m", "robotune.cli", "train", "epochs=3"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0 and "epochs" in result.stderr

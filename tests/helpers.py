@@ -1,0 +1,36 @@
+"""Helpers shared by tests: composing robotune's real Hydra configs, and tiny fast overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+from robotune.core.config import store_plugin_configs
+from robotune.core.registry import load_plugins
+
+
+def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+    load_plugins()
+    store_plugin_configs()
+    with initialize_config_module("robotune.configs", version_base=None):
+        return compose(config_name, overrides=overrides)
+
+
+def tiny_train_overrides(tmp_path: Path, policy: str = "gaussian", steps: int = 60) -> list[str]:
+    """A run that trains in about a second: few demos, few steps, small batches, few eval episodes."""
+    return [
+        f"policy={policy}",
+        f"algo.steps={steps}",
+        "algo.batch_size=32",
+        "algo.warmup_steps=5",
+        "data.num_episodes=8",
+        f"data.cache_dir={tmp_path / 'data'}",
+        f"run_dir={tmp_path / 'run'}",
+        "eval.episodes=4",
+        "eval.num_envs=2",
+        "logger=quiet",
+        "logger.log_every=10",
+        "checkpoint_every=20",
+    ]
