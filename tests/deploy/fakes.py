@@ -96,3 +96,45 @@ class GoalPolicy(Policy):
         if self.nan_after is not None and self.calls > self.nan_after:
             chunk = torch.full_like(chunk, float("nan"))
         return chunk
+
+
+@dataclass
+class ExpertPolicyConfig(PolicyConfig):
+    obs_horizon: int = 1
+    horizon: int = 2
+    act_steps: int = 1
+
+
+class ExpertPolicy(Policy):
+    """reach_around's scripted expert behind the Policy interface: one expert step per chunk.
+
+    Lets deploy tests drive the real MuJoCo task without a trained checkpoint. The expert is open
+    loop in time, so each chunk is its next action, repeated to cover the planner's lead tick.
+    """
+
+    def __init__(self, side: str = "outer") -> None:
+        from robotune.robots.reach_around.task import ReachAroundTask
+
+        task = ReachAroundTask()
+        spec = task.spec
+        super().__init__(ExpertPolicyConfig(), spec, Normalizer.identity(spec.obs_dim), Normalizer(np.array(spec.action_low), np.array(spec.action_high)))
+        self.expert = task.make_expert(side=side)
+        self.fresh = True
+
+    def compute_loss(self, obs_norm, action_norm):
+        raise NotImplementedError
+
+    def sample_chunk_norm(self, obs_norm, deterministic, generator):
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        self.fresh = True
+
+    @torch.inference_mode()
+    def predict_chunk(self, obs, deterministic=False, generator=None):
+        newest = obs[0, -1].numpy()
+        if self.fresh:
+            self.expert.reset(newest, np.random.default_rng(0))
+            self.fresh = False
+        action = torch.from_numpy(self.expert.act(newest))
+        return action[None, None, :].repeat(1, self.config.horizon, 1)

@@ -276,3 +276,49 @@ def test_fuzzed_malformed_messages_never_crash_or_command_unsafely(driver, domai
     assert sent >= 1000
     assert stats["transport"]["messages_rejected"] > 100
     assert_all_safe(driver.commands)
+
+
+def run_sim_robot_episodes(domain_id, mode: str, episodes: int, rate_hz: float, command_type: str = "array") -> tuple[dict, dict]:
+    """The ROS 2 MuJoCo simulator in its own process, driven by reach_around's expert through the runner."""
+    import json
+    import subprocess
+    import sys
+
+    from robotune.deploy.cli import default_observation_topics
+    from robotune.robots.reach_around.task import ReachAroundTask
+    from tests.deploy.fakes import ExpertPolicy
+
+    spec = ReachAroundTask().spec
+    argv = [sys.executable, "-m", "robotune.deploy.sim_robot", "--task", "reach_around", "--episodes", str(episodes),
+            "--mode", mode, "--domain-id", str(domain_id), "--startup-s", "0.5", "--max-wall-s", "40", "--seed", "100000"]
+    sim = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=netns.REPO)
+    topics = default_observation_topics(spec, spec.robot)
+    transport = Ros2Transport(spec.robot.joint_names, rate_hz,
+                              RosTopics(command_type=command_type, episode="/episode", observation_topics=topics), domain_id=domain_id)
+    config = RunnerConfig(rate_hz=rate_hz, lead_ticks=1, blend_steps=0, configure_timeout_s=10.0,
+                          safety=SafetyConfig(warmup_ticks=0, obs_timeout_s=3.0 / rate_hz))
+    runner = PolicyRunner(ExpertPolicy(), spec, transport, config, observation_topics=topics)
+    try:
+        with Running(runner):
+            assert wait_until(lambda: transport.finished.is_set() or sim.poll() is not None, 40.0)
+            stats = runner.stats()
+        out, err = sim.communicate(timeout=10)
+    finally:
+        if sim.poll() is None:
+            sim.terminate()
+            sim.wait(timeout=5)
+    assert sim.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1]), stats
+
+
+def test_sim_robot_lockstep_episodes_over_ros2(domain_id):
+    summary, stats = run_sim_robot_episodes(domain_id, "lockstep", episodes=3, rate_hz=100.0)
+    assert summary["episodes"] == 3 and summary["success_rate"] == 1.0, summary
+    assert summary["commands_outside_limits"] == 0 and summary["invalid_commands"] == 0
+    assert stats["latched"] is None
+
+
+def test_sim_robot_realtime_with_trajectory_commands(domain_id):
+    summary, stats = run_sim_robot_episodes(domain_id, "realtime", episodes=1, rate_hz=20.0, command_type="trajectory")
+    assert summary["episodes"] == 1 and summary["success_rate"] == 1.0, summary
+    assert summary["commands_outside_limits"] == 0 and summary["malformed_commands"] == 0
