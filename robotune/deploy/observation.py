@@ -31,6 +31,9 @@ class ArrayTopic:
     key: str  # the `<source>` in obs names, e.g. "goal"
     topic: str  # e.g. "/goal"
     fields: tuple[str, ...]  # e.g. ("x", "y")
+    # Watchdog on this topic: None means none. A goal is a set-point that may be published once per
+    # episode, so it is not a sensor that goes stale; joint states always are.
+    max_age_s: float | None = None
 
 
 @dataclass
@@ -171,7 +174,9 @@ class ObservationLayout:
                 if item is None:
                     raise ObservationError(f"no message yet on {self.array_topics[a].topic} (observation '{self.task.obs_names[i]}')")
                 obs[i] = item[0][b]
-                oldest = min(oldest, item[1])
+                max_age = self.array_topics[a].max_age_s
+                if max_age is not None and now - item[1] > max_age:
+                    raise ObservationError(f"{self.array_topics[a].topic} is older than its max_age_s {max_age}")
         return obs, now - oldest
 
     def joint_positions(self, snapshot: ObservationSnapshot) -> np.ndarray:

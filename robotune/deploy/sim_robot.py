@@ -7,8 +7,8 @@ Publishes
                                     (reversed, with an unactuated "sim_camera_pan" joint in between)
                                     so that a consumer mapping by index fails
   /<key>                            std_msgs/Float64MultiArray for every non-joint observation source,
-                                    e.g. /goal = [x, y]
-  /clock                            rosgraph_msgs/Clock, simulated time
+                                    e.g. /goal = [x, y], once per control step and at each reset
+  /clock                            rosgraph_msgs/Clock, simulated time, once per control step
   /episode                          std_msgs/String JSON: {"event": "start"|"end"|"finished", ...}
 Subscribes
   /forward_position_controller/commands          std_msgs/Float64MultiArray, robot joint order
@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import queue
 import sys
 import threading
@@ -150,12 +151,6 @@ class SimRobotNode:
         msg.name = list(self.published_order)
         msg.position = [float(position.get(n, 0.0)) for n in self.published_order]
         msg.velocity = [float(velocity.get(n, 0.0)) for n in self.published_order]
-        for key, values in self.sim.arrays().items():
-            self.pub_arrays[key].publish(msg_types["Array"](data=[float(v) for v in values]))
-        sim_ns = int(self.sim_time_s * 1e9)
-        clock = msg_types["Clock"]()
-        clock.clock = msg_types["Time"](sec=sim_ns // 1_000_000_000, nanosec=sim_ns % 1_000_000_000)
-        self.pub_clock.publish(clock)
         with self._lock:
             self.publish_times[stamp] = time.perf_counter()
             if len(self.publish_times) > 20_000:  # unanswered stamps (e.g. runner slower than publishing)
@@ -163,6 +158,16 @@ class SimRobotNode:
                     del self.publish_times[old]
         self.pub_joints.publish(msg)
         return stamp
+
+    def publish_world(self) -> None:
+        """The non-joint signals (goal) and /clock: once per physics control step, not per JointState."""
+        msg_types = self._msg
+        for key, values in self.sim.arrays().items():
+            self.pub_arrays[key].publish(msg_types["Array"](data=[float(v) for v in values]))
+        sim_ns = int(self.sim_time_s * 1e9)
+        clock = msg_types["Clock"]()
+        clock.clock = msg_types["Time"](sec=sim_ns // 1_000_000_000, nanosec=sim_ns % 1_000_000_000)
+        self.pub_clock.publish(clock)
 
     def publish_event(self, **event) -> None:
         self.pub_episode.publish(self._msg["String"](data=json.dumps(event)))
@@ -172,6 +177,7 @@ class SimRobotNode:
         self.sim.reset()
         self.publish_event(event="start", episode=self.sim.episode, seed=self.sim.base_seed + self.sim.episode)
         time.sleep(self.args.reset_gap_s)  # let the runner see the event before the new state
+        self.publish_world()
         return self.publish_state()
 
     def end_episode(self) -> None:
@@ -193,6 +199,7 @@ class SimRobotNode:
     def _step(self, command: np.ndarray | None) -> bool:
         done = self.sim.step(command if command is not None else self.sim.target)
         self.sim_time_s += 1.0 / self.sim.task.control_rate_hz
+        self.publish_world()
         if done:
             self.end_episode()
         return done
@@ -212,6 +219,8 @@ class SimRobotNode:
                 stamp = self.publish_state()
 
     def _run_realtime(self, deadline: float) -> None:
+        if self.args.realtime_priority:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.args.realtime_priority))
         publish_period = 1.0 / self.args.joint_state_rate
         control_period = 1.0 / self.sim.task.control_rate_hz
         t0 = time.perf_counter()
@@ -263,6 +272,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-wall-s", type=float, default=600.0, help="hard bound on the run's wall time")
     p.add_argument("--startup-s", type=float, default=1.0, help="wait for discovery before the first episode")
     p.add_argument("--reset-gap-s", type=float, default=0.05, help="pause between an episode event and the new state")
+    p.add_argument("--realtime-priority", type=int, default=None, help="realtime mode: SCHED_FIFO priority of the physics loop (root)")
     p.add_argument("--summary", type=Path, help="also write the JSON summary here")
     args = p.parse_args(argv)
     if not (args.task or args.checkpoint):
