@@ -1,0 +1,215 @@
+"""Diffusion Policy (Chi et al., RSS 2023): a chunk denoised from Gaussian noise, conditioned on observations.
+
+Training (DDPM, Ho et al. 2020): pick t ~ U{0..T-1} and ε ~ N(0, I), form
+    a_t = sqrt(ᾱ_t) a + sqrt(1 - ᾱ_t) ε            (diffusers' DDPMScheduler.add_noise)
+and regress the network on ε (`prediction_type="epsilon"`) or on a itself (`"sample"`), MSE.
+
+Sampling runs `num_inference_steps` of DDIM or DDPM. Every step of either is one network call and
+the same affine update with per-step constants, precomputed once from the diffusers scheduler:
+    x0 = clip(r_xt[k] x + r_out[k] out, -1, 1)
+    x  = c_x0[k] x0 + c_out[k] out + c_xt[k] x + sigma[k] z,      z ~ N(0, I)
+This reproduces diffusers' `step()` (tests check it) without its per-step Python and tensor
+bookkeeping, which costs as much as the network call itself at batch 1. Other diffusers schedulers
+(`"dpmsolver"`) run through their own `step()`.
+
+Deterministic sampling is DDIM with eta = 0 on the configured timesteps, whatever `scheduler` says:
+the initial noise still comes from the generator, so a seeded generator repeats exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from torch import nn
+
+from robotune.core.normalization import Normalizer
+from robotune.core.policy import Policy
+from robotune.core.registry import register
+from robotune.core.spec import TaskSpec
+from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
+
+SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "dpmsolver": DPMSolverMultistepScheduler}
+PRECOMPUTED_SCHEDULERS = ("ddim", "ddpm")  # the ones whose step() `step_coefficients` reproduces
+PREDICTION_TYPES = ("epsilon", "sample")
+
+
+@dataclass
+class DiffusionConfig(BackbonePolicyConfig):
+    num_train_timesteps: int = 100  # T of the DDPM forward process (Diffusion Policy uses 100)
+    beta_schedule: str = "squaredcos_cap_v2"  # the cosine schedule of Nichol & Dhariwal; any diffusers name
+    prediction_type: str = "epsilon"  # "epsilon" (predict the noise) or "sample" (predict the clean chunk x0)
+    scheduler: str = "ddim"  # sampler: "ddim", "ddpm" or "dpmsolver" (diffusers' DPMSolverMultistepScheduler)
+    num_inference_steps: int = 10  # denoising steps (network calls) per chunk
+    ddim_eta: float = 0.0  # DDIM noise scale for stochastic sampling; deterministic sampling always uses 0
+    clip_sample: bool = True  # clip the predicted x0 to [-1, 1] at every step, as Diffusion Policy does
+    compile: bool = False  # torch.compile the denoiser used by the torch sampler (pays off on GPU, not at CPU batch 1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"policy.scheduler must be one of {sorted(SCHEDULERS)}, got '{self.scheduler}'")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"policy.prediction_type must be one of {PREDICTION_TYPES}, got '{self.prediction_type}'")
+        if not 1 <= self.num_inference_steps <= self.num_train_timesteps:
+            raise ValueError(
+                f"policy.num_inference_steps ({self.num_inference_steps}) must be in "
+                f"[1, policy.num_train_timesteps={self.num_train_timesteps}]"
+            )
+
+
+@dataclass(frozen=True)
+class StepCoefficients:
+    """Per-step constants of the affine sampler update (see the module docstring); arrays of length K."""
+
+    timesteps: np.ndarray  # int64, the network's time input at each step
+    r_xt: np.ndarray
+    r_out: np.ndarray
+    c_x0: np.ndarray
+    c_out: np.ndarray
+    c_xt: np.ndarray
+    sigma: np.ndarray
+
+
+def make_scheduler(config: DiffusionConfig, name: str | None = None):
+    """A fresh diffusers scheduler for this config (`name` overrides `config.scheduler`)."""
+    name = name or config.scheduler
+    kwargs = dict(
+        num_train_timesteps=config.num_train_timesteps,
+        beta_schedule=config.beta_schedule,
+        prediction_type=config.prediction_type,
+    )
+    if name != "dpmsolver":  # DPM-Solver has thresholding instead of clipping
+        kwargs["clip_sample"] = config.clip_sample
+    return SCHEDULERS[name](**kwargs)
+
+
+def step_coefficients(config: DiffusionConfig, sampler: str, eta: float) -> StepCoefficients:
+    """Constants for `sampler` ("ddim" with `eta`, or "ddpm") on the configured inference timesteps.
+
+    Equations: DDIM is Song et al. 2021 eq. 12; DDPM is the posterior mean of Ho et al. 2020 eq. 7
+    with the "fixed_small" variance. Both use diffusers' timestep spacing and ᾱ table, and take
+    ᾱ = 1 before the first timestep, as diffusers' defaults do.
+    """
+    scheduler = make_scheduler(config, sampler)
+    scheduler.set_timesteps(config.num_inference_steps)
+    timesteps = scheduler.timesteps.numpy().astype(np.int64)
+    alphas_cumprod = scheduler.alphas_cumprod.double().numpy()
+    rows = []
+    for k, t in enumerate(timesteps):
+        a_t = alphas_cumprod[t]
+        a_prev = alphas_cumprod[timesteps[k + 1]] if k + 1 < len(timesteps) else 1.0
+        if config.prediction_type == "epsilon":  # x0 = (x - sqrt(1 - ᾱ_t) ε) / sqrt(ᾱ_t)
+            r_xt, r_out = 1 / np.sqrt(a_t), -np.sqrt(1 - a_t) / np.sqrt(a_t)
+        else:
+            r_xt, r_out = 0.0, 1.0
+        if sampler == "ddim":
+            sigma = eta * np.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
+            direction = np.sqrt(max(1 - a_prev - sigma**2, 0.0))  # coefficient of the predicted ε
+            if config.prediction_type == "epsilon":
+                c_out, c_xt = direction, 0.0
+            else:  # ε from the unclipped x0: (x - sqrt(ᾱ_t) out) / sqrt(1 - ᾱ_t)
+                c_out, c_xt = -direction * np.sqrt(a_t) / np.sqrt(1 - a_t), direction / np.sqrt(1 - a_t)
+            c_x0 = np.sqrt(a_prev)
+        elif sampler == "ddpm":
+            beta_t = 1 - a_t / a_prev
+            c_x0 = np.sqrt(a_prev) * beta_t / (1 - a_t)
+            c_out, c_xt = 0.0, np.sqrt(1 - beta_t) * (1 - a_prev) / (1 - a_t)
+            sigma = np.sqrt(max((1 - a_prev) / (1 - a_t) * beta_t, 1e-20)) if t > 0 else 0.0
+        else:
+            raise ValueError(f"no precomputed coefficients for scheduler '{sampler}'; use one of {PRECOMPUTED_SCHEDULERS}")
+        rows.append((r_xt, r_out, c_x0, c_out, c_xt, sigma))
+    columns = np.array(rows, dtype=np.float64).T
+    return StepCoefficients(timesteps, *columns)
+
+
+@register("policy", "diffusion")
+class DiffusionPolicy(Policy):
+    """Denoising diffusion over the normalised action chunk, conditioned on the encoded observation history."""
+
+    config_class: ClassVar[type[DiffusionConfig]] = DiffusionConfig
+    config: DiffusionConfig
+
+    def __init__(self, config: DiffusionConfig, spec: TaskSpec, obs_normalizer: Normalizer, action_normalizer: Normalizer):
+        super().__init__(config, spec, obs_normalizer, action_normalizer)
+        self.obs_encoder = make_obs_encoder(config, spec.obs_dim)
+        self.network = make_chunk_network(
+            config, in_channels=spec.action_dim, out_channels=spec.action_dim, cond_dim=self.obs_encoder.out_dim, uses_time=True
+        )
+        self.train_scheduler = make_scheduler(config, "ddpm")
+        self._coefficients: dict[bool, StepCoefficients] = {}
+        # Compiled lazily and kept out of the module tree so the state dict has no duplicate keys.
+        self._compiled_network = None
+
+    # ------------------------------------------------------------------ training
+
+    def compute_loss(self, obs_norm: torch.Tensor, action_norm: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """obs_norm (B, To, Do), action_norm (B, H, Da) -> MSE on ε or x0 at a random timestep."""
+        batch = action_norm.shape[0]
+        noise = torch.randn_like(action_norm)
+        t = torch.randint(0, self.config.num_train_timesteps, (batch,), device=action_norm.device)
+        noisy = self.train_scheduler.add_noise(action_norm, noise, t)
+        prediction = self.network(noisy, self.obs_encoder(obs_norm), t)
+        target = noise if self.config.prediction_type == "epsilon" else action_norm
+        loss = nn.functional.mse_loss(prediction, target)
+        return loss, {"loss": loss.item()}
+
+    # ------------------------------------------------------------------ sampling
+
+    def coefficients(self, deterministic: bool) -> StepCoefficients:
+        """The sampler constants, computed once per mode."""
+        if deterministic not in self._coefficients:
+            if deterministic:
+                self._coefficients[deterministic] = step_coefficients(self.config, "ddim", eta=0.0)
+            else:
+                self._coefficients[deterministic] = step_coefficients(self.config, self.config.scheduler, self.config.ddim_eta)
+        return self._coefficients[deterministic]
+
+    def _denoiser(self):
+        if not self.config.compile:
+            return self.network
+        if self._compiled_network is None:
+            self._compiled_network = torch.compile(self.network.forward, dynamic=False)
+        return self._compiled_network
+
+    def sample_chunk_norm(self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
+        """obs_norm (B, To, Do) -> chunk (B, H, Da) in [-1, 1]."""
+        if not deterministic and self.config.scheduler not in PRECOMPUTED_SCHEDULERS:
+            return self.sample_chunk_norm_with_scheduler(obs_norm, deterministic, generator)
+        coef = self.coefficients(deterministic)
+        denoiser = self._denoiser()
+        cond = self.obs_encoder(obs_norm)
+        batch = obs_norm.shape[0]
+        shape = (batch, self.config.horizon, self.action_dim)
+        x = torch.randn(shape, generator=generator, device=obs_norm.device)
+        clip = 1.0 if self.config.clip_sample else float("inf")
+        for k, t in enumerate(coef.timesteps.tolist()):
+            out = denoiser(x, cond, torch.full((batch,), t, device=x.device))
+            x0 = (coef.r_xt[k] * x + coef.r_out[k] * out).clamp_(-clip, clip)
+            x = coef.c_x0[k] * x0 + coef.c_out[k] * out + coef.c_xt[k] * x
+            if coef.sigma[k] > 0:
+                x += coef.sigma[k] * torch.randn(shape, generator=generator, device=x.device)
+        return x
+
+    def sample_chunk_norm_with_scheduler(
+        self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None, scheduler_name: str | None = None
+    ) -> torch.Tensor:
+        """The textbook loop that calls a diffusers scheduler's `step()` every denoising step.
+
+        This is how Diffusion Policy and LeRobot sample; it is the path for schedulers without
+        precomputed constants, and the reference the fast samplers are tested and timed against.
+        """
+        name = "ddim" if deterministic else (scheduler_name or self.config.scheduler)
+        scheduler = make_scheduler(self.config, name)
+        scheduler.set_timesteps(self.config.num_inference_steps)
+        step_kwargs = {"eta": 0.0 if deterministic else self.config.ddim_eta} if name == "ddim" else {}
+        cond = self.obs_encoder(obs_norm)
+        batch = obs_norm.shape[0]
+        x = torch.randn((batch, self.config.horizon, self.action_dim), generator=generator, device=obs_norm.device)
+        for t in scheduler.timesteps:
+            out = self.network(x, cond, t.expand(batch).to(x.device))
+            x = scheduler.step(out, t, x, generator=generator, **step_kwargs).prev_sample
+        return x

@@ -1,0 +1,86 @@
+"""Gaussian chunk policy: one diagonal Gaussian over the whole normalised chunk, trained by likelihood.
+
+    a ~ N(μ(o), diag σ²),   loss = mean over chunk entries of  ½((a − μ)/σ)² + log σ + ½ log 2π
+
+σ is either one learned value per chunk entry (`state_dependent_std=False`, as in PPO's default
+actor) or a second network head. The distribution is unimodal by construction: given demos that
+go around an obstacle on either side it averages the two, and that is the baseline's job here.
+Deterministic sampling returns μ.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from robotune.core.normalization import Normalizer
+from robotune.core.policy import Policy
+from robotune.core.registry import register
+from robotune.core.spec import TaskSpec
+from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
+
+
+@dataclass
+class GaussianConfig(BackbonePolicyConfig):
+    state_dependent_std: bool = False  # False: σ is a learned parameter per chunk entry; True: a network head
+    init_std: float = 0.5  # σ at initialisation, in normalised action units ([-1, 1] spans the action range)
+    min_std: float = 0.01  # σ floor: near-deterministic demos would otherwise drive log σ and the loss to -inf
+    max_std: float = 1.0  # σ ceiling: wider than the whole normalised range is never useful
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.min_std <= self.init_std <= self.max_std:
+            raise ValueError(
+                f"need 0 < policy.min_std <= policy.init_std <= policy.max_std, got "
+                f"{self.min_std}, {self.init_std}, {self.max_std}"
+            )
+
+
+@register("policy", "gaussian")
+class GaussianPolicy(Policy):
+    """Unimodal Gaussian over the chunk; the baseline that multimodal demos should defeat."""
+
+    config_class: ClassVar[type[GaussianConfig]] = GaussianConfig
+    config: GaussianConfig
+
+    def __init__(self, config: GaussianConfig, spec: TaskSpec, obs_normalizer: Normalizer, action_normalizer: Normalizer):
+        super().__init__(config, spec, obs_normalizer, action_normalizer)
+        self.obs_encoder = make_obs_encoder(config, spec.obs_dim)
+        heads = 2 if config.state_dependent_std else 1
+        self.network = make_chunk_network(
+            config, in_channels=0, out_channels=heads * spec.action_dim, cond_dim=self.obs_encoder.out_dim, uses_time=False
+        )
+        init_log_std = math.log(config.init_std)
+        if config.state_dependent_std:
+            self.log_std_offset = init_log_std  # the head's output starts near 0, so σ starts near init_std
+        else:
+            self.log_std = nn.Parameter(torch.full((config.horizon, spec.action_dim), init_log_std))
+
+    def distribution(self, obs_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs_norm (B, To, Do) -> mean (B, H, Da) and log σ (B, H, Da) or (H, Da), normalised units."""
+        out = self.network(None, self.obs_encoder(obs_norm))
+        if self.config.state_dependent_std:
+            mean, log_std = out.chunk(2, dim=-1)
+            log_std = log_std + self.log_std_offset
+        else:
+            mean, log_std = out, self.log_std
+        return mean, log_std.clamp(math.log(self.config.min_std), math.log(self.config.max_std))
+
+    def compute_loss(self, obs_norm: torch.Tensor, action_norm: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Negative log-likelihood per chunk entry of action_norm (B, H, Da)."""
+        mean, log_std = self.distribution(obs_norm)
+        z = (action_norm - mean) * torch.exp(-log_std)
+        nll = (0.5 * z.square() + log_std + 0.5 * math.log(2 * math.pi)).mean()
+        mse = (action_norm - mean).square().mean()
+        return nll, {"loss": nll.item(), "mse": mse.item(), "std": log_std.exp().mean().item()}
+
+    def sample_chunk_norm(self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
+        mean, log_std = self.distribution(obs_norm)
+        if deterministic:
+            return mean
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+        return mean + log_std.exp() * noise
