@@ -139,6 +139,8 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         "inference_ms_max": round(stats["planner"]["inference_ms_max"], 3),
         "policy": "checkpoint" if checkpoint else "random_mlp_2x256",
         "realtime_priority": priority,
+        "joint_state_rate_hz": joint_state_rate,
+        "loadavg_1m_after": os.getloadavg()[0],  # this machine is shared: other work inflates the tails
     }
 
 

@@ -290,17 +290,17 @@ def run_sim_robot_episodes(domain_id, mode: str, episodes: int, rate_hz: float, 
 
     spec = ReachAroundTask().spec
     argv = [sys.executable, "-m", "robotune.deploy.sim_robot", "--task", "reach_around", "--episodes", str(episodes),
-            "--mode", mode, "--domain-id", str(domain_id), "--startup-s", "0.5", "--max-wall-s", "40", "--seed", "100000"]
+            "--mode", mode, "--domain-id", str(domain_id), "--startup-s", "0.5", "--max-wall-s", "60", "--seed", "100000"]
     sim = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=netns.REPO)
     topics = default_observation_topics(spec, spec.robot)
     transport = Ros2Transport(spec.robot.joint_names, rate_hz,
                               RosTopics(command_type=command_type, episode="/episode", observation_topics=topics), domain_id=domain_id)
-    config = RunnerConfig(rate_hz=rate_hz, lead_ticks=1, blend_steps=0, configure_timeout_s=10.0,
+    config = RunnerConfig(rate_hz=rate_hz, lead_ticks=1, blend_steps=0, configure_timeout_s=30.0,
                           safety=SafetyConfig(warmup_ticks=0, obs_timeout_s=3.0 / rate_hz))
     runner = PolicyRunner(ExpertPolicy(), spec, transport, config, observation_topics=topics)
     try:
         with Running(runner):
-            assert wait_until(lambda: transport.finished.is_set() or sim.poll() is not None, 40.0)
+            assert wait_until(lambda: transport.finished.is_set() or sim.poll() is not None, 60.0)
             stats = runner.stats()
         out, err = sim.communicate(timeout=10)
     finally:
