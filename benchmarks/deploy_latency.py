@@ -107,7 +107,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
     topics = default_observation_topics(spec, spec.robot)
     transport = Ros2Transport(spec.robot.joint_names, rate_hz, RosTopics(episode="/episode", observation_topics=topics),
                               domain_id=domain_id)
-    runner = PolicyRunner(policy, spec, transport, RunnerConfig(rate_hz=rate_hz, configure_timeout_s=10.0, realtime_priority=priority),
+    runner = PolicyRunner(policy, spec, transport, RunnerConfig(rate_hz=rate_hz, configure_timeout_s=60.0, realtime_priority=priority),
                           observation_topics=topics)
     try:
         runner.configure()
