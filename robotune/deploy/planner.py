@@ -100,7 +100,9 @@ class ChunkPlanner:
     # -- per tick ----------------------------------------------------------------------------
     def action(self, tick: int, wait: bool = False) -> np.ndarray | None:
         """The action for `tick`, or None if no plan covers it yet. `wait` blocks on a running plan."""
-        self._merge_results(tick)
+        # A stepped simulation has no wall clock: a running plan always "meets its budget", so wait
+        # for it before anything else, which also keeps runs deterministic.
+        self._merge_results(tick, block=wait and self._in_flight)
         if self._next_request_tick is None or tick >= self._next_request_tick:
             self._request(tick)
         if wait and self._in_flight and tick >= self._in_flight_tick + self.lead_ticks:
