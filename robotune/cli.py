@@ -3,6 +3,7 @@
     robotune train task=reach_around policy=diffusion algo.steps=2000
     robotune train --multirun policy=diffusion,gaussian
     robotune eval checkpoint=runs/reach_around-diffusion-bc-seed0
+    robotune deploy checkpoint=DIR robot=planar_arm transport=sim
     robotune plugins
 """
 
@@ -28,6 +29,7 @@ Any Hydra flag works after the command: --multirun, --cfg job, --help."""
 HYDRA_COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "robotune.core.training:train"),
     "eval": ("eval", "robotune.core.evaluation:evaluate_checkpoint"),
+    "deploy": ("deploy", "robotune.deploy.cli:deploy"),
 }
 
 

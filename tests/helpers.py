@@ -23,6 +23,8 @@ def tiny_train_overrides(tmp_path: Path, policy: str = "gaussian", steps: int = 
     return [
         f"policy={policy}",
         f"algo.steps={steps}",
+        "policy.hidden_dim=64",
+        "policy.num_blocks=1",
         "algo.batch_size=32",
         "algo.warmup_steps=5",
         "data.num_episodes=8",

@@ -66,9 +66,9 @@ def test_damaged_checkpoint_errors_name_the_file(tmp_path):
 
 
 def _train_command(tmp_path, run_name: str) -> list[str]:
-    overrides = tiny_train_overrides(tmp_path, steps=1500)
+    overrides = tiny_train_overrides(tmp_path, steps=800)
     overrides = [o for o in overrides if not o.startswith(("run_dir=", "checkpoint_every="))]
-    return [sys.executable, "-m", "robotune.cli", "train", *overrides, f"run_dir={tmp_path / run_name}", "checkpoint_every=100"]
+    return [sys.executable, "-m", "robotune.cli", "train", *overrides, f"run_dir={tmp_path / run_name}", "checkpoint_every=50"]
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
@@ -86,7 +86,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     process.wait(timeout=30)
     killed_at = json.loads((list_checkpoints(checkpoints_dir)[-1] / "training_state.json").read_text())
     interrupted_step = [v for k, v in killed_at["__dict__"] if k == "step"][0]
-    assert 0 < interrupted_step < 1500, "the run must have been stopped mid-training"
+    assert 0 < interrupted_step < 800, "the run must have been stopped mid-training"
 
     resumed = subprocess.run(_train_command(tmp_path, "interrupted"), env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

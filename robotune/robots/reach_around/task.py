@@ -130,12 +130,16 @@ class ReachAroundEnv(gym.Env):
 
 
 class ReachAroundExpert:
-    """Follows start -> side waypoint -> goal at a fixed Cartesian speed, through analytic IK.
+    """Follows start -> approach point -> side waypoint -> goal at a fixed speed, through analytic IK.
 
-    The side is drawn at reset with probability 1/2 each, unless fixed with `side`. The waypoints
-    lie on the line from the base through the post, `waypoint_offset` before and after it, so both
-    ways are equally long, and their average in joint space lands on the post.
-    The expert is open loop in time after reset: its action depends only on the step count.
+    The approach point lies on the straight line from the start to the post, `approach_distance`
+    short of its centre, and both modes share the path up to it: there the demonstrations split
+    into two equally good ways, from identical observation histories. A policy that averages the
+    modes keeps going straight and hits the post a few steps later; one that represents both picks
+    a side. The side waypoints lie on the line from the base through the post, `waypoint_offset`
+    before and after it, so both ways are equally long.
+    The side is drawn at reset with probability 1/2 each, unless fixed with `side`. The expert is
+    open loop in time after reset: its action depends only on the step count.
     """
 
     SIDES = ("inner", "outer")
@@ -146,7 +150,8 @@ class ReachAroundExpert:
         obstacle_xy: np.ndarray,
         control_period: float,
         speed: float = 0.3,
-        waypoint_offset: float = 0.18,
+        waypoint_offset: float = 0.22,
+        approach_distance: float = 0.19,
         side: str | None = None,
     ) -> None:
         if side not in (None, *self.SIDES):
@@ -158,6 +163,8 @@ class ReachAroundExpert:
             "inner": obstacle_xy - waypoint_offset * radial,
             "outer": obstacle_xy + waypoint_offset * radial,
         }
+        self.obstacle_xy = obstacle_xy
+        self.approach_distance = approach_distance
         self.fixed_side = side
         self.side = side or "inner"
         self._path = np.zeros((1, 2))
@@ -166,7 +173,9 @@ class ReachAroundExpert:
     def reset(self, obs: np.ndarray, rng: np.random.Generator) -> None:
         self.side = self.fixed_side or self.SIDES[int(rng.integers(2))]
         start = self.kinematics.forward(obs[:2].astype(np.float64))
-        self._path = np.stack([start, self.waypoints[self.side], obs[GOAL_SLICE].astype(np.float64)])
+        to_post = self.obstacle_xy - start
+        approach = self.obstacle_xy - self.approach_distance * to_post / np.linalg.norm(to_post)
+        self._path = np.stack([start, approach, self.waypoints[self.side], obs[GOAL_SLICE].astype(np.float64)])
         self._steps = 0
 
     def act(self, obs: np.ndarray) -> np.ndarray:

@@ -1,0 +1,169 @@
+"""Control-loop jitter and observation-to-command latency of the deploy runner over real ROS 2.
+
+    python benchmarks/deploy_latency.py [--seconds 10] [--rates 100 500] [--checkpoint DIR]
+
+For each rate, the MuJoCo ROS 2 simulator (`robotune.deploy.sim_robot`, realtime mode) runs in its
+own process and publishes /joint_states at 1 kHz; the runner (this process) ticks at the rate,
+plans with a policy (the checkpoint's, or a small random MLP chunk policy with the same shapes),
+and publishes Float64MultiArray commands carrying the stamp of the JointState they came from.
+
+- jitter: |actual tick period - nominal| from the runner's tick start times (perf_counter).
+- obs_to_cmd: measured at the robot side, from publishing a JointState to receiving the command
+  computed from it (matched by the echoed stamp). It includes waiting for the next tick (up to
+  1 ms here, as joint states arrive at 1 kHz), the tick itself (inference runs ahead, in the
+  planner thread) and DDS delivery both ways.
+
+Everything DDS runs inside a private network namespace (the script re-executes itself under
+`unshare -n` as root). The last stdout line is a JSON list with one record per rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+INSIDE = "ROBOTUNE_IN_PRIVATE_NETNS"
+NETNS_SETUP = 'ip link set lo up; ip link set lo multicast on; ip route add 224.0.0.0/4 dev lo; exec "$@"'
+
+
+def reexec_in_private_netns() -> int:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        print("needs root and unshare: DDS must run inside a private network namespace", file=sys.stderr)
+        return 2
+    env = {**os.environ, INSIDE: "1", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))}
+    argv = ["unshare", "-n", "bash", "-c", NETNS_SETUP, "_", sys.executable, *sys.argv]
+    return subprocess.run(argv, env=env, timeout=600).returncode
+
+
+def random_mlp_policy(spec):
+    """A Policy with a 2x256 MLP over the observation history, random weights: realistic inference cost."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from robotune.core.normalization import Normalizer
+    from robotune.core.policy import Policy, PolicyConfig
+
+    @dataclass
+    class MLPConfig(PolicyConfig):
+        obs_horizon: int = 2
+        horizon: int = 16
+        act_steps: int = 8
+
+    class RandomMLPChunkPolicy(Policy):
+        def __init__(self) -> None:
+            config = MLPConfig()
+            super().__init__(config, spec, Normalizer.identity(spec.obs_dim),
+                             Normalizer(np.array(spec.action_low), np.array(spec.action_high)))
+            self.net = nn.Sequential(nn.Linear(config.obs_horizon * spec.obs_dim, 256), nn.ReLU(), nn.Linear(256, 256),
+                                     nn.ReLU(), nn.Linear(256, config.horizon * spec.action_dim))
+
+        def compute_loss(self, obs_norm, action_norm):
+            raise NotImplementedError
+
+        def sample_chunk_norm(self, obs_norm, deterministic, generator):
+            out = torch.tanh(self.net(obs_norm.flatten(1)) * 0.1)
+            return out.view(obs_norm.shape[0], self.config.horizon, spec.action_dim)
+
+    torch.manual_seed(0)
+    return RandomMLPChunkPolicy().eval()
+
+
+def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | None, priority: int | None,
+             joint_state_rate: float = 1000.0) -> dict:
+    import numpy as np
+    import torch
+
+    from robotune.deploy.cli import default_observation_topics
+    from robotune.deploy.ros2_transport import Ros2Transport
+    from robotune.deploy.runner import PolicyRunner, RunnerConfig
+    from robotune.deploy.transport import RosTopics
+    from robotune.robots.reach_around.task import ReachAroundTask
+
+    torch.set_num_threads(1)
+    spec = ReachAroundTask().spec
+    if checkpoint:
+        from robotune.core.checkpoint import load_checkpoint
+
+        policy = load_checkpoint(checkpoint).policy
+    else:
+        policy = random_mlp_policy(spec)
+    startup_s = 1.0
+    sim_argv = [sys.executable, "-m", "robotune.deploy.sim_robot", "--task", "reach_around", "--episodes", "100000",
+                "--mode", "realtime", "--joint-state-rate", str(joint_state_rate), "--domain-id", str(domain_id),
+                "--startup-s", str(startup_s), "--max-wall-s", str(seconds + startup_s + 0.5)]
+    if priority:
+        sim_argv += ["--realtime-priority", str(priority - 1)]
+    sim = subprocess.Popen(sim_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    topics = default_observation_topics(spec, spec.robot)
+    transport = Ros2Transport(spec.robot.joint_names, rate_hz, RosTopics(episode="/episode", observation_topics=topics),
+                              domain_id=domain_id)
+    runner = PolicyRunner(policy, spec, transport, RunnerConfig(rate_hz=rate_hz, configure_timeout_s=60.0, realtime_priority=priority),
+                          observation_topics=topics)
+    try:
+        runner.configure()
+        runner.activate()
+        end = time.monotonic() + seconds + startup_s + 10
+        while sim.poll() is None and time.monotonic() < end:
+            runner.run_for(0.2)
+        stats = runner.stats()
+        runner.shutdown()
+        out, err = sim.communicate(timeout=20)
+    finally:
+        if sim.poll() is None:
+            sim.terminate()
+            sim.wait(timeout=5)
+    if sim.returncode != 0:
+        raise RuntimeError(f"sim_robot failed: {err[-2000:]}")
+    robot = json.loads(out.strip().splitlines()[-1])
+    return {
+        "transport": "ros2",
+        "rate_hz": rate_hz,
+        "jitter_p50_ms": round(stats["jitter_p50_ms"], 4),
+        "jitter_p99_ms": round(stats["jitter_p99_ms"], 4),
+        "obs_to_cmd_p50_ms": round(robot["obs_to_cmd_p50_ms"], 4),
+        "obs_to_cmd_p99_ms": round(robot["obs_to_cmd_p99_ms"], 4),
+        "ticks": stats["ticks"],
+        "overruns": stats["overruns"],
+        "stale_ticks": stats["stale_ticks"],
+        "latency_samples": robot["latency_samples"],
+        "inference_ms_max": round(stats["planner"]["inference_ms_max"], 3),
+        "policy": "checkpoint" if checkpoint else "random_mlp_2x256",
+        "realtime_priority": priority,
+        "joint_state_rate_hz": joint_state_rate,
+        "loadavg_1m_after": os.getloadavg()[0],  # this machine is shared: other work inflates the tails
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seconds", type=float, default=10.0, help="measured time per rate")
+    p.add_argument("--rates", type=float, nargs="+", default=[100.0, 500.0])
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--joint-state-rate", type=float, default=1000.0, help="simulator /joint_states rate (Hz)")
+    p.add_argument("--realtime-priority", type=int, default=None,
+                   help="SCHED_FIFO priority for the runner's control thread (the simulator's loop gets one less)")
+    args = p.parse_args()
+    if os.environ.get(INSIDE) != "1":
+        return reexec_in_private_netns()
+    records = []
+    for i, rate in enumerate(args.rates):
+        record = run_cell(rate, args.seconds, domain_id=40 + i, checkpoint=args.checkpoint, priority=args.realtime_priority,
+                          joint_state_rate=args.joint_state_rate)
+        print(record, file=sys.stderr, flush=True)
+        records.append(record)
+    print(json.dumps(records))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

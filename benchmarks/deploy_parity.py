@@ -1,0 +1,156 @@
+"""Does a checkpoint succeed as often over ROS 2 as in direct evaluation?
+
+    python benchmarks/deploy_parity.py --checkpoint runs/reach_around-diffusion-bc-seed0 --episodes 20
+
+Runs the same seeded episodes three ways and prints their success rates (last stdout line, JSON):
+  direct  robotune's evaluation harness (ChunkController, no deploy code)
+  sim     the deploy runner, planner and safety layer stepping MuJoCo directly (transport=sim)
+  ros2    the deploy runner over real ROS 2 (rclpy, Fast DDS) driving the MuJoCo simulator node
+          (`robotune.deploy.sim_robot --mode lockstep`) in another process
+
+Lockstep makes the ROS 2 run faster than real time at the same per-step semantics: the simulator
+advances one 50 ms control step per command computed from its latest state, and the runner ticks
+at --rate-hz (default 100 Hz, 5x real time). The runner uses `--lead-ticks` control periods of
+inference budget (1 by default: each chunk is planned one tick ahead from a one-tick-older
+observation), the rate limiter and all other safety rules, so differences from `direct` are
+the deployment's, not the transport's. DDS runs inside a private network namespace (the script
+re-executes itself under `unshare -n`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+INSIDE = "ROBOTUNE_IN_PRIVATE_NETNS"
+NETNS_SETUP = 'ip link set lo up; ip link set lo multicast on; ip route add 224.0.0.0/4 dev lo; exec "$@"'
+
+
+def reexec_in_private_netns() -> int:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        print("needs root and unshare: DDS must run inside a private network namespace", file=sys.stderr)
+        return 2
+    env = {**os.environ, INSIDE: "1", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))}
+    argv = ["unshare", "-n", "bash", "-c", NETNS_SETUP, "_", sys.executable, *sys.argv]
+    return subprocess.run(argv, env=env, timeout=3600).returncode
+
+
+def load(checkpoint_dir: str):
+    from robotune.core import registry
+    from robotune.core.checkpoint import load_checkpoint
+    from robotune.core.config import build_config
+
+    checkpoint = load_checkpoint(checkpoint_dir)
+    task_class = registry.get("task", checkpoint.config.task.name)
+    task = task_class(build_config(task_class.config_class, checkpoint.config.task, "task"))
+    return checkpoint, task
+
+
+def runner_config(args, rate_hz: float):
+    from robotune.deploy.runner import RunnerConfig
+    from robotune.deploy.safety import SafetyConfig
+
+    # Lockstep: the next state arrives about one runner period after a command, so allow 3 periods.
+    return RunnerConfig(rate_hz=rate_hz, lead_ticks=args.lead_ticks, blend_steps=args.blend_steps, configure_timeout_s=60.0,
+                        safety=SafetyConfig(warmup_ticks=0, obs_timeout_s=3.0 / rate_hz))
+
+
+def run_direct(args) -> dict:
+    from robotune.core.evaluation import evaluate
+
+    checkpoint, task = load(args.checkpoint)
+    return evaluate(checkpoint.policy, task, episodes=args.episodes, seed=args.seed, num_envs=10).summary()
+
+
+def run_sim(args) -> dict:
+    from robotune.deploy.cli import default_observation_topics
+    from robotune.deploy.runner import PolicyRunner
+    from robotune.deploy.sim_transport import SimTransport
+    from robotune.deploy.simulated_robot import SimulatedRobot
+
+    checkpoint, task = load(args.checkpoint)
+    spec = checkpoint.task_spec
+    sim = SimulatedRobot(task.make_env(), spec, spec.robot, seed=args.seed, episodes=args.episodes)
+    runner = PolicyRunner(checkpoint.policy, spec, SimTransport(sim), runner_config(args, spec.control_rate_hz),
+                          observation_topics=default_observation_topics(spec, spec.robot))
+    runner.configure()
+    runner.activate()
+    runner.run_stepped(args.episodes * (spec.max_episode_steps + 2), until=lambda: sim.finished)
+    stats = runner.stats()
+    runner.shutdown()
+    return {**{k: v for k, v in sim.summary().items() if k != "results"}, "rate_limited_ticks": stats["rate_limited_ticks"]}
+
+
+def run_ros2(args) -> dict:
+    from robotune.deploy.cli import default_observation_topics
+    from robotune.deploy.ros2_transport import Ros2Transport
+    from robotune.deploy.runner import PolicyRunner
+    from robotune.deploy.transport import RosTopics
+
+    checkpoint, _ = load(args.checkpoint)
+    spec = checkpoint.task_spec
+    domain_id = 61
+    sim_argv = [sys.executable, "-m", "robotune.deploy.sim_robot", "--checkpoint", args.checkpoint, "--episodes",
+                str(args.episodes), "--seed", str(args.seed), "--mode", "lockstep", "--domain-id", str(domain_id),
+                "--max-wall-s", str(args.max_wall_s)]
+    sim = subprocess.Popen(sim_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    topics = default_observation_topics(spec, spec.robot)
+    transport = Ros2Transport(spec.robot.joint_names, args.rate_hz, RosTopics(episode="/episode", observation_topics=topics),
+                              domain_id=domain_id)
+    runner = PolicyRunner(checkpoint.policy, spec, transport, runner_config(args, args.rate_hz), observation_topics=topics)
+    started = time.monotonic()
+    try:
+        runner.configure()
+        runner.activate()
+        while sim.poll() is None and not transport.finished.is_set() and time.monotonic() - started < args.max_wall_s + 10:
+            runner.run_for(0.2)
+        stats = runner.stats()
+        runner.shutdown()
+        out, err = sim.communicate(timeout=30)
+    finally:
+        if sim.poll() is None:
+            sim.terminate()
+            sim.wait(timeout=5)
+    if sim.returncode != 0:
+        raise RuntimeError(f"sim_robot failed: {err[-2000:]}")
+    summary = json.loads(out.strip().splitlines()[-1])
+    return {**{k: v for k, v in summary.items() if k != "results"}, "wall_s": round(time.monotonic() - started, 1),
+            "runner": {k: stats[k] for k in ("ticks", "policy_ticks", "stale_ticks", "no_action_ticks", "rate_limited_ticks",
+                                             "overruns", "jitter_p99_ms", "latched")}}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--seed", type=int, default=100000)
+    p.add_argument("--rate-hz", type=float, default=100.0, help="runner rate over ROS 2 (lockstep: 5x real time at 100)")
+    p.add_argument("--lead-ticks", type=int, default=1)
+    p.add_argument("--blend-steps", type=int, default=0)
+    p.add_argument("--max-wall-s", type=float, default=900.0)
+    args = p.parse_args()
+    if os.environ.get(INSIDE) != "1":
+        return reexec_in_private_netns()
+    import torch
+
+    torch.set_num_threads(1)
+    result = {"checkpoint": args.checkpoint, "episodes": args.episodes, "lead_ticks": args.lead_ticks,
+              "blend_steps": args.blend_steps, "rate_hz": args.rate_hz}
+    for name, fn in (("direct", run_direct), ("sim", run_sim), ("ros2", run_ros2)):
+        result[name] = fn(args)
+        print(name, result[name], file=sys.stderr, flush=True)
+    result["ros2_minus_direct_points"] = round(100 * (result["ros2"]["success_rate"] - result["direct"]["success_rate"]), 1)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Action chunks planned ahead of time, so that inference never stalls the control loop.
+
+The same idea as `robotune.core.chunking.ChunkController` (execute `act_steps` of each predicted
+chunk open loop, then replan), rearranged for a real-time loop:
+
+- A plan is requested every `act_steps` ticks, from the observation history at that tick t, and
+  computed in a background thread while the loop keeps sending the previous chunk's actions.
+- Chunk entry i is the action for tick t + i (the policy predicts from its newest observation on).
+  Entries before t + `lead_ticks` are never used: those ticks belong to the previous chunk while
+  inference runs, so `lead_ticks` is the inference budget in control periods. This keeps actions
+  time-aligned instead of executing them one inference-latency late.
+- At a boundary the first `blend_steps` actions of the new chunk are mixed with the previous
+  chunk's own predictions for the same ticks (linear ramp towards the new chunk), which removes the
+  jump when consecutive chunks disagree.
+- If a plan is late, the loop keeps using the previous chunk's remaining predictions; only when
+  none is left does it get no action, and the safety layer holds.
+
+`lead_ticks=0` reproduces ChunkController exactly (plan synchronously on the tick), at the price
+of the tick waiting for inference; it is there for parity checks.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from robotune.core.policy import Policy
+
+
+@dataclass
+class PlannerStats:
+    plans: int = 0
+    plans_late: int = 0  # plans that arrived after the tick their first action was meant for
+    requests_skipped: int = 0  # requests dropped because the previous plan was still running
+    stale_actions_dropped: int = 0
+    inference_ms_max: float = 0.0
+
+
+class ChunkPlanner:
+    """obs per tick in (`observe`), one action per tick out (`action`); chunks planned in the background."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        lead_ticks: int = 1,
+        blend_steps: int = 2,
+        act_steps: int | None = None,
+        deterministic: bool = True,
+        seed: int = 0,
+    ) -> None:
+        cfg = policy.config
+        if lead_ticks < 0 or blend_steps < 0:
+            raise ValueError(f"lead_ticks ({lead_ticks}) and blend_steps ({blend_steps}) must be >= 0")
+        if lead_ticks >= cfg.horizon:
+            raise ValueError(f"lead_ticks ({lead_ticks}) must be below the policy's horizon ({cfg.horizon})")
+        self.policy = policy
+        self.lead_ticks = lead_ticks
+        self.blend_steps = blend_steps
+        # A chunk must still cover its act_steps after skipping the first lead_ticks entries.
+        self.act_steps = min(act_steps or cfg.act_steps, cfg.horizon - lead_ticks)
+        self.deterministic = deterministic
+        self.generator = torch.Generator().manual_seed(seed)
+        self.history: deque[np.ndarray] = deque(maxlen=cfg.obs_horizon)
+        self.stats = PlannerStats()
+        self._schedule: dict[int, np.ndarray] = {}
+        self._next_request_tick: int | None = None
+        self._generation = 0
+        self._in_flight = False
+        self._in_flight_tick = 0
+        self._results: queue.Queue = queue.Queue()
+        self._requests: queue.Queue = queue.Queue(maxsize=2)  # one request plus the stop marker
+        self._worker: threading.Thread | None = None
+        if lead_ticks > 0:
+            self._worker = threading.Thread(target=self._work, name="chunk-planner", daemon=True)
+            self._worker.start()
+
+    # -- episode -----------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget history and queued actions (new episode); a plan still running is discarded on arrival."""
+        self._generation += 1
+        self.history.clear()
+        self._schedule.clear()
+        self._next_request_tick = None
+        self.policy.reset()
+
+    def observe(self, obs: np.ndarray) -> None:
+        """Append this tick's observation (obs_dim,). A fresh history is the first observation repeated."""
+        obs = np.asarray(obs, dtype=np.float32)
+        if not self.history:
+            self.history.extend([obs] * self.history.maxlen)
+        else:
+            self.history.append(obs)
+
+    # -- per tick ----------------------------------------------------------------------------
+    def action(self, tick: int, wait: bool = False) -> np.ndarray | None:
+        """The action for `tick`, or None if no plan covers it yet. `wait` blocks on a running plan."""
+        # A stepped simulation has no wall clock: a running plan always "meets its budget", so wait
+        # for it before anything else, which also keeps runs deterministic.
+        self._merge_results(tick, block=wait and self._in_flight)
+        if self._next_request_tick is None or tick >= self._next_request_tick:
+            self._request(tick)
+        if wait and self._in_flight and tick >= self._in_flight_tick + self.lead_ticks:
+            self._merge_results(tick, block=True)
+        for old in [k for k in self._schedule if k < tick]:
+            del self._schedule[old]
+        return self._schedule.pop(tick, None)
+
+    def _request(self, tick: int) -> None:
+        if not self.history:
+            return
+        obs = torch.from_numpy(np.stack(self.history)[None])  # (1, obs_horizon, obs_dim)
+        if self._worker is None:
+            self._store(tick, self._infer(obs), tick)
+        elif self._in_flight:
+            self.stats.requests_skipped += 1
+            return
+        else:
+            self._in_flight = True
+            self._in_flight_tick = tick
+            self._requests.put((self._generation, tick, obs))
+        self._next_request_tick = tick + self.act_steps
+
+    def _infer(self, obs: torch.Tensor) -> np.ndarray:
+        start = time.perf_counter()
+        chunk = self.policy.predict_chunk(obs, deterministic=self.deterministic, generator=self.generator)[0]
+        self.stats.inference_ms_max = max(self.stats.inference_ms_max, (time.perf_counter() - start) * 1e3)
+        self.stats.plans += 1
+        return chunk.numpy().astype(np.float64)
+
+    def _work(self) -> None:
+        while True:
+            item = self._requests.get()
+            if item is None:
+                return
+            generation, tick, obs = item
+            try:
+                chunk = self._infer(obs)
+            except Exception as exc:  # surfaced on the control thread, which turns it into a fault
+                chunk = exc
+            self._results.put((generation, tick, chunk))
+
+    def _merge_results(self, tick: int, block: bool = False) -> None:
+        while True:
+            try:
+                generation, obs_tick, chunk = self._results.get(block=block, timeout=5.0 if block else None)
+            except queue.Empty:
+                return
+            block = False
+            self._in_flight = False
+            if isinstance(chunk, Exception):
+                raise RuntimeError(f"policy inference failed: {chunk!r}") from chunk
+            if generation == self._generation:
+                self._store(obs_tick, chunk, tick)
+
+    def _store(self, obs_tick: int, chunk: np.ndarray, tick: int) -> None:
+        first = obs_tick + self.lead_ticks
+        if first < tick:
+            self.stats.plans_late += 1
+        for i in range(self.lead_ticks, len(chunk)):
+            k = obs_tick + i
+            if k < tick:
+                self.stats.stale_actions_dropped += 1
+                continue
+            j = k - first
+            if j < self.blend_steps and k in self._schedule:
+                w = (j + 1) / (self.blend_steps + 1)
+                self._schedule[k] = (1 - w) * self._schedule[k] + w * chunk[i]
+            else:
+                self._schedule[k] = chunk[i]
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._requests.put(None)
+            self._worker.join(timeout=5.0)
+            self._worker = None

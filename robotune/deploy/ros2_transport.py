@@ -1,0 +1,147 @@
+"""The rclpy backend of `Transport`: JointState and array topics in, ros2_control commands out.
+
+Joint states are mapped by joint name into a `SignalCache`; commands go out RELIABLE in the
+robot's joint order. When `echo_obs_stamp` is set, the header stamp of the JointState a command
+was computed from travels with it (Float64MultiArray: `layout.dim[0].label = "obs_stamp_ns=<ns>"`;
+JointTrajectory: `header.frame_id`), so a robot-side tool can measure observation-to-command
+latency. Controllers ignore both fields: forward_command_controller reads only `data`, and the
+trajectory controller uses `header.stamp` (left at zero, "start now"), not `frame_id`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from robotune.deploy.observation import ObservationSnapshot, SignalCache
+from robotune.deploy.ros_node import COMMAND_QOS, EVENT_QOS, SENSOR_QOS, SpinningNode
+from robotune.deploy.transport import RosTopics, Transport
+
+STAMP_LABEL = "obs_stamp_ns="
+
+
+def stamp_to_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def command_source_stamp(msg: Float64MultiArray | JointTrajectory) -> int | None:
+    """The observation stamp a runner echoed into a command, or None (robot side of the latency probe)."""
+    text = msg.header.frame_id if isinstance(msg, JointTrajectory) else (msg.layout.dim[0].label if msg.layout.dim else "")
+    if text.startswith(STAMP_LABEL):
+        return int(text[len(STAMP_LABEL):])
+    return None
+
+
+class Ros2Transport(Transport):
+    """rclpy transport with its own Context and a SingleThreadedExecutor in a daemon thread."""
+
+    def __init__(
+        self,
+        joint_names: tuple[str, ...],
+        rate_hz: float,
+        topics: RosTopics | None = None,
+        domain_id: int | None = None,
+        node_name: str = "robotune_policy_runner",
+    ) -> None:
+        self.joint_names = tuple(joint_names)
+        self.rate_hz = rate_hz
+        self.topics = topics or RosTopics()
+        if self.topics.command_type not in ("array", "trajectory"):
+            raise ValueError(f"topics.command_type must be 'array' or 'trajectory', got '{self.topics.command_type}'")
+        self.domain_id = domain_id
+        self.node_name = node_name
+        self.cache = SignalCache(self.joint_names, dict(self.topics.observation_topics), self.topics.joint_states)
+        self._estop = threading.Event()
+        self._ros: SpinningNode | None = None
+        self._publisher = None
+        self.sent = 0
+        self.episode_results: list[dict] = []  # "end" events from a simulator
+        self.finished = threading.Event()  # set by a simulator's "finished" event
+
+    def start(self) -> None:
+        self._ros = SpinningNode(self.node_name, self.domain_id)
+        node, t = self._ros.node, self.topics
+        node.create_subscription(JointState, t.joint_states, self._on_joint_state, SENSOR_QOS)
+        for key, source in t.observation_topics.items():
+            node.create_subscription(
+                Float64MultiArray, source.topic, lambda msg, key=key: self.cache.update_array(key, msg.data), SENSOR_QOS
+            )
+        node.create_subscription(Bool, t.estop, self._on_estop, EVENT_QOS)
+        if t.episode:
+            node.create_subscription(String, t.episode, self._on_episode, EVENT_QOS)
+        if t.command_type == "array":
+            self._publisher = node.create_publisher(Float64MultiArray, t.array_command, COMMAND_QOS)
+        else:
+            self._publisher = node.create_publisher(JointTrajectory, t.trajectory_command, COMMAND_QOS)
+
+    # -- callbacks (executor thread) ---------------------------------------------------------
+    def _on_joint_state(self, msg: JointState) -> None:
+        self.cache.update_joints(msg.name, msg.position, msg.velocity, stamp_to_ns(msg.header.stamp))
+
+    def _on_estop(self, msg: Bool) -> None:
+        if msg.data:
+            self._estop.set()
+
+    def _on_episode(self, msg: String) -> None:
+        try:
+            event = json.loads(msg.data)
+            kind = event.get("event")
+            if kind == "start":
+                self.cache.set_episode(int(event["episode"]))
+            elif kind == "end":
+                self.episode_results.append(event)
+            elif kind == "finished":
+                self.finished.set()
+        except (ValueError, KeyError, TypeError):
+            self.cache._reject(f"{self.topics.episode}: unreadable episode event {msg.data[:80]!r}")
+
+    # -- control thread ----------------------------------------------------------------------
+    def snapshot(self) -> ObservationSnapshot:
+        return self.cache.snapshot()
+
+    def estop_requested(self) -> bool:
+        return self._estop.is_set()
+
+    def send(self, command: np.ndarray, source_stamp_ns: int) -> None:
+        if self._publisher is None:
+            raise RuntimeError("Ros2Transport.send() before start()")
+        values = [float(x) for x in command]
+        label = f"{STAMP_LABEL}{source_stamp_ns}" if self.topics.echo_obs_stamp else ""
+        if self.topics.command_type == "array":
+            msg = Float64MultiArray(data=values)
+            n = len(values)
+            msg.layout.dim = [MultiArrayDimension(label=label or "joints", size=n, stride=n)]
+        else:
+            seconds = self.topics.trajectory_time_from_start_periods / self.rate_hz
+            point = JointTrajectoryPoint(
+                positions=values,
+                time_from_start=Duration(sec=int(seconds), nanosec=int((seconds % 1.0) * 1e9)),
+            )
+            msg = JointTrajectory(joint_names=list(self.joint_names), points=[point])
+            msg.header.frame_id = label
+        self._publisher.publish(msg)
+        self.sent += 1
+
+    def rejection_summary(self) -> str:
+        return self.cache.last_rejection
+
+    def diagnostics(self) -> dict:
+        return {
+            "joint_states_accepted": self.cache.accepted,
+            "messages_rejected": self.cache.rejected,
+            "last_rejection": self.cache.last_rejection,
+            "last_seen_joint_names": list(self.cache.last_seen_names),
+            "commands_sent": self.sent,
+        }
+
+    def close(self) -> None:
+        if self._ros is not None:
+            self._ros.close()
+            self._ros = None
+            self._publisher = None

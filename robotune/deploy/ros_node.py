@@ -1,0 +1,65 @@
+"""One rclpy node with its own Context, spun by a SingleThreadedExecutor in a daemon thread.
+
+Why this shape (measured on this 2-core machine, see the deploy notes):
+- its own `Context` so that a runner, a simulator and test peers can live in one process without
+  sharing rclpy's global init;
+- `SingleThreadedExecutor`: `MultiThreadedExecutor` starved a 100 Hz timer to 10-35 Hz under
+  200-500 Hz of /joint_states input; the control loop runs in its own thread anyway;
+- shutdown order: shut the context down first, then join the spin thread. Shutting the executor
+  down while another thread is inside `spin()` aborted the process.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+# Commands: RELIABLE, because ros2_control's forward_command_controller subscribes with
+# SystemDefaultsQoS (reliable) and a best-effort publisher delivers nothing to it.
+COMMAND_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+# Sensors: best effort, which also matches reliable publishers; stale samples are worthless anyway.
+SENSOR_QOS = qos_profile_sensor_data
+# Events (e-stop, episode markers): reliable with a deeper queue, none may be lost.
+EVENT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=50)
+
+
+class SpinningNode:
+    """A node plus the thread that spins it. Create publishers/subscriptions on `.node`."""
+
+    def __init__(self, name: str, domain_id: int | None = None, namespace: str = "") -> None:
+        self.context = Context()
+        init_kwargs = {"context": self.context}
+        if domain_id is not None:
+            init_kwargs["domain_id"] = domain_id
+        rclpy.init(**init_kwargs)
+        self.node: Node = rclpy.create_node(name, namespace=namespace, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, name=f"{name}-spin", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            while self.context.ok():
+                self.executor.spin_once(timeout_sec=0.05)
+        except (ExternalShutdownException, rclpy.executors.ShutdownException):
+            pass
+        except Exception:  # the context went away under spin_once during close(); nothing to do
+            if self.context.ok():
+                raise
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        if not self.context.ok():
+            return
+        self.context.try_shutdown()
+        self._thread.join(timeout=timeout_s)
+        try:
+            self.executor.shutdown(timeout_sec=0.5)
+            self.node.destroy_node()
+        except Exception:  # already torn down with the context
+            pass

@@ -1,0 +1,311 @@
+"""A MuJoCo task simulator that speaks ROS 2 like a robot driver (ros2_control conventions).
+
+    python -m robotune.deploy.sim_robot --task reach_around --episodes 20 --mode lockstep
+
+Publishes
+  /joint_states                     sensor_msgs/JointState, in a deliberately scrambled joint order
+                                    (reversed, with an unactuated "sim_camera_pan" joint in between)
+                                    so that a consumer mapping by index fails
+  /<key>                            std_msgs/Float64MultiArray for every non-joint observation source,
+                                    e.g. /goal = [x, y], once per control step and at each reset
+  /clock                            rosgraph_msgs/Clock, simulated time, once per control step
+  /episode                          std_msgs/String JSON: {"event": "start"|"end"|"finished", ...}
+Subscribes
+  /forward_position_controller/commands          std_msgs/Float64MultiArray, robot joint order
+  /joint_trajectory_controller/joint_trajectory  trajectory_msgs/JointTrajectory, mapped by joint
+                                                 name; the last point becomes the actuator target
+                                                 at once (no interpolation)
+
+Timing, honestly:
+- `--mode realtime` (default): physics advances one control step of the task (env.step with the
+  latest command, zero-order hold) every control period of wall time; /joint_states is published
+  at `--joint-state-rate` Hz, repeating the latest physics state with a fresh stamp between
+  steps. Like a real robot, the world does not wait for the policy.
+- `--mode lockstep`: physics advances one control step for each command computed from the latest
+  published state (matched by the echoed observation stamp, see ros2_transport.py) and publishes
+  the next state at once. Simulated time then runs at the runner's rate, faster than real time
+  when the runner ticks faster than the task's control rate. This is what parity checks use.
+
+Each JointState's header.stamp is wall-clock time, unique per message, so the runner's echoed
+stamp measures observation-to-command latency here. A JSON summary (episodes, success rate, unsafe
+commands seen, latency percentiles) is printed as the last stdout line and optionally written to
+`--summary`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+EXTRA_JOINT = "sim_camera_pan"
+
+
+def build_task(task_name: str | None, checkpoint: str | None):
+    """(Task instance, policy-free) from a registered task name or from a checkpoint's task config."""
+    from robotune.core.config import build_config
+    from robotune.core.registry import get
+
+    if checkpoint:
+        from robotune.core.checkpoint import load_checkpoint
+
+        task_cfg = load_checkpoint(checkpoint).config.task
+        task_name = task_name or task_cfg.name
+    else:
+        task_cfg = {}
+    task_class = get("task", task_name)
+    return task_class(build_config(task_class.config_class, task_cfg, f"task/{task_name}"))
+
+
+class SimRobotNode:
+    """Owns a SimulatedRobot and its ROS 2 interfaces; `run()` plays all episodes, bounded in wall time."""
+
+    def __init__(self, sim, args: argparse.Namespace) -> None:
+        from builtin_interfaces.msg import Time
+        from rosgraph_msgs.msg import Clock
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Float64MultiArray, String
+        from trajectory_msgs.msg import JointTrajectory
+
+        from robotune.deploy.ros_node import COMMAND_QOS, EVENT_QOS, SpinningNode
+
+        self._msg = {"Time": Time, "Clock": Clock, "JointState": JointState, "Array": Float64MultiArray, "String": String}
+        self.sim = sim
+        self.args = args
+        self.joint_names = sim.robot.joint_names
+        order = list(reversed(self.joint_names))
+        self.published_order = order[:1] + [EXTRA_JOINT] + order[1:]
+        self.ros = SpinningNode("robotune_sim_robot", args.domain_id)
+        node = self.ros.node
+        self.pub_joints = node.create_publisher(JointState, "/joint_states", COMMAND_QOS)
+        self.pub_arrays = {key: node.create_publisher(Float64MultiArray, f"/{key}", COMMAND_QOS) for key in sim.arrays()}
+        self.pub_clock = node.create_publisher(Clock, "/clock", 10)
+        self.pub_episode = node.create_publisher(String, "/episode", EVENT_QOS)
+        node.create_subscription(Float64MultiArray, "/forward_position_controller/commands", self._on_array, COMMAND_QOS)
+        node.create_subscription(JointTrajectory, "/joint_trajectory_controller/joint_trajectory", self._on_trajectory, COMMAND_QOS)
+        self.commands: queue.Queue = queue.Queue(maxsize=1000)
+        self.latest_command: np.ndarray | None = None
+        self.malformed_commands = 0
+        self.commands_received = 0
+        self.commands_ignored = 0  # lockstep: computed from an older state than the latest one
+        self.publish_times: dict[int, float] = {}  # stamp -> perf_counter at publish
+        self.latencies_ms: list[float] = []
+        self._last_stamp = 0
+        self._lock = threading.Lock()
+        self.sim_time_s = 0.0
+
+    # -- commands (executor thread) ----------------------------------------------------------
+    def _on_array(self, msg) -> None:
+        from robotune.deploy.ros2_transport import command_source_stamp
+
+        self._accept(np.asarray(msg.data, dtype=np.float64), command_source_stamp(msg))
+
+    def _on_trajectory(self, msg) -> None:
+        from robotune.deploy.ros2_transport import command_source_stamp
+
+        if not msg.points or len(msg.points[-1].positions) != len(msg.joint_names):
+            self.malformed_commands += 1
+            return
+        by_name = dict(zip(msg.joint_names, msg.points[-1].positions))
+        if any(n not in by_name for n in self.joint_names):
+            self.malformed_commands += 1
+            return
+        self._accept(np.array([by_name[n] for n in self.joint_names]), command_source_stamp(msg))
+
+    def _accept(self, command: np.ndarray, source_stamp: int | None) -> None:
+        now = time.perf_counter()
+        self.commands_received += 1
+        with self._lock:
+            published = self.publish_times.pop(source_stamp, None) if source_stamp is not None else None
+        if published is not None and len(self.latencies_ms) < 1_000_000:
+            self.latencies_ms.append((now - published) * 1e3)
+        if command.shape != (len(self.joint_names),):
+            self.malformed_commands += 1  # still handed to the sim, which counts and ignores it
+        self.latest_command = command
+        try:
+            self.commands.put_nowait((command, source_stamp))
+        except queue.Full:
+            pass
+
+    # -- publishing --------------------------------------------------------------------------
+    def _stamp(self) -> int:
+        stamp = max(time.time_ns(), self._last_stamp + 1)
+        self._last_stamp = stamp
+        return stamp
+
+    def publish_state(self) -> int:
+        msg_types = self._msg
+        stamp = self._stamp()
+        position = dict(zip(self.joint_names, self.sim.joint_positions()))
+        velocity = dict(zip(self.joint_names, self.sim.joint_velocities()))
+        msg = msg_types["JointState"]()
+        msg.header.stamp = msg_types["Time"](sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000)
+        msg.name = list(self.published_order)
+        msg.position = [float(position.get(n, 0.0)) for n in self.published_order]
+        msg.velocity = [float(velocity.get(n, 0.0)) for n in self.published_order]
+        with self._lock:
+            self.publish_times[stamp] = time.perf_counter()
+            if len(self.publish_times) > 20_000:  # unanswered stamps (e.g. runner slower than publishing)
+                for old in list(self.publish_times)[:10_000]:
+                    del self.publish_times[old]
+        self.pub_joints.publish(msg)
+        return stamp
+
+    def publish_world(self) -> None:
+        """The non-joint signals (goal) and /clock: once per physics control step, not per JointState."""
+        msg_types = self._msg
+        for key, values in self.sim.arrays().items():
+            self.pub_arrays[key].publish(msg_types["Array"](data=[float(v) for v in values]))
+        sim_ns = int(self.sim_time_s * 1e9)
+        clock = msg_types["Clock"]()
+        clock.clock = msg_types["Time"](sec=sim_ns // 1_000_000_000, nanosec=sim_ns % 1_000_000_000)
+        self.pub_clock.publish(clock)
+
+    def publish_event(self, **event) -> None:
+        self.pub_episode.publish(self._msg["String"](data=json.dumps(event)))
+
+    # -- episodes ----------------------------------------------------------------------------
+    def start_episode(self) -> int:
+        self.sim.reset()
+        self.publish_event(event="start", episode=self.sim.episode, seed=self.sim.base_seed + self.sim.episode)
+        time.sleep(self.args.reset_gap_s)  # let the runner see the event before the new state
+        self.publish_world()
+        return self.publish_state()
+
+    def end_episode(self) -> None:
+        r = self.sim.results[-1]
+        self.publish_event(event="end", episode=r.episode, seed=r.seed, success=r.success, steps=r.steps)
+
+    def run(self) -> dict:
+        deadline = time.monotonic() + self.args.max_wall_s
+        time.sleep(self.args.startup_s)  # discovery: let subscribers match before the first episode
+        stamp = self.start_episode()
+        if self.args.mode == "lockstep":
+            self._run_lockstep(stamp, deadline)
+        else:
+            self._run_realtime(deadline)
+        self.publish_event(event="finished", **{k: v for k, v in self.sim.summary().items() if k != "results"})
+        time.sleep(0.2)  # let the last events out before the context goes down
+        return self.summary()
+
+    def _step(self, command: np.ndarray | None) -> bool:
+        done = self.sim.step(command if command is not None else self.sim.target)
+        self.sim_time_s += 1.0 / self.sim.task.control_rate_hz
+        self.publish_world()
+        if done:
+            self.end_episode()
+        return done
+
+    def _run_lockstep(self, stamp: int, deadline: float) -> None:
+        while not self.sim.finished and time.monotonic() < deadline:
+            try:
+                command, source = self.commands.get(timeout=min(0.5, max(0.01, deadline - time.monotonic())))
+            except queue.Empty:
+                continue
+            if source != stamp:
+                self.commands_ignored += 1
+                continue
+            if self._step(command) and not self.sim.finished:
+                stamp = self.start_episode()
+            else:
+                stamp = self.publish_state()
+
+    def _run_realtime(self, deadline: float) -> None:
+        if self.args.realtime_priority:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.args.realtime_priority))
+        publish_period = 1.0 / self.args.joint_state_rate
+        control_period = 1.0 / self.sim.task.control_rate_hz
+        t0 = time.perf_counter()
+        next_step = t0 + control_period
+        k = 0
+        while not self.sim.finished and time.monotonic() < deadline:
+            k += 1
+            target = t0 + k * publish_period
+            remaining = target - time.perf_counter()
+            if remaining > 0:
+                time.sleep(remaining)
+            if time.perf_counter() >= next_step:
+                next_step += control_period
+                if self._step(self.latest_command) and not self.sim.finished:
+                    self.latest_command = None
+                    self.start_episode()
+                    t0, k = time.perf_counter(), 0
+                    next_step = t0 + control_period
+                    continue
+            self.publish_state()
+
+    def summary(self) -> dict:
+        lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.full(1, np.nan)
+        return {
+            **self.sim.summary(),
+            "mode": self.args.mode,
+            "commands_received": self.commands_received,
+            "commands_ignored": self.commands_ignored,
+            "malformed_commands": self.malformed_commands,
+            "latency_samples": len(self.latencies_ms),
+            "obs_to_cmd_p50_ms": float(np.percentile(lat, 50)),
+            "obs_to_cmd_p99_ms": float(np.percentile(lat, 99)),
+        }
+
+    def close(self) -> None:
+        self.ros.close()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m robotune.deploy.sim_robot", description=__doc__.split("\n")[0])
+    p.add_argument("--task", help="registered task name, e.g. reach_around")
+    p.add_argument("--checkpoint", help="take the task (and its config) from this checkpoint directory")
+    p.add_argument("--import", dest="imports", action="append", default=[], help="import a module first (registers out-of-tree tasks)")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=1000, help="episode i uses seed + i")
+    p.add_argument("--mode", choices=("realtime", "lockstep"), default="realtime")
+    p.add_argument("--joint-state-rate", type=float, default=100.0, help="realtime mode: /joint_states rate (Hz)")
+    p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: the environment's)")
+    p.add_argument("--max-wall-s", type=float, default=600.0, help="hard bound on the run's wall time")
+    p.add_argument("--startup-s", type=float, default=1.0, help="wait for discovery before the first episode")
+    p.add_argument("--reset-gap-s", type=float, default=0.05, help="pause between an episode event and the new state")
+    p.add_argument("--realtime-priority", type=int, default=None, help="realtime mode: SCHED_FIFO priority of the physics loop (root)")
+    p.add_argument("--summary", type=Path, help="also write the JSON summary here")
+    args = p.parse_args(argv)
+    if not (args.task or args.checkpoint):
+        p.error("give --task NAME or --checkpoint DIR")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rclpy.executors import ExternalShutdownException
+
+    from robotune.deploy.simulated_robot import SimulatedRobot
+
+    args = parse_args(argv)
+    for module in args.imports:
+        importlib.import_module(module)
+    task = build_task(args.task, args.checkpoint)
+    spec = task.spec
+    if spec.robot is None:
+        print(f"task '{spec.name}' has no RobotSpec; cannot simulate a robot for it", file=sys.stderr)
+        return 2
+    sim = SimulatedRobot(task.make_env(), spec, spec.robot, seed=args.seed, episodes=args.episodes)
+    node = SimRobotNode(sim, args)
+    try:
+        summary = node.run()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        summary = node.summary()
+    finally:
+        node.close()
+    if args.summary:
+        args.summary.write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

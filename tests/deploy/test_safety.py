@@ -1,0 +1,114 @@
+"""Safety layer rules, without ROS: limits, rate limit, watchdog, NaN latch, e-stop, warm-up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robotune.deploy.safety import SafetyConfig, SafetyLayer, Verdict, is_within_limits
+from tests.deploy.fakes import ARM
+
+RATE = 20.0
+MAX_STEP = 3.0 / RATE  # max_velocity 3 rad/s at 20 Hz
+OBS = np.zeros(6)
+
+
+def layer(**overrides) -> SafetyLayer:
+    config = SafetyConfig(**{"warmup_ticks": 0, **overrides})
+    safety = SafetyLayer(ARM, RATE, config)
+    safety.anchor(np.zeros(2))
+    return safety
+
+
+def test_targets_are_clipped_to_joint_limits_and_rate_limited():
+    safety = layer()
+    for _ in range(200):  # far beyond the limit: walks there at max_step per tick, then stops at the limit
+        command, verdict = safety.command(np.array([10.0, -10.0]), OBS, 0.0)
+        assert verdict is Verdict.POLICY
+        assert is_within_limits(command, ARM)
+    np.testing.assert_allclose(command, [2.0, -2.5])
+    assert safety.stats.clipped_ticks == 200
+
+
+def test_rate_limit_bounds_each_tick_delta():
+    safety = layer()
+    previous = np.zeros(2)
+    for target in ([1.0, 0.0], [1.0, 0.0], [-1.0, 0.01], [0.0, 0.0]):
+        command, _ = safety.command(np.array(target), OBS, 0.0)
+        assert np.all(np.abs(command - previous) <= MAX_STEP + 1e-12)
+        previous = command
+    np.testing.assert_allclose(safety.command(np.array([0.01, 0.0]), OBS, 0.0)[0], [0.01, 0.0])
+
+
+def test_stale_observation_holds_last_target_and_recovers():
+    safety = layer()
+    moved, _ = safety.command(np.array([0.1, 0.1]), OBS, 0.0)
+    held, verdict = safety.command(np.array([1.0, 1.0]), OBS, 1.5 / RATE)  # older than one period
+    assert verdict is Verdict.STALE
+    np.testing.assert_array_equal(held, moved)
+    assert safety.command(np.array([0.1, 0.1]), None, 0.0)[1] is Verdict.STALE  # no observation at all
+    assert safety.command(np.array([0.2, 0.1]), OBS, 0.0)[1] is Verdict.POLICY  # a dropout does not latch
+    assert safety.stats.stale_ticks == 2
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_action_latches_a_hold(bad):
+    safety = layer()
+    moved, _ = safety.command(np.array([0.1, 0.1]), OBS, 0.0)
+    held, verdict = safety.command(np.array([bad, 0.0]), OBS, 0.0)
+    assert verdict is Verdict.FAULT
+    np.testing.assert_array_equal(held, moved)
+    for _ in range(5):  # latched: a good action afterwards changes nothing
+        command, verdict = safety.command(np.array([0.5, 0.5]), OBS, 0.0)
+        assert verdict is Verdict.FAULT and np.array_equal(command, moved)
+    safety.reset(np.array([0.1, 0.1]))
+    assert safety.command(np.array([0.15, 0.1]), OBS, 0.0)[1] is Verdict.POLICY
+
+
+def test_nonfinite_observation_latches_and_wrong_action_shape_is_a_fault():
+    safety = layer()
+    obs = OBS.copy()
+    obs[3] = np.nan
+    command, verdict = safety.command(np.array([0.1, 0.1]), obs, 0.0)
+    assert verdict is Verdict.FAULT and "[3]" in safety.latch_reason
+    assert is_within_limits(command, ARM)
+    safety = layer()
+    assert safety.command(np.array([0.1, 0.1, 0.1]), OBS, 0.0)[1] is Verdict.FAULT
+
+
+def test_estop_latches_over_everything():
+    safety = layer()
+    moved, _ = safety.command(np.array([0.1, 0.1]), OBS, 0.0)
+    safety.trigger_estop("operator pressed stop")
+    for _ in range(3):
+        command, verdict = safety.command(np.array([1.0, 1.0]), OBS, 0.0)
+        assert verdict is Verdict.ESTOP and np.array_equal(command, moved)
+    assert safety.latch_reason == "operator pressed stop"
+
+
+def test_warmup_holds_for_the_configured_ticks():
+    safety = SafetyLayer(ARM, RATE, SafetyConfig(warmup_ticks=3))
+    safety.anchor(np.array([0.3, -0.3]))
+    verdicts = [safety.command(np.array([1.0, 1.0]), OBS, 0.0)[1] for _ in range(4)]
+    assert verdicts == [Verdict.WARMUP] * 3 + [Verdict.POLICY]
+
+
+def test_anchor_outside_limits_starts_from_the_nearest_limit_and_margin_is_respected():
+    safety = SafetyLayer(ARM, RATE, SafetyConfig(warmup_ticks=0, position_margin=0.1))
+    safety.anchor(np.array([5.0, 0.0]))
+    command, _ = safety.command(np.array([5.0, 0.0]), OBS, 0.0)
+    np.testing.assert_allclose(command, [1.9, 0.0])
+    with pytest.raises(ValueError, match="finite joint positions"):
+        safety.anchor(np.array([np.nan, 0.0]))
+
+
+def test_velocity_interface_holds_with_zeros():
+    from dataclasses import replace
+
+    robot = replace(ARM, command_interface="velocity")
+    safety = SafetyLayer(robot, RATE, SafetyConfig(warmup_ticks=0))
+    safety.anchor(np.zeros(2))
+    command, _ = safety.command(np.array([10.0, -1.0]), OBS, 0.0)
+    np.testing.assert_allclose(command, [3.0, -1.0])
+    command, verdict = safety.command(np.array([1.0, 1.0]), OBS, 1.0)
+    assert verdict is Verdict.STALE and np.array_equal(command, np.zeros(2))

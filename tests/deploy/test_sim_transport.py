@@ -1,0 +1,88 @@
+"""`transport=sim` end to end: the runner, planner and safety layer stepping an environment directly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robotune.deploy.observation import ObservationError
+from robotune.deploy.planner import ChunkPlanner
+from robotune.deploy.runner import DeployError, PolicyRunner, RunnerConfig
+from robotune.deploy.safety import SafetyConfig
+from robotune.deploy.sim_transport import SimTransport
+from robotune.deploy.simulated_robot import SimulatedRobot
+from tests.deploy.fakes import ARM, TASK, FirstOrderArmEnv, GoalPolicy
+
+
+def run_episodes(policy, episodes=5, lead_ticks=1, blend_steps=2, task=TASK):
+    robot = SimulatedRobot(FirstOrderArmEnv(), task, ARM, seed=3, episodes=episodes)
+    transport = SimTransport(robot)
+    config = RunnerConfig(rate_hz=20.0, lead_ticks=lead_ticks, blend_steps=blend_steps, safety=SafetyConfig(warmup_ticks=0))
+    runner = PolicyRunner(policy, task, transport, config, observation_topics=transport.observation_topics())
+    runner.configure()
+    runner.activate()
+    runner.run_stepped(max_ticks=episodes * task.max_episode_steps + 10, until=lambda: robot.finished)
+    stats = runner.stats()
+    runner.deactivate()
+    runner.shutdown()
+    return robot.summary(), stats
+
+
+@pytest.mark.parametrize("lead_ticks", [0, 1, 2])
+def test_goal_policy_succeeds_through_the_sim_transport(lead_ticks):
+    summary, stats = run_episodes(GoalPolicy(), lead_ticks=lead_ticks)
+    assert summary["episodes"] == 5
+    assert summary["success_rate"] == 1.0
+    assert summary["commands_outside_limits"] == 0 and summary["invalid_commands"] == 0
+    assert stats["latched"] is None and stats["planner"]["plans"] > 5
+
+
+def test_nan_policy_latches_and_never_commands_outside_limits():
+    summary, stats = run_episodes(GoalPolicy(nan_after=2), episodes=2)
+    assert stats["latched"] == "fault" and "invalid action" in stats["latch_reason"]
+    assert summary["commands_outside_limits"] == 0 and summary["invalid_commands"] == 0
+
+
+def test_unknown_observation_name_is_reported_at_construction():
+    from dataclasses import replace
+
+    from robotune.deploy.observation import ArrayTopic
+
+    task = replace(TASK, obs_names=TASK.obs_names[:-1] + ("wrist.pos",))
+    robot = SimulatedRobot(FirstOrderArmEnv(), task, ARM, episodes=1)
+    goal_only = {"goal": ArrayTopic("goal", "/goal", ("x", "y"))}
+    with pytest.raises(ObservationError, match="'wrist.pos'.*entry 5"):
+        PolicyRunner(GoalPolicy(), task, SimTransport(robot), RunnerConfig(rate_hz=20.0), observation_topics=goal_only)
+
+
+def test_planner_without_lead_matches_open_loop_chunking():
+    """lead_ticks=0 and no blending executes act_steps of each chunk, replanning every act_steps ticks."""
+    policy = GoalPolicy()
+    planner = ChunkPlanner(policy, lead_ticks=0, blend_steps=0)
+    for tick in range(12):
+        planner.observe(np.array([0, 0, 0, 0, tick, -tick], dtype=np.float32))
+        action = planner.action(tick)
+        plan_tick = tick - tick % policy.config.act_steps
+        np.testing.assert_allclose(action, [plan_tick, -plan_tick])
+    assert planner.stats.plans == 3
+
+
+def test_planner_with_lead_uses_aligned_entries_and_blends():
+    policy = GoalPolicy()
+    planner = ChunkPlanner(policy, lead_ticks=1, blend_steps=1)
+    actions = []
+    for tick in range(10):
+        planner.observe(np.array([0, 0, 0, 0, tick, 0], dtype=np.float32))
+        actions.append(planner.action(tick, wait=True))
+    planner.close()
+    # Plans at ticks 0, 4, 8; each covers ticks t+1.. ; the first tick has no plan yet.
+    assert actions[0] is None
+    assert [a[0] for a in actions[1:5]] == [0, 0, 0, 0]
+    assert actions[5][0] == pytest.approx(2.0)  # blended: (old 0 + new 4) / 2
+    assert [a[0] for a in actions[6:9]] == [4, 4, 4]
+
+
+def test_missing_observation_topic_is_reported_at_construction():
+    robot = SimulatedRobot(FirstOrderArmEnv(), TASK, ARM, episodes=1)
+    with pytest.raises(ObservationError, match="'goal.x'.*configured observation topic"):
+        PolicyRunner(GoalPolicy(), TASK, SimTransport(robot), RunnerConfig(rate_hz=20.0), observation_topics={})
