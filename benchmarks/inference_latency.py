@@ -12,8 +12,10 @@ with default-sized, untrained networks (latency does not depend on the weights).
     diffusion-torch       the policy's torch sampler with precomputed coefficients, NumPy twin off.
 
 Cases are timed in interleaved rounds, so that load from other processes on a shared machine falls
-on all of them alike and the ratios stay meaningful. The last output line is one JSON list of
-records {policy, backbone, params, steps, batch, p50_ms, p99_ms}.
+on all of them alike and the ratios stay meaningful. Two calibration cases run in the same rounds
+(printed, not in the JSON) so that absolute numbers can be compared across machines and load: four
+512x512 float32 mat-vecs in NumPy, and one eager torch call of a plain 4x512 Mish MLP. The last
+output line is one JSON list of records {policy, backbone, params, steps, batch, p50_ms, p99_ms}.
 """
 
 from __future__ import annotations
@@ -86,6 +88,26 @@ def diffusers_step_loop(policy: DiffusionPolicy, obs: torch.Tensor, generator: t
         return policy.action_normalizer.unnormalize(chunk_norm.clamp(-1.0, 1.0))
 
 
+def calibration_cases() -> list[Case]:
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal((512, 512)).astype(np.float32) for _ in range(4)]
+    row = rng.standard_normal((1, 512)).astype(np.float32)
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(112, 512), torch.nn.Mish(), *[m for _ in range(3) for m in (torch.nn.Linear(512, 512), torch.nn.Mish())],
+        torch.nn.Linear(512, 112),
+    )
+    x = torch.randn(1, 112)
+
+    def torch_call() -> torch.Tensor:
+        with torch.inference_mode():
+            return mlp(x)
+
+    return [
+        Case("calibration: 4 numpy mat-vecs 512x512", "-", 4 * 512 * 512, 1, 1, lambda: [row @ w for w in weights]),
+        Case("calibration: torch eager 4x512 Mish MLP", "-", sum(p.numel() for p in mlp.parameters()), 1, 1, torch_call),
+    ]
+
+
 def cases() -> list[Case]:
     specs = [
         # (row name, policy class, config overrides, network calls per chunk, deterministic)
@@ -122,7 +144,9 @@ def main() -> None:
     parser.add_argument("--seconds-per-case", type=float, default=2.0, help="timing budget per case, over all rounds")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    all_cases = cases()
+    calibration = calibration_cases()
+    policy_cases = cases()
+    all_cases = policy_cases + calibration
     for case in all_cases:  # warm up, and size each round to the time budget
         for _ in range(3):
             case.run()
@@ -137,13 +161,16 @@ def main() -> None:
                 case.run()
                 case.samples_ns.append(time.perf_counter_ns() - start)
 
-    records = [case.record() for case in all_cases]
+    records = [case.record() for case in policy_cases]
     print(f"{'policy':<20} {'backbone':<8} {'params':>9} {'steps':>5} {'batch':>5} {'p50 ms':>9} {'p99 ms':>9} {'n':>5}")
-    for case, r in zip(all_cases, records):
+    for case, r in zip(policy_cases, records):
         print(
             f"{r['policy']:<20} {r['backbone']:<8} {r['params']:>9} {r['steps']:>5} {r['batch']:>5} "
             f"{r['p50_ms']:>9.3f} {r['p99_ms']:>9.3f} {len(case.samples_ns):>5}"
         )
+    for case in calibration:
+        r = case.record()
+        print(f"{case.policy}: p50 {r['p50_ms'] * 1000:.0f} us, p99 {r['p99_ms'] * 1000:.0f} us")
     by_key = {(r["policy"], r["backbone"], r["steps"], r["batch"]): r for r in records}
     for batch in BATCHES:
         ours, loop = by_key[("diffusion", "mlp", 10, batch)], by_key[("diffusers-step-loop", "mlp", 10, batch)]

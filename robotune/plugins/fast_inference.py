@@ -4,8 +4,10 @@ Why: at batch 1 on a CPU core, a chunk sampler is dominated by per-op framework 
 arithmetic. Measured on the 2-core development machine (0.97M-parameter 4x512 MLP, one thread):
 one eager torch call ~136 µs against ~40 µs for the same four mat-vecs in NumPy, and a diffusers
 `step()` costs about as much again as the network call. torch.compile gave nothing at batch 1.
-The twin runs the same function with NumPy's ~1-2 µs ops, folds LayerNorm affines into the
-following Linear, and precomputes the conditioning part of the input layer once per chunk.
+The twin runs the same function with NumPy's ~1-2 µs ops, folds LayerNorm affines and biases into
+the weight matrices, and precomputes the conditioning part of the input layer once per chunk.
+`benchmarks/inference_latency.py` measured DDIM-10 on the default 1.16M-parameter denoiser at
+~4x lower latency than the diffusers step() loop on the same network (p50 and p99, batch 1).
 
 When: a policy built on `ResidualMLP` with the "flatten" observation encoder uses the twin for
 CPU float32 batches of at most `fast_inference_max_batch` sampled without autograd (predict_chunk
