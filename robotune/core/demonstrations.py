@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 
@@ -13,24 +14,28 @@ from robotune.core.dataset import Episode, EpisodeDataset
 from robotune.core.task import Task
 
 
-def record_demonstrations(task: Task, num_episodes: int, seed: int, successful_only: bool = True) -> EpisodeDataset:
-    """Run the expert for `num_episodes` episodes (episode i reset with seed + i).
+def record_demonstrations(
+    task: Task, num_episodes: int, seed: int, demos_per_start: int = 1, successful_only: bool = True
+) -> EpisodeDataset:
+    """Run the expert for `num_episodes` episodes, `demos_per_start` of them from each start state.
 
-    With `successful_only`, failed attempts are skipped and further seeds tried, so the dataset
-    holds exactly `num_episodes` successes (at most 3x as many attempts).
+    Start j is the environment reset with seed + j. Several demonstrations from one start are how
+    human datasets look, and they are what makes a multimodal expert's data genuinely ambiguous:
+    the same observations lead to different, equally good actions. With `successful_only`, failed
+    attempts are skipped (at most 3x as many attempts as episodes).
     """
     expert = task.make_expert()
     if expert is None:
         raise ValueError(f"task '{task.spec.name}' has no scripted expert; give a dataset file in data.path")
+    if demos_per_start < 1:
+        raise ValueError(f"data.demos_per_start must be >= 1, got {demos_per_start}")
     env = task.make_env()
     rng = np.random.default_rng(seed)
     episodes: list[Episode] = []
-    attempt = 0
-    while len(episodes) < num_episodes:
-        if attempt >= 3 * num_episodes:
-            raise RuntimeError(f"the expert of task '{task.spec.name}' succeeded in only {len(episodes)} of {attempt} episodes")
-        obs, _ = env.reset(seed=seed + attempt)
-        attempt += 1
+    for attempt in range(3 * num_episodes):
+        if len(episodes) == num_episodes:
+            break
+        obs, _ = env.reset(seed=seed + attempt // demos_per_start)
         expert.reset(obs, rng)
         steps: dict[str, list] = {k: [] for k in ("obs", "action", "reward", "terminated", "truncated")}
         success = False
@@ -54,20 +59,43 @@ def record_demonstrations(task: Task, num_episodes: int, seed: int, successful_o
                 )
             )
     env.close()
+    if len(episodes) < num_episodes:
+        raise RuntimeError(
+            f"the expert of task '{task.spec.name}' succeeded in only {len(episodes)} of {3 * num_episodes} episodes"
+        )
     return EpisodeDataset(episodes, source=f"<expert demonstrations of {task.spec.name}>")
 
 
 def cached_demonstrations(
-    task: Task, task_config: dict, num_episodes: int, seed: int, cache_dir: str | Path, console: Console | None = None
+    task: Task,
+    task_config: dict,
+    num_episodes: int,
+    seed: int,
+    demos_per_start: int,
+    cache_dir: str | Path,
+    console: Console | None = None,
 ) -> tuple[EpisodeDataset, Path]:
-    """Load demonstrations from the cache, or record and cache them. The key covers everything that shapes them."""
-    key_source = json.dumps({"task": task_config, "episodes": num_episodes, "seed": seed}, sort_keys=True)
+    """Load demonstrations from the cache, or record and cache them.
+
+    The key covers everything that shapes them, the task module's source included, so editing the
+    expert or the environment never silently reuses stale demonstrations.
+    """
+    task_source = hashlib.sha256(Path(inspect.getfile(type(task))).read_bytes()).hexdigest()[:12]
+    key_source = json.dumps(
+        {
+            "task": task_config,
+            "task_source": task_source,
+            "episodes": num_episodes,
+            "seed": seed,
+            "demos_per_start": demos_per_start,
+        }, sort_keys=True
+    )
     key = hashlib.sha256(key_source.encode()).hexdigest()[:12]
     path = Path(cache_dir) / f"{task.spec.name}-demos-{num_episodes}-seed{seed}-{key}.safetensors"
     if path.exists():
         return EpisodeDataset.load(path), path
     if console:
         console.print(f"Recording {num_episodes} expert demonstrations for [bold]{task.spec.name}[/] -> {path}")
-    dataset = record_demonstrations(task, num_episodes, seed)
+    dataset = record_demonstrations(task, num_episodes, seed, demos_per_start)
     dataset.save(path, metadata=json.loads(key_source))
     return dataset, path

@@ -50,7 +50,9 @@ def load_dataset(cfg: DictConfig, task: Task, console: Console) -> EpisodeDatase
         dataset = EpisodeDataset.load(cfg.data.path)
     else:
         task_config = OmegaConf.to_container(cfg.task, resolve=True)
-        dataset, _ = cached_demonstrations(task, task_config, cfg.data.num_episodes, cfg.data.seed, cfg.data.cache_dir, console)
+        dataset, _ = cached_demonstrations(
+            task, task_config, cfg.data.num_episodes, cfg.data.seed, cfg.data.demos_per_start, cfg.data.cache_dir, console
+        )
     spec = task.spec
     if (dataset.obs_dim, dataset.action_dim) != (spec.obs_dim, spec.action_dim):
         raise ValueError(

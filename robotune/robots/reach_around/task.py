@@ -138,7 +138,9 @@ class ReachAroundExpert:
     modes keeps going straight and hits the post a few steps later; one that represents both picks
     a side. The side waypoints lie on the line from the base through the post, `waypoint_offset`
     before and after it, so both ways are equally long.
-    The side is drawn at reset with probability 1/2 each, unless fixed with `side`. The expert is
+    Unless fixed with `side`, the first reset draws a side at random and each later reset takes the
+    other one, so the sides stay balanced and two demonstrations from the same start (see
+    `data.demos_per_start`) take both ways. The expert is
     open loop in time after reset: its action depends only on the step count.
     """
 
@@ -169,9 +171,16 @@ class ReachAroundExpert:
         self.side = side or "inner"
         self._path = np.zeros((1, 2))
         self._steps = 0
+        self._started = False
 
     def reset(self, obs: np.ndarray, rng: np.random.Generator) -> None:
-        self.side = self.fixed_side or self.SIDES[int(rng.integers(2))]
+        if self.fixed_side:
+            self.side = self.fixed_side
+        elif not self._started:
+            self.side = self.SIDES[int(rng.integers(2))]
+        else:
+            self.side = self.SIDES[1 - self.SIDES.index(self.side)]
+        self._started = True
         start = self.kinematics.forward(obs[:2].astype(np.float64))
         to_post = self.obstacle_xy - start
         approach = self.obstacle_xy - self.approach_distance * to_post / np.linalg.norm(to_post)
