@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 from omegaconf import DictConfig
 
 from robotune.core.chunking import ChunkController
@@ -86,6 +87,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     from robotune.core.checkpoint import load_checkpoint
     from robotune.core.config import build_config
 
+    torch.set_num_threads(cfg.torch_threads)
     checkpoint = load_checkpoint(cfg.checkpoint)
     task_class = registry.get("task", checkpoint.config.task.name)
     task = task_class(build_config(task_class.config_class, checkpoint.config.task, "task"))

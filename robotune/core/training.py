@@ -82,6 +82,7 @@ def build_components(cfg: DictConfig, console: Console) -> Components:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run (or resume) a training run described by `cfg`; returns the summary also written to summary.json."""
     console = Console(soft_wrap=True)  # whole lines in logs and pipes
+    torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
