@@ -98,6 +98,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
     else:
         policy = random_mlp_policy(spec)
     startup_s = 1.0
+    loadavg_before = os.getloadavg()[0]
     sim_argv = [sys.executable, "-m", "robotune.deploy.sim_robot", "--task", "reach_around", "--episodes", "100000",
                 "--mode", "realtime", "--joint-state-rate", str(joint_state_rate), "--domain-id", str(domain_id),
                 "--startup-s", str(startup_s), "--duration-s", str(seconds), "--max-wall-s", str(seconds + 90)]
@@ -140,6 +141,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         "policy": "checkpoint" if checkpoint else "random_mlp_2x256",
         "realtime_priority": priority,
         "joint_state_rate_hz": joint_state_rate,
+        "loadavg_1m_before": loadavg_before,
         "loadavg_1m_after": os.getloadavg()[0],  # this machine is shared: other work inflates the tails
     }
 
