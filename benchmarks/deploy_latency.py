@@ -98,9 +98,10 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
     else:
         policy = random_mlp_policy(spec)
     startup_s = 1.0
+    loadavg_before = os.getloadavg()[0]
     sim_argv = [sys.executable, "-m", "robotune.deploy.sim_robot", "--task", "reach_around", "--episodes", "100000",
                 "--mode", "realtime", "--joint-state-rate", str(joint_state_rate), "--domain-id", str(domain_id),
-                "--startup-s", str(startup_s), "--max-wall-s", str(seconds + startup_s + 0.5)]
+                "--startup-s", str(startup_s), "--duration-s", str(seconds), "--max-wall-s", str(seconds + 90)]
     if priority:
         sim_argv += ["--realtime-priority", str(priority - 1)]
     sim = subprocess.Popen(sim_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
@@ -112,7 +113,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
     try:
         runner.configure()
         runner.activate()
-        end = time.monotonic() + seconds + startup_s + 10
+        end = time.monotonic() + seconds + 100
         while sim.poll() is None and time.monotonic() < end:
             runner.run_for(0.2)
         stats = runner.stats()
@@ -140,6 +141,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         "policy": "checkpoint" if checkpoint else "random_mlp_2x256",
         "realtime_priority": priority,
         "joint_state_rate_hz": joint_state_rate,
+        "loadavg_1m_before": loadavg_before,
         "loadavg_1m_after": os.getloadavg()[0],  # this machine is shared: other work inflates the tails
     }
 

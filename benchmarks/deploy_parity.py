@@ -89,6 +89,24 @@ def run_sim(args) -> dict:
     return {**{k: v for k, v in sim.summary().items() if k != "results"}, "rate_limited_ticks": stats["rate_limited_ticks"]}
 
 
+def stop(sim: subprocess.Popen) -> tuple[str, str]:
+    """End the simulator (SIGTERM, then SIGKILL) and return what it wrote."""
+    if sim.poll() is None:
+        sim.terminate()
+    try:
+        return sim.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        sim.kill()
+        return sim.communicate(timeout=5)
+
+
+def describe(sim: subprocess.Popen) -> str:
+    code = sim.returncode
+    if code is None:
+        return "was still running"
+    return f"exited with code {code}"
+
+
 def run_ros2(args) -> dict:
     from robotune.deploy.cli import default_observation_topics
     from robotune.deploy.ros2_transport import Ros2Transport
@@ -107,6 +125,7 @@ def run_ros2(args) -> dict:
                               domain_id=domain_id)
     runner = PolicyRunner(checkpoint.policy, spec, transport, runner_config(args, args.rate_hz), observation_topics=topics)
     started = time.monotonic()
+    out = err = ""
     try:
         runner.configure()
         runner.activate()
@@ -115,12 +134,14 @@ def run_ros2(args) -> dict:
         stats = runner.stats()
         runner.shutdown()
         out, err = sim.communicate(timeout=30)
-    finally:
-        if sim.poll() is None:
-            sim.terminate()
-            sim.wait(timeout=5)
+    except BaseException as exc:
+        runner.shutdown()
+        state = "was still running (stopped now)" if sim.poll() is None else describe(sim)
+        out, err = stop(sim)
+        raise RuntimeError(f"ROS 2 leg failed: {exc}\nsimulator {state}; stdout tail: {out[-500:]!r}\n"
+                           f"stderr tail:\n{err[-4000:]}") from exc
     if sim.returncode != 0:
-        raise RuntimeError(f"sim_robot failed: {err[-2000:]}")
+        raise RuntimeError(f"sim_robot {describe(sim)}; its stderr:\n{err[-4000:]}")
     summary = json.loads(out.strip().splitlines()[-1])
     return {**{k: v for k, v in summary.items() if k != "results"}, "wall_s": round(time.monotonic() - started, 1),
             "runner": {k: stats[k] for k in ("ticks", "policy_ticks", "stale_ticks", "no_action_ticks", "rate_limited_ticks",
@@ -136,6 +157,7 @@ def main() -> int:
     p.add_argument("--lead-ticks", type=int, default=1)
     p.add_argument("--blend-steps", type=int, default=0)
     p.add_argument("--max-wall-s", type=float, default=900.0)
+    p.add_argument("--legs", default="direct,sim,ros2", help="comma-separated subset of direct,sim,ros2")
     args = p.parse_args()
     if os.environ.get(INSIDE) != "1":
         return reexec_in_private_netns()
@@ -144,10 +166,14 @@ def main() -> int:
     torch.set_num_threads(1)
     result = {"checkpoint": args.checkpoint, "episodes": args.episodes, "lead_ticks": args.lead_ticks,
               "blend_steps": args.blend_steps, "rate_hz": args.rate_hz}
+    legs = args.legs.split(",")
     for name, fn in (("direct", run_direct), ("sim", run_sim), ("ros2", run_ros2)):
+        if name not in legs:
+            continue
         result[name] = fn(args)
         print(name, result[name], file=sys.stderr, flush=True)
-    result["ros2_minus_direct_points"] = round(100 * (result["ros2"]["success_rate"] - result["direct"]["success_rate"]), 1)
+    if "ros2" in result and "direct" in result:
+        result["ros2_minus_direct_points"] = round(100 * (result["ros2"]["success_rate"] - result["direct"]["success_rate"]), 1)
     print(json.dumps(result))
     return 0
 

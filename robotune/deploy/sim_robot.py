@@ -101,6 +101,8 @@ class SimRobotNode:
         self._last_stamp = 0
         self._lock = threading.Lock()
         self.sim_time_s = 0.0
+        self.peer_wait_s = 0.0
+        self.states_resent = 0  # lockstep: states published again because no command answered them
 
     # -- commands (executor thread) ----------------------------------------------------------
     def _on_array(self, msg) -> None:
@@ -184,9 +186,32 @@ class SimRobotNode:
         r = self.sim.results[-1]
         self.publish_event(event="end", episode=r.episode, seed=r.seed, success=r.success, steps=r.steps)
 
+    def wait_for_peers(self, deadline: float) -> float:
+        """Wait until a consumer has matched /joint_states and someone publishes commands.
+
+        A fixed sleep is not enough: on a loaded 2-core machine Fast DDS took about 10 s to match a
+        runner that was already up, and in lockstep a first state published before the match is lost
+        for good (volatile), leaving both sides waiting for each other. Returns the seconds waited.
+        """
+        start = time.monotonic()
+        node = self.ros.node
+        bound = min(deadline, start + self.args.peer_timeout_s)
+        while time.monotonic() < bound:
+            commands = node.count_publishers("/forward_position_controller/commands") + node.count_publishers(
+                "/joint_trajectory_controller/joint_trajectory")
+            if self.pub_joints.get_subscription_count() and commands:
+                time.sleep(self.args.startup_s)  # let the other endpoints (/goal, /episode) match too
+                return time.monotonic() - start
+            time.sleep(0.05)
+        print(f"sim_robot: no runner matched /joint_states and a command topic within "
+              f"{self.args.peer_timeout_s:.0f} s; starting anyway", file=sys.stderr, flush=True)
+        return time.monotonic() - start
+
     def run(self) -> dict:
         deadline = time.monotonic() + self.args.max_wall_s
-        time.sleep(self.args.startup_s)  # discovery: let subscribers match before the first episode
+        self.peer_wait_s = self.wait_for_peers(deadline)
+        if self.args.duration_s is not None:  # measured time starts once the runner is connected
+            deadline = min(deadline, time.monotonic() + self.args.duration_s)
         stamp = self.start_episode()
         if self.args.mode == "lockstep":
             self._run_lockstep(stamp, deadline)
@@ -205,10 +230,18 @@ class SimRobotNode:
         return done
 
     def _run_lockstep(self, stamp: int, deadline: float) -> None:
+        waiting_since = time.monotonic()
         while not self.sim.finished and time.monotonic() < deadline:
             try:
-                command, source = self.commands.get(timeout=min(0.5, max(0.01, deadline - time.monotonic())))
+                command, source = self.commands.get(timeout=min(0.05, max(0.01, deadline - time.monotonic())))
             except queue.Empty:
+                if time.monotonic() - waiting_since > self.args.resend_s:
+                    # The state (or the command for it) was lost: the runner reads /joint_states best
+                    # effort. Publish the same physical state again, with a fresh stamp.
+                    self.states_resent += 1
+                    self.publish_world()
+                    stamp = self.publish_state()
+                    waiting_since = time.monotonic()
                 continue
             if source != stamp:
                 self.commands_ignored += 1
@@ -217,6 +250,7 @@ class SimRobotNode:
                 stamp = self.start_episode()
             else:
                 stamp = self.publish_state()
+            waiting_since = time.monotonic()
 
     def _run_realtime(self, deadline: float) -> None:
         if self.args.realtime_priority:
@@ -249,6 +283,8 @@ class SimRobotNode:
             "mode": self.args.mode,
             "commands_received": self.commands_received,
             "commands_ignored": self.commands_ignored,
+            "states_resent": self.states_resent,
+            "peer_wait_s": round(self.peer_wait_s, 2),
             "malformed_commands": self.malformed_commands,
             "latency_samples": len(self.latencies_ms),
             "obs_to_cmd_p50_ms": float(np.percentile(lat, 50)),
@@ -270,7 +306,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--joint-state-rate", type=float, default=100.0, help="realtime mode: /joint_states rate (Hz)")
     p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: the environment's)")
     p.add_argument("--max-wall-s", type=float, default=600.0, help="hard bound on the run's wall time")
-    p.add_argument("--startup-s", type=float, default=1.0, help="wait for discovery before the first episode")
+    p.add_argument("--duration-s", type=float, default=None,
+                   help="stop this long after the runner matched (within --max-wall-s)")
+    p.add_argument("--peer-timeout-s", type=float, default=60.0,
+                   help="wait at most this long for a runner to match before the first episode")
+    p.add_argument("--startup-s", type=float, default=0.5, help="settle time after the runner has matched")
+    p.add_argument("--resend-s", type=float, default=0.5,
+                   help="lockstep: publish the state again if no command for it arrived within this time")
     p.add_argument("--reset-gap-s", type=float, default=0.05, help="pause between an episode event and the new state")
     p.add_argument("--realtime-priority", type=int, default=None, help="realtime mode: SCHED_FIFO priority of the physics loop (root)")
     p.add_argument("--summary", type=Path, help="also write the JSON summary here")
