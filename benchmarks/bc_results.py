@@ -16,7 +16,6 @@ import json
 import statistics
 from pathlib import Path
 
-import torch
 from hydra import compose, initialize_config_module
 
 from robotune.core.config import store_plugin_configs
@@ -43,6 +42,7 @@ def run(name: str, seed: int, args: argparse.Namespace) -> dict:
         f"eval.episodes={args.episodes}",
         f"run_dir={args.run_root}/{name}-seed{seed}",
         "logger=quiet",
+        f"torch_threads={args.threads}",
     ]
     with initialize_config_module("robotune.configs", version_base=None):
         cfg = compose("train", overrides=overrides)
@@ -61,7 +61,6 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch threads; on the shared 2-core machine 2 threads ran 20x slower than 1"
     )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     load_plugins()
     store_plugin_configs()
 
