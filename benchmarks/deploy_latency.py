@@ -22,26 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from robotune.deploy import netns
+
 REPO = Path(__file__).resolve().parents[1]
-INSIDE = "ROBOTUNE_IN_PRIVATE_NETNS"
-NETNS_SETUP = 'ip link set lo up; ip link set lo multicast on; ip route add 224.0.0.0/4 dev lo; exec "$@"'
-
-
-def reexec_in_private_netns() -> int:
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        print("needs root and unshare: DDS must run inside a private network namespace", file=sys.stderr)
-        return 2
-    env = {**os.environ, INSIDE: "1", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))}
-    argv = ["unshare", "-n", "bash", "-c", NETNS_SETUP, "_", sys.executable, *sys.argv]
-    return subprocess.run(argv, env=env, timeout=600).returncode
+PYTHONPATH = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
 
 
 def random_mlp_policy(spec):
@@ -155,8 +145,8 @@ def main() -> int:
     p.add_argument("--realtime-priority", type=int, default=None,
                    help="SCHED_FIFO priority for the runner's control thread (the simulator's loop gets one less)")
     args = p.parse_args()
-    if os.environ.get(INSIDE) != "1":
-        return reexec_in_private_netns()
+    if not netns.inside():
+        return netns.reexec_in_private_netns(timeout_s=600, env={**os.environ, "PYTHONPATH": PYTHONPATH})
     records = []
     for i, rate in enumerate(args.rates):
         record = run_cell(rate, args.seconds, domain_id=40 + i, checkpoint=args.checkpoint, priority=args.realtime_priority,

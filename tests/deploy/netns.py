@@ -1,39 +1,19 @@
-"""Run ROS 2 (DDS) code inside a private network namespace, so no discovery traffic leaves the host.
-
-DDS multicasts by default; a namespace with only loopback (multicast routed to lo) keeps every
-packet inside it. Needs root and `unshare`; callers skip with the reason otherwise.
-"""
+"""Test-side helpers over `robotune.deploy.netns`: a ROS_DOMAIN_ID per test and the repo on PYTHONPATH."""
 
 from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from robotune.deploy.netns import confined_env, inside, run_in_private_netns as _run, unavailable_reason
+
 REPO = Path(__file__).resolve().parents[2]
-INSIDE_FLAG = "ROBOTUNE_IN_PRIVATE_NETNS"
-_NETNS_SETUP = 'ip link set lo up; ip link set lo multicast on; ip route add 224.0.0.0/4 dev lo; exec "$@"'
 _domain_ids = itertools.count()
 
-
-def unavailable_reason() -> str | None:
-    """Why ROS tests cannot run here, or None if they can."""
-    if os.geteuid() != 0:
-        return "needs root to create a private network namespace (unshare -n) for DDS"
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return "needs `unshare` and `ip` (util-linux, iproute2) for a private network namespace"
-    try:
-        import rclpy  # noqa: F401
-    except ImportError:
-        return "rclpy is not installed (pip install 'robotune[ros]')"
-    return None
-
-
-def inside() -> bool:
-    return os.environ.get(INSIDE_FLAG) == "1"
+__all__ = ["inside", "next_domain_id", "python_argv", "ros_env", "run_in_private_netns", "unavailable_reason"]
 
 
 def next_domain_id() -> int:
@@ -42,18 +22,13 @@ def next_domain_id() -> int:
 
 
 def ros_env(domain_id: int | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env[INSIDE_FLAG] = "1"
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else next_domain_id())
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = confined_env(domain_id=domain_id if domain_id is not None else next_domain_id())
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
     return env
 
 
 def run_in_private_netns(argv: list[str], timeout_s: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run argv inside a fresh network namespace; raises subprocess.TimeoutExpired after timeout_s."""
-    command = ["unshare", "-n", "bash", "-c", _NETNS_SETUP, "_", *argv]
-    return subprocess.run(command, cwd=REPO, env=env or ros_env(), capture_output=True, text=True, timeout=timeout_s)
+    return _run(argv, timeout_s, env or ros_env(), cwd=str(REPO))
 
 
 def python_argv(*args: str) -> list[str]:
