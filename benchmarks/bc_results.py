@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 from pathlib import Path
 
 from hydra import compose, initialize_config_module
@@ -32,6 +33,16 @@ POLICIES: dict[str, list[str]] = {
     "gaussian": ["policy=gaussian"],
 }
 NETWORK_CALLS = {"diffusion": 10, "flow": 10, "flow-2": 2, "mip": 2, "regression": 1, "gaussian": 1}
+
+
+def source_commit() -> str:
+    """The checked-out commit (with "+changes" if the tree is dirty), so a table says what produced it."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if dirty.strip() else "")
 
 
 def run(name: str, seed: int, args: argparse.Namespace) -> dict:
@@ -80,7 +91,8 @@ def main() -> None:
         )
 
     lines = [
-        f"BC on `reach_around`, {args.steps} steps, {args.episodes} evaluation episodes per seed, seeds {args.seeds}.",
+        f"BC on `reach_around`, {args.steps} steps, {args.episodes} evaluation episodes per seed, seeds {args.seeds}, "
+        f"code at commit {source_commit()}.",
         "",
         "| policy | network calls per chunk | success rate | per seed | mean return | train s (last session) |",
         "|---|---|---|---|---|---|",
