@@ -22,8 +22,14 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 # Commands: RELIABLE, because ros2_control's forward_command_controller subscribes with
 # SystemDefaultsQoS (reliable) and a best-effort publisher delivers nothing to it.
 COMMAND_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
-# Sensors: best effort, which also matches reliable publishers; stale samples are worthless anyway.
-SENSOR_QOS = qos_profile_sensor_data
+# Sensors: best effort (which also matches reliable publishers) and only the newest sample: when the
+# executor falls behind a 1 kHz joint-state stream, a deeper queue makes it replay stale states.
+SENSOR_QOS = QoSProfile(
+    reliability=qos_profile_sensor_data.reliability,
+    durability=qos_profile_sensor_data.durability,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+)
 # Events (e-stop, episode markers): reliable with a deeper queue, none may be lost.
 EVENT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=50)
 
