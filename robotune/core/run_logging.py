@@ -101,6 +101,7 @@ def plot_learning_curve(metrics_file: Path, out_file: Path, title: str) -> None:
         steps, rates = zip(*evals)
         axes[0, 1].plot(steps, rates, marker="o")
         axes[0, 1].set(xlabel="step", ylabel="success rate", ylim=(-0.05, 1.05), title="evaluation")
+        axes[0, 1].set_xlim(axes[0, 0].get_xlim())  # same steps as the loss curve
     fig.tight_layout()
     fig.savefig(out_file, dpi=100)
     plt.close(fig)
