@@ -24,7 +24,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from torch import nn
 
 from robotune.core.normalization import Normalizer
@@ -34,7 +33,9 @@ from robotune.core.spec import TaskSpec
 from robotune.plugins.fast_inference import NumpyFastPath, NumpyResidualMLP, clip_
 from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
-SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "dpmsolver": DPMSolverMultistepScheduler}
+# name -> diffusers scheduler class, imported on first use: importing diffusers takes ~2.6 s (it loads
+# torch._dynamo), and every robotune command imports every plugin module, `robotune plugins` included.
+SCHEDULERS = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "dpmsolver": "DPMSolverMultistepScheduler"}
 PRECOMPUTED_SCHEDULERS = ("ddim", "ddpm")  # the ones whose step() `step_coefficients` reproduces
 PREDICTION_TYPES = ("epsilon", "sample")
 
@@ -92,7 +93,9 @@ def make_scheduler(config: DiffusionConfig, name: str | None = None):
     )
     if name != "dpmsolver":  # DPM-Solver has thresholding instead of clipping
         kwargs["clip_sample"] = config.clip_sample
-    return SCHEDULERS[name](**kwargs)
+    import diffusers
+
+    return getattr(diffusers, SCHEDULERS[name])(**kwargs)
 
 
 def step_coefficients(config: DiffusionConfig, sampler: str, eta: float) -> StepCoefficients:
