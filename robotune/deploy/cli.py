@@ -27,16 +27,19 @@ from robotune.deploy.safety import SafetyConfig
 from robotune.deploy.transport import RosTopics
 
 
-def resolve_robot(name: str, task: TaskSpec) -> RobotSpec:
-    """The RobotSpec to deploy on: the task's robot, checked against the name the user gave."""
-    if task.robot is None:
-        raise DeployError(f"task '{task.name}' in the checkpoint has no RobotSpec, so it cannot be deployed")
-    if name != task.robot.name:
-        raise DeployError(
-            f"robot={name} does not match the checkpoint: its task '{task.name}' was trained for robot "
-            f"'{task.robot.name}'. Use robot={task.robot.name}."
-        )
-    return task.robot
+def resolve_robot(robot_config: DictConfig | dict, task: TaskSpec) -> RobotSpec:
+    """The RobotSpec of the selected `robot` plugin, checked against the robot the task was trained for."""
+    from robotune.core import registry
+    from robotune.core.config import build_config
+    from robotune.core.robot import check_deployable
+
+    robot_class = registry.get("robot", robot_config["name"])
+    robot = robot_class(build_config(robot_class.config_class, robot_config, "robot")).spec
+    try:
+        check_deployable(robot, task.robot, task.name)
+    except ValueError as exc:
+        raise DeployError(str(exc)) from None
+    return robot
 
 
 def default_observation_topics(task: TaskSpec, robot: RobotSpec) -> dict[str, ArrayTopic]:

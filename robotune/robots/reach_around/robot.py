@@ -11,6 +11,8 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from robotune.core.registry import register
+from robotune.core.robot import Robot
 from robotune.core.spec import JointSpec, RobotSpec
 
 MJCF_PATH = Path(__file__).with_name("reach_around.xml")
@@ -30,6 +32,15 @@ def robot_spec(model: mujoco.MjModel) -> RobotSpec:
         lower, upper = model.joint(name).range
         joints.append(JointSpec(name, float(lower), float(upper), MAX_JOINT_VELOCITY))
     return RobotSpec(name="planar_arm", joints=tuple(joints), control_rate_hz=CONTROL_RATE_HZ, command_interface="position")
+
+
+@register("robot", "planar_arm")
+class PlanarArm(Robot):
+    """The reach_around arm as a deploy target, driven over ROS 2 by `robotune.deploy.sim_robot`."""
+
+    @property
+    def spec(self) -> RobotSpec:
+        return robot_spec(load_model())
 
 
 class PlanarArmKinematics:

@@ -1,0 +1,27 @@
+from dataclasses import replace
+
+import pytest
+
+from robotune.core.registry import PluginError
+from robotune.core.spec import JointSpec
+from robotune.deploy.cli import resolve_robot
+from robotune.deploy.runner import DeployError
+from robotune.robots.reach_around.task import ReachAroundTask
+
+
+def test_robot_plugin_resolves_to_its_spec():
+    task = ReachAroundTask().spec
+    robot = resolve_robot({"name": "planar_arm"}, task)
+    assert robot.joint_names == ("shoulder", "elbow") and robot == task.robot
+
+
+def test_unknown_robot_lists_the_known_ones():
+    with pytest.raises(PluginError, match=r"no robot plugin named 'ur5'. Available: .*planar_arm"):
+        resolve_robot({"name": "ur5"}, ReachAroundTask().spec)
+
+
+def test_a_robot_with_other_joints_is_refused_naming_both():
+    task = ReachAroundTask().spec
+    other = replace(task.robot, name="other_arm", joints=(JointSpec("elbow", -1, 1), JointSpec("shoulder", -1, 1)))
+    with pytest.raises(DeployError, match=r"trained for robot 'other_arm' with joints \['elbow', 'shoulder'\]"):
+        resolve_robot({"name": "planar_arm"}, replace(task, robot=other))
