@@ -106,8 +106,10 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         runner.configure()
         runner.activate()
         end = time.monotonic() + seconds + 100
-        while sim.poll() is None and time.monotonic() < end:
-            runner.run_for(0.2)
+        # Stop counting at the simulator's "finished" event: after it the simulator stops publishing
+        # while it writes its summary, and every tick until it exits (~1.8 s) would count as stale.
+        while sim.poll() is None and not transport.finished.is_set() and time.monotonic() < end:
+            runner.run_for(0.02)
         stats = runner.stats()
         runner.shutdown()
         out, err = sim.communicate(timeout=20)
