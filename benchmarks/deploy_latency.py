@@ -153,8 +153,9 @@ def main() -> int:
     p.add_argument("--joint-state-rate", type=float, default=1000.0, help="simulator /joint_states rate (Hz)")
     p.add_argument("--realtime-priority", type=int, default=None,
                    help="SCHED_FIFO priority for the runner's control thread (the simulator's loop gets one less)")
-    p.add_argument("--inference", choices=["thread", "process"], default="process",
-                   help="where the planner runs a --checkpoint policy: a thread, or a child process with its own GIL")
+    p.add_argument("--inference", choices=["thread", "process"], default="thread",
+                   help="where the planner runs a --checkpoint policy: a thread (default), or a child process with "
+                        "its own GIL (RunnerConfig.inference_checkpoint; slower on 2 cores, see inference_process.py)")
     args = p.parse_args()
     if not netns.inside():
         return netns.reexec_in_private_netns(timeout_s=600, env={**os.environ, "PYTHONPATH": PYTHONPATH})

@@ -1,12 +1,16 @@
-"""Policy inference in a child process, so that the control process's GIL stays free for the tick.
+"""Policy inference in a child process, so that it never holds the control process's GIL.
 
-Why: the planner thread holds the GIL for most of each chunk (the NumPy fast path is many small
-ops, each too short to release it). On the 2-core machine, with the control thread, the rclpy
-executor thread and the planner thread in one interpreter, `benchmarks/deploy_latency.py` with the
-DDIM-10 diffusion checkpoint at 100 Hz measured (per-tick breakdown, load ~1.9): tick p50 0.6 ms
-but p99 7.1 ms, almost all of it inside `publish` waiting to get the GIL back; inference itself
-took 10.9 ms p50 wall for 4.9 ms of CPU, max 140 ms (first call). A separate process has its own
-GIL: the control thread then shares the interpreter with the executor thread only.
+Why it exists: the planner thread holds the GIL for most of a chunk (the NumPy fast path is many
+small ops, each too short to release it), so in-thread inference can delay a tick by up to a GIL
+switch interval, and a heavier policy by more. A child process has its own GIL.
+
+What it measured (benchmarks/deploy_latency.py, DDIM-10 diffusion checkpoint, 2-core VM, load
+1.0-1.4, joint states already taken on the control thread, see ros2_transport.py): it did NOT
+help here. At 500 Hz, process vs thread: obs->cmd p99 9.0 vs 7.8 ms, overruns 305 vs 149,
+stale ticks 1265 vs 994; at 100 Hz both gave obs->cmd p99 13-15 ms. With only two cores the
+child competes for CPU with the simulator and the control thread, which costs more than the GIL
+it frees. So it is opt-in (`RunnerConfig.inference_checkpoint`, `deploy_latency --inference
+process`), for machines with spare cores or policies whose inference holds the GIL for longer.
 
 Protocol: the child is `python -m robotune.deploy.inference_process` started with `subprocess`
 (no multiprocessing, so nothing is pickled), talking over one end of a `socketpair` passed as a

@@ -72,7 +72,8 @@ class RunnerConfig:
     realtime_priority: int | None = None
     # Plan in a child process that loads this checkpoint directory (the one `policy` came from)
     # instead of a thread, so inference does not compete with the tick for this process's GIL
-    # (see inference_process.py for the numbers). None: plan in a thread. Needs lead_ticks > 0.
+    # (see inference_process.py: on the 2-core machine it measured slower than the thread).
+    # None: plan in a thread. Needs lead_ticks > 0.
     inference_checkpoint: str | None = None
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
