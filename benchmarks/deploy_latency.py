@@ -69,7 +69,7 @@ def random_mlp_policy(spec):
 
 
 def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | None, priority: int | None,
-             joint_state_rate: float = 1000.0) -> dict:
+             joint_state_rate: float = 1000.0, inference: str = "thread") -> dict:
     import numpy as np
     import torch
 
@@ -98,14 +98,18 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
     topics = default_observation_topics(spec, spec.robot)
     transport = Ros2Transport(spec.robot.joint_names, rate_hz, RosTopics(episode="/episode", observation_topics=topics),
                               domain_id=domain_id)
-    runner = PolicyRunner(policy, spec, transport, RunnerConfig(rate_hz=rate_hz, configure_timeout_s=60.0, realtime_priority=priority),
+    runner = PolicyRunner(policy, spec, transport, RunnerConfig(
+        rate_hz=rate_hz, configure_timeout_s=60.0, realtime_priority=priority,
+        inference_checkpoint=checkpoint if inference == "process" else None),
                           observation_topics=topics)
     try:
         runner.configure()
         runner.activate()
         end = time.monotonic() + seconds + 100
-        while sim.poll() is None and time.monotonic() < end:
-            runner.run_for(0.2)
+        # Stop counting at the simulator's "finished" event: after it the simulator stops publishing
+        # while it writes its summary, and every tick until it exits (~1.8 s) would count as stale.
+        while sim.poll() is None and not transport.finished.is_set() and time.monotonic() < end:
+            runner.run_for(0.02)
         stats = runner.stats()
         runner.shutdown()
         out, err = sim.communicate(timeout=20)
@@ -126,9 +130,14 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         "ticks": stats["ticks"],
         "overruns": stats["overruns"],
         "stale_ticks": stats["stale_ticks"],
+        # of those, ticks held after a simulator episode reset (by design: the simulator pauses
+        # --reset-gap-s and the runner waits for the new episode's first state and goal)
+        "episode_wait_ticks": stats["episode_wait_ticks"],
+        "sim_episodes": robot.get("episodes"),
         "latency_samples": robot["latency_samples"],
         "inference_ms_max": round(stats["planner"]["inference_ms_max"], 3),
         "policy": "checkpoint" if checkpoint else "random_mlp_2x256",
+        "inference": inference if checkpoint else "thread",
         "realtime_priority": priority,
         "joint_state_rate_hz": joint_state_rate,
         "loadavg_1m_before": loadavg_before,
@@ -144,13 +153,16 @@ def main() -> int:
     p.add_argument("--joint-state-rate", type=float, default=1000.0, help="simulator /joint_states rate (Hz)")
     p.add_argument("--realtime-priority", type=int, default=None,
                    help="SCHED_FIFO priority for the runner's control thread (the simulator's loop gets one less)")
+    p.add_argument("--inference", choices=["thread", "process"], default="thread",
+                   help="where the planner runs a --checkpoint policy: a thread (default), or a child process with "
+                        "its own GIL (RunnerConfig.inference_checkpoint; slower on 2 cores, see inference_process.py)")
     args = p.parse_args()
     if not netns.inside():
         return netns.reexec_in_private_netns(timeout_s=600, env={**os.environ, "PYTHONPATH": PYTHONPATH})
     records = []
     for i, rate in enumerate(args.rates):
         record = run_cell(rate, args.seconds, domain_id=40 + i, checkpoint=args.checkpoint, priority=args.realtime_priority,
-                          joint_state_rate=args.joint_state_rate)
+                          joint_state_rate=args.joint_state_rate, inference=args.inference)
         print(record, file=sys.stderr, flush=True)
         records.append(record)
     print(json.dumps(records))

@@ -17,6 +17,9 @@ chunk open loop, then replan), rearranged for a real-time loop:
 
 `lead_ticks=0` reproduces ChunkController exactly (plan synchronously on the tick), at the price
 of the tick waiting for inference; it is there for parity checks.
+
+With `remote` (an `InferenceProcess`), chunks are computed in a child process instead of the
+background thread, which keeps inference off the control process's GIL (see inference_process.py).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 import torch
 
 from robotune.core.policy import Policy
+from robotune.deploy.inference_process import InferenceProcess
 
 
 @dataclass
@@ -53,6 +57,7 @@ class ChunkPlanner:
         act_steps: int | None = None,
         deterministic: bool = True,
         seed: int = 0,
+        remote: InferenceProcess | None = None,
     ) -> None:
         cfg = policy.config
         if lead_ticks < 0 or blend_steps < 0:
@@ -76,7 +81,9 @@ class ChunkPlanner:
         self._results: queue.Queue = queue.Queue()
         self._requests: queue.Queue = queue.Queue(maxsize=2)  # one request plus the stop marker
         self._worker: threading.Thread | None = None
-        if lead_ticks > 0:
+        self._remote = remote if lead_ticks > 0 else None
+        self._in_flight_generation = 0
+        if lead_ticks > 0 and self._remote is None:
             self._worker = threading.Thread(target=self._work, name="chunk-planner", daemon=True)
             self._worker.start()
 
@@ -88,6 +95,8 @@ class ChunkPlanner:
         self._schedule.clear()
         self._next_request_tick = None
         self.policy.reset()
+        if self._remote is not None:
+            self._remote.reset()
 
     def observe(self, obs: np.ndarray) -> None:
         """Append this tick's observation (obs_dim,). A fresh history is the first observation repeated."""
@@ -115,7 +124,13 @@ class ChunkPlanner:
         if not self.history:
             return
         obs = torch.from_numpy(np.stack(self.history)[None])  # (1, obs_horizon, obs_dim)
-        if self._worker is None:
+        if self._remote is not None:
+            if self._in_flight:
+                self.stats.requests_skipped += 1
+                return
+            self._in_flight, self._in_flight_tick, self._in_flight_generation = True, tick, self._generation
+            self._remote.submit(obs.numpy()[0])
+        elif self._worker is None:
             self._store(tick, self._infer(obs), tick)
         elif self._in_flight:
             self.stats.requests_skipped += 1
@@ -146,6 +161,19 @@ class ChunkPlanner:
             self._results.put((generation, tick, chunk))
 
     def _merge_results(self, tick: int, block: bool = False) -> None:
+        if self._remote is not None:
+            if not self._in_flight:
+                return
+            answer = self._remote.result(block=block)  # raises InferenceProcessError on a failure
+            if answer is None:
+                return
+            chunk, infer_ms = answer
+            self._in_flight = False
+            self.stats.plans += 1
+            self.stats.inference_ms_max = max(self.stats.inference_ms_max, infer_ms)
+            if self._in_flight_generation == self._generation:
+                self._store(self._in_flight_tick, chunk, tick)
+            return
         while True:
             try:
                 generation, obs_tick, chunk = self._results.get(block=block, timeout=5.0 if block else None)
@@ -175,6 +203,9 @@ class ChunkPlanner:
                 self._schedule[k] = chunk[i]
 
     def close(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
         if self._worker is not None:
             self._requests.put(None)
             self._worker.join(timeout=5.0)

@@ -5,6 +5,11 @@ Why this shape (measured on this 2-core machine, see the deploy notes):
   sharing rclpy's global init;
 - `SingleThreadedExecutor`: `MultiThreadedExecutor` starved a 100 Hz timer to 10-35 Hz under
   200-500 Hz of /joint_states input; the control loop runs in its own thread anyway;
+- no parameter services and no /rosout publisher: the executor rebuilds its wait set from every
+  entity on each wait, in Python, holding the GIL the control thread needs. The six parameter
+  services, /rosout and their QoS event handlers made that the biggest GIL user in the runner
+  process (profiled at 100 Hz with 1 kHz joint states: ~0.8 ms of spin-thread CPU per callback,
+  most of it in `_wait_for_ready_callbacks`, not in our callback);
 - shutdown order: shut the context down first, then join the spin thread. Shutting the executor
   down while another thread is inside `spin()` aborted the process.
 """
@@ -43,7 +48,9 @@ class SpinningNode:
         if domain_id is not None:
             init_kwargs["domain_id"] = domain_id
         rclpy.init(**init_kwargs)
-        self.node: Node = rclpy.create_node(name, namespace=namespace, context=self.context)
+        self.node: Node = rclpy.create_node(
+            name, namespace=namespace, context=self.context, start_parameter_services=False, enable_rosout=False
+        )
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, name=f"{name}-spin", daemon=True)

@@ -32,6 +32,7 @@ import numpy as np
 
 from robotune.core.policy import Policy
 from robotune.core.spec import RobotSpec, TaskSpec
+from robotune.deploy.inference_process import InferenceProcess, InferenceProcessError
 from robotune.deploy.observation import ArrayTopic, ObservationError, ObservationLayout
 from robotune.deploy.planner import ChunkPlanner
 from robotune.deploy.safety import SafetyConfig, SafetyLayer, Verdict
@@ -69,6 +70,11 @@ class RunnerConfig:
     # None keeps the default scheduler. Needs root or CAP_SYS_NICE; without it the runner logs and
     # goes on at normal priority.
     realtime_priority: int | None = None
+    # Plan in a child process that loads this checkpoint directory (the one `policy` came from)
+    # instead of a thread, so inference does not compete with the tick for this process's GIL
+    # (see inference_process.py: on the 2-core machine it measured slower than the thread).
+    # None: plan in a thread. Needs lead_ticks > 0.
+    inference_checkpoint: str | None = None
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
 
@@ -106,6 +112,7 @@ class PolicyRunner:
         self.episode: int | None = None
         self.last_error = ""
         self.observation_errors = 0
+        self.episode_wait_ticks = 0  # held after an episode start event, waiting for the new episode's data
         self.overruns = 0
         self.tick_starts: list[float] = []
         self.tick_durations: list[float] = []
@@ -116,6 +123,15 @@ class PolicyRunner:
     # -- lifecycle ---------------------------------------------------------------------------
     def configure(self) -> None:
         self._expect(RunnerState.UNCONFIGURED, "configure")
+        remote = None
+        if self.config.inference_checkpoint is not None and self.config.lead_ticks > 0:
+            # Before the transport: loading takes seconds, and a bad checkpoint fails before any robot I/O.
+            cfg = self.policy.config
+            try:
+                remote = InferenceProcess(self.config.inference_checkpoint, (cfg.obs_horizon, self.policy.obs_dim),
+                                          (cfg.horizon, self.task.action_dim), self.config.deterministic, self.config.seed)
+            except InferenceProcessError as exc:
+                raise DeployError(f"RunnerConfig.inference_checkpoint: {exc}") from exc
         self.transport.start()
         deadline = time.monotonic() + self.config.configure_timeout_s
         while True:
@@ -125,6 +141,8 @@ class PolicyRunner:
             except ObservationError as exc:
                 if time.monotonic() > deadline:
                     self.transport.close()
+                    if remote is not None:
+                        remote.close()
                     rejected = self.transport.rejection_summary()
                     raise DeployError(
                         f"no usable observation within {self.config.configure_timeout_s:.1f} s: {exc}"
@@ -133,9 +151,12 @@ class PolicyRunner:
                 time.sleep(0.005)
         if not np.all(np.isfinite(obs)):
             self.transport.close()
+            if remote is not None:
+                remote.close()
             raise DeployError(f"the first observation has non-finite entries: {dict(zip(self.task.obs_names, obs.tolist()))}")
         self.planner = ChunkPlanner(
             self.policy,
+            remote=remote,
             lead_ticks=self.config.lead_ticks,
             blend_steps=self.config.blend_steps,
             deterministic=self.config.deterministic,
@@ -205,7 +226,9 @@ class PolicyRunner:
         if self.transport.estop_requested() and self.safety.latched is not Verdict.ESTOP:
             self.safety.trigger_estop(f"emergency stop received at tick {self.tick_index}")
         obs, age = None, float("inf")
-        if snapshot.episode == self.episode or self._start_episode(snapshot):
+        if snapshot.episode != self.episode and not self._start_episode(snapshot):
+            self.episode_wait_ticks += 1
+        else:
             try:
                 obs, age = self.layout.assemble(snapshot)
             except ObservationError as exc:
@@ -293,6 +316,7 @@ class PolicyRunner:
             "rate_limited_ticks": s.rate_limited_ticks,
             "latched": self.safety.latched.value if self.safety.latched else None,
             "latch_reason": self.safety.latch_reason,
+            "episode_wait_ticks": self.episode_wait_ticks,
             "observation_errors": self.observation_errors,
             "last_error": self.last_error,
             "overruns": self.overruns,
