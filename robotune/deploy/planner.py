@@ -89,8 +89,15 @@ class ChunkPlanner:
 
     # -- episode -----------------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget history and queued actions (new episode); a plan still running is discarded on arrival."""
+        """Forget history and queued actions (new episode).
+
+        A plan still running is waited for and discarded before the policy's own reset: a stateful
+        policy reset while the worker is inside its `predict_chunk` would start the new episode from
+        the old episode's observation.
+        """
         self._generation += 1
+        if self._in_flight:
+            self._merge_results(tick=0, block=True)  # its generation is stale, so it is dropped
         self.history.clear()
         self._schedule.clear()
         self._next_request_tick = None
