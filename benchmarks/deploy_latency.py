@@ -70,7 +70,6 @@ def random_mlp_policy(spec):
 
 def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | None, priority: int | None,
              joint_state_rate: float = 1000.0, inference: str = "thread") -> dict:
-    import numpy as np
     import torch
 
     from robotune.deploy.cli import default_observation_topics

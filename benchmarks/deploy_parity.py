@@ -34,14 +34,11 @@ PYTHONPATH = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH
 
 
 def load(checkpoint_dir: str):
-    from robotune.core import registry
     from robotune.core.checkpoint import load_checkpoint
-    from robotune.core.config import build_config
+    from robotune.core.task import build_task
 
     checkpoint = load_checkpoint(checkpoint_dir)
-    task_class = registry.get("task", checkpoint.config.task.name)
-    task = task_class(build_config(task_class.config_class, checkpoint.config.task, "task"))
-    return checkpoint, task
+    return checkpoint, build_task(checkpoint.config.task)
 
 
 def runner_config(args, rate_hz: float):

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from robotune.core.chunking import ChunkController
 from robotune.core.policy import Policy
-from robotune.core.task import Task
+from robotune.core.task import Task, build_task
 
 
 @dataclass
@@ -83,14 +83,11 @@ def evaluate(
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
     """`robotune eval`: rebuild policy and task from the checkpoint directory alone, then evaluate."""
-    from robotune.core import registry
     from robotune.core.checkpoint import load_checkpoint
-    from robotune.core.config import build_config
 
     torch.set_num_threads(cfg.torch_threads)
     checkpoint = load_checkpoint(cfg.checkpoint)
-    task_class = registry.get("task", checkpoint.config.task.name)
-    task = task_class(build_config(task_class.config_class, checkpoint.config.task, "task"))
+    task = build_task(checkpoint.config.task)
     result = evaluate(
         checkpoint.policy,
         task,

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import gymnasium as gym
 import numpy as np
 
-from robotune.core.config import PluginConfig
+from robotune.core import registry
+from robotune.core.config import PluginConfig, build_config
 from robotune.core.spec import TaskSpec
 
 
@@ -50,3 +51,10 @@ class Task(ABC):
     def make_expert(self) -> Expert | None:
         """A scripted expert for demonstrations, or None if the task has none."""
         return None
+
+
+def build_task(task_config: Any) -> Task:
+    """The task plugin named by `task_config["name"]`, configured by the rest of that node
+    (a run's `cfg.task`, a checkpoint's `config.task`, or just `{"name": ...}` for the defaults)."""
+    task_class = registry.get("task", task_config["name"])
+    return task_class(build_config(task_class.config_class, task_config, "task"))

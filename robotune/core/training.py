@@ -29,7 +29,7 @@ from robotune.core.evaluation import evaluate
 from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.run_logging import LoggerConfig, RunLogger, plot_learning_curve
-from robotune.core.task import Task
+from robotune.core.task import Task, build_task
 
 
 @dataclass
@@ -38,11 +38,6 @@ class Components:
     dataset: EpisodeDataset
     policy: Policy
     algorithm: Algorithm
-
-
-def build_task(cfg: DictConfig) -> Task:
-    task_class = registry.get("task", cfg.task.name)
-    return task_class(build_config(task_class.config_class, cfg.task, "task"))
 
 
 def load_dataset(cfg: DictConfig, task: Task, console: Console) -> EpisodeDataset:
@@ -63,7 +58,7 @@ def load_dataset(cfg: DictConfig, task: Task, console: Console) -> EpisodeDatase
 
 
 def build_components(cfg: DictConfig, console: Console) -> Components:
-    task = build_task(cfg)
+    task = build_task(cfg.task)
     dataset = load_dataset(cfg, task, console)
     policy_class = registry.get("policy", cfg.policy.name)
     policy_config = build_config(policy_class.config_class, cfg.policy, "policy")

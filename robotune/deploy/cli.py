@@ -79,9 +79,8 @@ def ros_topics(cfg: DictConfig, topics: dict[str, ArrayTopic]) -> RosTopics:
 
 def deploy(cfg: DictConfig) -> dict:
     """Load the checkpoint, connect, run through the lifecycle, print and return a JSON summary."""
-    from robotune.core import registry
     from robotune.core.checkpoint import load_checkpoint
-    from robotune.core.config import build_config
+    from robotune.core.task import build_task
 
     torch.set_num_threads(cfg.torch_threads)
     checkpoint = load_checkpoint(cfg.checkpoint)
@@ -95,8 +94,7 @@ def deploy(cfg: DictConfig) -> dict:
         from robotune.deploy.sim_transport import SimTransport
         from robotune.deploy.simulated_robot import SimulatedRobot
 
-        task_class = registry.get("task", checkpoint.config.task.name)
-        task = task_class(build_config(task_class.config_class, checkpoint.config.task, "task"))
+        task = build_task(checkpoint.config.task)
         sim = SimulatedRobot(task.make_env(), task_spec, robot, seed=cfg.seed, episodes=cfg.episodes)
         runner = PolicyRunner(checkpoint.policy, task_spec, SimTransport(sim), config, robot, topics)
         runner.configure()

@@ -49,20 +49,15 @@ import numpy as np
 EXTRA_JOINT = "sim_camera_pan"
 
 
-def build_task(task_name: str | None, checkpoint: str | None):
-    """(Task instance, policy-free) from a registered task name or from a checkpoint's task config."""
-    from robotune.core.config import build_config
-    from robotune.core.registry import get
+def task_from_args(task_name: str | None, checkpoint: str | None):
+    """The task of a checkpoint (with its config), or a registered task by name with its defaults."""
+    from robotune.core.task import build_task
 
     if checkpoint:
         from robotune.core.checkpoint import load_checkpoint
 
-        task_cfg = load_checkpoint(checkpoint).config.task
-        task_name = task_name or task_cfg.name
-    else:
-        task_cfg = {}
-    task_class = get("task", task_name)
-    return task_class(build_config(task_class.config_class, task_cfg, f"task/{task_name}"))
+        return build_task(load_checkpoint(checkpoint).config.task)
+    return build_task({"name": task_name})
 
 
 class SimRobotNode:
@@ -330,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for module in args.imports:
         importlib.import_module(module)
-    task = build_task(args.task, args.checkpoint)
+    task = task_from_args(args.task, args.checkpoint)
     spec = task.spec
     if spec.robot is None:
         print(f"task '{spec.name}' has no RobotSpec; cannot simulate a robot for it", file=sys.stderr)

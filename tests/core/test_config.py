@@ -9,7 +9,7 @@ from omegaconf.errors import ConfigAttributeError, ValidationError
 
 from robotune.core.config import build_config
 from robotune.core.policy import PolicyConfig
-from robotune.core.training import build_task
+from robotune.core.task import build_task
 from tests.helpers import compose_config
 
 
@@ -46,7 +46,7 @@ def test_task_config_typo_is_named():
     cfg = compose_config("train", [])
     with pytest.raises(ConfigAttributeError, match="goal_nosie"):
         cfg.task.goal_nosie = 0.1
-    assert build_task(cfg).spec.name == "reach_around"
+    assert build_task(cfg.task).spec.name == "reach_around"
 
 
 def test_missing_mandatory_field_is_named_by_the_cli():

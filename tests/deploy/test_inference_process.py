@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from robotune.core.checkpoint import load_checkpoint
 from robotune.core.training import train

@@ -7,7 +7,7 @@ import pytest
 
 from robotune.deploy.observation import ObservationError
 from robotune.deploy.planner import ChunkPlanner
-from robotune.deploy.runner import DeployError, PolicyRunner, RunnerConfig
+from robotune.deploy.runner import PolicyRunner, RunnerConfig
 from robotune.deploy.safety import SafetyConfig
 from robotune.deploy.sim_transport import SimTransport
 from robotune.deploy.simulated_robot import SimulatedRobot
