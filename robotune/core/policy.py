@@ -87,11 +87,15 @@ class Policy(nn.Module, ABC):
         `deterministic=True` takes the policy's mode-seeking path (a Gaussian's mean, DDIM with eta=0);
         with a seeded `generator` either mode repeats exactly.
         """
+        self.check_obs(obs)
+        chunk_norm = self.sample_chunk_norm(self.obs_normalizer.normalize(obs.float()), deterministic, generator)
+        return self.action_normalizer.unnormalize(chunk_norm.clamp(-1.0, 1.0))
+
+    def check_obs(self, obs: torch.Tensor) -> None:
+        """Raise a ValueError naming the expected shape unless obs is (B, obs_horizon, obs_dim)."""
         expected = (self.config.obs_horizon, self.obs_dim)
         if obs.ndim != 3 or tuple(obs.shape[1:]) != expected:
             raise ValueError(f"policy expects obs of shape (B, {expected[0]}, {expected[1]}), got {tuple(obs.shape)}")
-        chunk_norm = self.sample_chunk_norm(self.obs_normalizer.normalize(obs.float()), deterministic, generator)
-        return self.action_normalizer.unnormalize(chunk_norm.clamp(-1.0, 1.0))
 
     def reset(self) -> None:
         """Forget any per-episode state. Stateless chunk policies need nothing here."""

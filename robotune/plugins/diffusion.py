@@ -18,6 +18,7 @@ the initial noise still comes from the generator, so a seeded generator repeats 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -30,7 +31,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import NumpyFastPath, NumpyResidualMLP, clip_
+from robotune.plugins.fast_inference import AFFINE_STEP_COLUMNS, NumpyFastPath, NumpyResidualMLP
 from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 # name -> diffusers scheduler class, imported on first use: importing diffusers takes ~2.6 s (it loads
@@ -81,6 +82,11 @@ class StepCoefficients:
     c_out: tuple[float, ...]
     c_xt: tuple[float, ...]
     sigma: tuple[float, ...]
+
+    @functools.cached_property
+    def table(self) -> np.ndarray:
+        """(steps, 6) in the column order of the twin's compiled sampler (`AFFINE_STEP_COLUMNS`)."""
+        return np.array([getattr(self, column) for column in AFFINE_STEP_COLUMNS], np.float64).T
 
 
 def make_scheduler(config: DiffusionConfig, name: str | None = None):
@@ -191,9 +197,6 @@ class DiffusionPolicy(NumpyFastPath, Policy):
         """obs_norm (B, To, Do) -> chunk (B, H, Da) in [-1, 1]."""
         if not deterministic and self.config.scheduler not in PRECOMPUTED_SCHEDULERS:
             return self.sample_chunk_norm_with_scheduler(obs_norm, deterministic, generator)
-        twin = self.numpy_network(obs_norm)
-        if twin is not None:
-            return self.sample_chunk_norm_numpy(twin, obs_norm, deterministic, generator)
         coef = self.coefficients(deterministic)
         denoiser = self._denoiser()
         cond = self.obs_encoder(obs_norm)
@@ -210,30 +213,27 @@ class DiffusionPolicy(NumpyFastPath, Policy):
         return x
 
     def sample_chunk_norm_numpy(
-        self, twin: NumpyResidualMLP, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """The same sampler as above on the NumPy twin, for small CPU batches; chunks are flattened to (B, H * Da)."""
-        coef = self.coefficients(deterministic)
+        self, twin: NumpyResidualMLP, obs_norm: np.ndarray, deterministic: bool, generator: torch.Generator | None
+    ) -> np.ndarray:
+        """The same sampler as above in one compiled call on the NumPy twin, for small CPU batches.
+
+        The noise is drawn from the generator in the torch loop's order (initial chunk, then one draw
+        per step with sigma > 0), so both paths return the same chunk for the same seed.
+        """
         batch = obs_norm.shape[0]
+        if not deterministic and self.config.scheduler not in PRECOMPUTED_SCHEDULERS:
+            obs_norm = torch.from_numpy(obs_norm).view(batch, self.config.obs_horizon, self.obs_dim)
+            return self.sample_chunk_norm_with_scheduler(obs_norm, deterministic, generator).numpy().reshape(batch, -1)
+        coef = self.coefficients(deterministic)
         shape = (batch, self.config.horizon, self.action_dim)
         x = torch.randn(shape, generator=generator).numpy().reshape(batch, -1)
-        input_bias = twin.input_bias(obs_norm.numpy().reshape(batch, -1), coef.timesteps)
+        noise = None
+        if any(coef.sigma):
+            noise = np.zeros((len(coef.timesteps), *x.shape), np.float32)
+            for k in np.flatnonzero(coef.sigma):
+                noise[k] = torch.randn(shape, generator=generator).numpy().reshape(batch, -1)
         clip = 1.0 if self.config.clip_sample else math.inf
-        with np.errstate(over="ignore"):
-            for k in range(len(coef.timesteps)):
-                out = twin(x, input_bias[k])
-                x0 = x * coef.r_xt[k]
-                x0 += coef.r_out[k] * out
-                clip_(x0, clip)
-                x0 *= coef.c_x0[k]
-                if coef.c_out[k]:
-                    x0 += coef.c_out[k] * out
-                if coef.c_xt[k]:
-                    x0 += coef.c_xt[k] * x
-                x = x0
-                if coef.sigma[k] > 0:
-                    x += coef.sigma[k] * torch.randn(shape, generator=generator).numpy().reshape(batch, -1)
-        return torch.from_numpy(x.reshape(shape))
+        return twin.sample(x, twin.input_bias(obs_norm, coef.timesteps), coef.table, noise, clip)
 
     def sample_chunk_norm_with_scheduler(
         self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None, scheduler_name: str | None = None

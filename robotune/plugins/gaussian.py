@@ -22,7 +22,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import NumpyFastPath
+from robotune.plugins.fast_inference import NumpyFastPath, NumpyResidualMLP
 from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 
@@ -64,14 +64,10 @@ class GaussianPolicy(NumpyFastPath, Policy):
 
     def distribution(self, obs_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """obs_norm (B, To, Do) -> mean (B, H, Da) and log σ (B, H, Da) or (H, Da), normalised units."""
-        twin = self.numpy_network(obs_norm)
-        if twin is not None:  # small CPU batches at inference: the NumPy twin of the same network
-            batch = obs_norm.shape[0]
-            with np.errstate(over="ignore"):
-                flat = twin(None, twin.input_bias(obs_norm.numpy().reshape(batch, -1))[0])
-            out = torch.from_numpy(flat).view(batch, self.config.horizon, -1)
-        else:
-            out = self.network(None, self.obs_encoder(obs_norm))
+        return self.head(self.network(None, self.obs_encoder(obs_norm)))
+
+    def head(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's output (B, H, Da or 2 Da) -> mean and clamped log σ."""
         if self.config.state_dependent_std:
             mean, log_std = out.chunk(2, dim=-1)
             log_std = log_std + self.log_std_offset
@@ -88,8 +84,17 @@ class GaussianPolicy(NumpyFastPath, Policy):
         return nll, {"loss": nll.item(), "mse": mse.item(), "std": log_std.exp().mean().item()}
 
     def sample_chunk_norm(self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
-        mean, log_std = self.distribution(obs_norm)
+        return self.sample(*self.distribution(obs_norm), deterministic, generator)
+
+    def sample_chunk_norm_numpy(
+        self, twin: NumpyResidualMLP, obs_norm: np.ndarray, deterministic: bool, generator: torch.Generator | None
+    ) -> np.ndarray:
+        """The network on the NumPy twin; the head and the draw stay in torch (a handful of ops)."""
+        out = torch.from_numpy(twin(None, twin.input_bias(obs_norm)[0])).view(obs_norm.shape[0], self.config.horizon, -1)
+        return self.sample(*self.head(out), deterministic, generator).numpy().reshape(obs_norm.shape[0], -1)
+
+    @staticmethod
+    def sample(mean: torch.Tensor, log_std: torch.Tensor, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
         if deterministic:
             return mean
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device)
-        return mean + log_std.exp() * noise
+        return mean + log_std.exp() * torch.randn(mean.shape, generator=generator, device=mean.device)

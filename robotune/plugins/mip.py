@@ -28,7 +28,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import NumpyFastPath
+from robotune.plugins.fast_inference import NumpyFastPath, NumpyResidualMLP
 from robotune.plugins.networks import UNIT_TIME_SCALE, BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 
@@ -74,14 +74,15 @@ class MinimumIterativePolicy(NumpyFastPath, Policy):
 
     def sample_chunk_norm(self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
         """obs_norm (B, To, Do) -> chunk (B, H, Da); the same with either mode and any generator."""
-        batch = obs_norm.shape[0]
-        shape = (batch, self.config.horizon, self.action_dim)
-        twin = self.numpy_network(obs_norm)
-        if twin is not None:
-            input_bias = twin.input_bias(obs_norm.numpy().reshape(batch, -1), (0.0, self.config.t_star * UNIT_TIME_SCALE))
-            with np.errstate(over="ignore"):
-                first = twin(None, input_bias[0])  # a zero chunk contributes nothing to the input layer
-                return torch.from_numpy(twin(first, input_bias[1]).reshape(shape))
+        shape = (obs_norm.shape[0], self.config.horizon, self.action_dim)
         cond = self.obs_encoder(obs_norm)
         first = self._call(torch.zeros(shape, device=obs_norm.device), cond, 0.0)
         return self._call(first, cond, self.config.t_star)
+
+    def sample_chunk_norm_numpy(
+        self, twin: NumpyResidualMLP, obs_norm: np.ndarray, deterministic: bool, generator: torch.Generator | None
+    ) -> np.ndarray:
+        """The same two calls on the NumPy twin: obs_norm (B, To * Do) -> chunk (B, H * Da)."""
+        input_bias = twin.input_bias(obs_norm, (0.0, self.config.t_star * UNIT_TIME_SCALE))
+        first = twin(None, input_bias[0])  # a zero chunk contributes nothing to the input layer
+        return twin(first, input_bias[1])

@@ -17,7 +17,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import NumpyFastPath
+from robotune.plugins.fast_inference import NumpyFastPath, NumpyResidualMLP
 from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 
@@ -46,10 +46,9 @@ class RegressionPolicy(NumpyFastPath, Policy):
         return loss, {"loss": loss.item()}
 
     def sample_chunk_norm(self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
-        batch = obs_norm.shape[0]
-        twin = self.numpy_network(obs_norm)
-        if twin is not None:
-            with np.errstate(over="ignore"):
-                chunk = twin(None, twin.input_bias(obs_norm.numpy().reshape(batch, -1))[0])
-            return torch.from_numpy(chunk.reshape(batch, self.config.horizon, self.action_dim))
         return self.network(None, self.obs_encoder(obs_norm))
+
+    def sample_chunk_norm_numpy(
+        self, twin: NumpyResidualMLP, obs_norm: np.ndarray, deterministic: bool, generator: torch.Generator | None
+    ) -> np.ndarray:
+        return twin(None, twin.input_bias(obs_norm)[0])

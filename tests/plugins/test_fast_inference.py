@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from robotune.core.normalization import Normalizer
 from robotune.plugins.diffusion import DiffusionPolicy
 from robotune.plugins.fast_inference import NumpyResidualMLP
 from robotune.plugins.flow_matching import FlowMatchingPolicy
@@ -46,7 +47,7 @@ def test_twin_computes_the_same_function(batch, in_channels, time_dim):
     cond, t = torch.randn(batch, 6), torch.full((batch,), 42.0)
     with torch.no_grad():
         expected = net(chunk_in, cond, t if time_dim else None).reshape(batch, -1).numpy()
-    twin = NumpyResidualMLP(net)
+    twin = NumpyResidualMLP(net, Normalizer.identity(6), Normalizer.identity(3))
     bias = twin.input_bias(cond.numpy(), (42.0,) if time_dim else None)[0]
     with np.errstate(over="ignore"):
         out = twin(chunk_in.reshape(batch, -1).numpy() if in_channels else None, bias)
@@ -59,6 +60,9 @@ def test_twin_computes_the_same_function(batch, in_channels, time_dim):
 def test_policies_give_the_same_chunks_on_both_paths(toy, policy_class, overrides, batch):
     policy = toy.make(policy_class, **overrides).eval()
     randomize_layer_norms(policy)
+    with torch.no_grad():  # a non-trivial observation normaliser: the twin applies it in NumPy
+        policy.obs_normalizer.center.uniform_(-0.5, 0.5)
+        policy.obs_normalizer.half_range.uniform_(0.5, 2.0)
     obs = toy.obs[:batch]
     for deterministic in (True, False):
         fast = policy.predict_chunk(obs, deterministic, torch.Generator().manual_seed(4))
@@ -69,6 +73,24 @@ def test_policies_give_the_same_chunks_on_both_paths(toy, policy_class, override
         assert "_numpy_twin" not in policy.__dict__
         policy.config.fast_inference = True
         torch.testing.assert_close(fast, reference, **TOLERANCE)
+
+
+def test_twin_is_rebuilt_after_an_in_place_update(toy):
+    policy = toy.make(RegressionPolicy).eval()
+    before = policy.predict_chunk(toy.obs[:1])
+    with torch.no_grad():
+        policy.action_normalizer.center.add_(1.0)  # as load_state_dict or an EMA update would, in place
+    after = policy.predict_chunk(toy.obs[:1])
+    torch.testing.assert_close(after, before + 1.0, **TOLERANCE)
+
+
+def test_nan_observations_come_out_as_nan(toy):
+    """The compiled kernel must not swallow NaN (fast-math without nnan): the deploy safety layer looks for it."""
+    obs = toy.obs[:1].clone()
+    obs[0, -1, 0] = float("nan")
+    for policy_class, overrides in POLICIES[:5]:
+        chunk = toy.make(policy_class, **overrides).eval().predict_chunk(obs, deterministic=True)
+        assert torch.isnan(chunk).any(), policy_class.__name__
 
 
 def test_batches_above_the_limit_use_torch(toy):
