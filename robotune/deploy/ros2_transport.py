@@ -7,15 +7,16 @@ JointTrajectory: `header.frame_id`), so a robot-side tool can measure observatio
 latency. Controllers ignore both fields: forward_command_controller reads only `data`, and the
 trajectory controller uses `header.stamp` (left at zero, "start now"), not `frame_id`.
 
-Joint states are not delivered by the executor: the control thread takes the newest one from the
-(KEEP_LAST 1) subscription queue when it reads a snapshot, as ros2_control's update loop reads its
-state interfaces. The subscription lives on a second node that no executor spins. Why: at 1 kHz
-of joint states the rclpy executor, which rebuilds its wait set in Python on every wait, used
-~0.8 ms of GIL-holding CPU per message and still fell behind (it handled ~450 of 1000 msgs/s,
-profiled at 100 Hz), so the control thread waited for the GIL at its deadline and in `publish`
-(tick p99 5-7 ms). Polling costs one take per tick. The reading's age is from DDS's reception
-time, so a sample that waited in the queue is not taken for a fresh one. Events (/episode,
-/estop) and the slow array topics (/goal) still go through the executor.
+No executor, no spin thread: the control thread takes every incoming message itself when it reads
+a snapshot, as ros2_control's update loop reads its state interfaces. Why: at 1 kHz of joint
+states the rclpy executor, which rebuilds its wait set in Python on every wait, used ~0.8 ms of
+GIL-holding CPU per message and still fell behind (it handled ~450 of 1000 msgs/s, profiled at
+100 Hz), so the control thread waited for the GIL at its deadline and in `publish` (tick p99
+5-7 ms); with only the events (/episode, /estop) and the 20 Hz /goal left on it, the executor
+still made the 100 Hz jitter p99 4-9 ms. Polling costs one take per subscription per tick. Joint
+states and array topics keep only their newest sample (KEEP_LAST 1); a reading's age is from
+DDS's reception time, so a sample that waited in the queue is not taken for a fresh one. Events
+queue (reliable, depth 50) and are all taken, so an e-stop acts on the next tick.
 """
 
 from __future__ import annotations
@@ -25,14 +26,13 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Duration
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from robotune.deploy.observation import ObservationSnapshot, SignalCache
-from robotune.deploy.ros_node import COMMAND_QOS, EVENT_QOS, SENSOR_QOS, SpinningNode
+from robotune.deploy.ros_node import COMMAND_QOS, EVENT_QOS, SENSOR_QOS, lean_node
 from robotune.deploy.transport import RosTopics, Transport
 
 STAMP_LABEL = "obs_stamp_ns="
@@ -51,7 +51,7 @@ def command_source_stamp(msg: Float64MultiArray | JointTrajectory) -> int | None
 
 
 class Ros2Transport(Transport):
-    """rclpy transport with its own Context and a SingleThreadedExecutor in a daemon thread."""
+    """rclpy transport with its own Context; its subscriptions are polled by the control thread."""
 
     def __init__(
         self,
@@ -70,43 +70,44 @@ class Ros2Transport(Transport):
         self.node_name = node_name
         self.cache = SignalCache(self.joint_names, dict(self.topics.observation_topics), self.topics.joint_states)
         self._estop = threading.Event()
-        self._ros: SpinningNode | None = None
-        self._sensor_node = None  # holds the polled joint-state subscription; never spun
-        self._joint_sub = None
-        self._taken_at: float | None = None
+        self._context = None
+        self._node = None
+        # (subscription, message type, handler(msg, received_at), most messages taken per snapshot)
+        self._polled: list[tuple[object, type, object, int]] = []
         self._publisher = None
         self.sent = 0
         self.episode_results: list[dict] = []  # "end" events from a simulator
         self.finished = threading.Event()  # set by a simulator's "finished" event
 
     def start(self) -> None:
-        self._ros = SpinningNode(self.node_name, self.domain_id)
-        node, t = self._ros.node, self.topics
-        self._sensor_node = rclpy.create_node(f"{self.node_name}_joint_states", context=self._ros.context,
-                                              start_parameter_services=False, enable_rosout=False)
-        self._joint_sub = self._sensor_node.create_subscription(JointState, t.joint_states, self._on_joint_state, SENSOR_QOS)
+        self._context, node = lean_node(self.node_name, self.domain_id)
+        self._node, t = node, self.topics
+
+        def poll(msg_type, topic, handler, qos, max_takes):
+            # The callback is never called: no executor spins this node; `_take_all` hands messages to `handler`.
+            self._polled.append((node.create_subscription(msg_type, topic, lambda msg: None, qos), msg_type, handler, max_takes))
+
+        poll(JointState, t.joint_states, self._on_joint_state, SENSOR_QOS, 4)
         for key, source in t.observation_topics.items():
-            node.create_subscription(
-                Float64MultiArray, source.topic, lambda msg, key=key: self.cache.update_array(key, msg.data), SENSOR_QOS
-            )
-        node.create_subscription(Bool, t.estop, self._on_estop, EVENT_QOS)
+            poll(Float64MultiArray, source.topic,
+                 lambda msg, received_at, key=key: self.cache.update_array(key, msg.data, now=received_at), SENSOR_QOS, 4)
+        poll(Bool, t.estop, self._on_estop, EVENT_QOS, EVENT_QOS.depth)
         if t.episode:
-            node.create_subscription(String, t.episode, self._on_episode, EVENT_QOS)
+            poll(String, t.episode, self._on_episode, EVENT_QOS, EVENT_QOS.depth)
         if t.command_type == "array":
             self._publisher = node.create_publisher(Float64MultiArray, t.array_command, COMMAND_QOS)
         else:
             self._publisher = node.create_publisher(JointTrajectory, t.trajectory_command, COMMAND_QOS)
 
-    # -- callbacks (executor thread) ---------------------------------------------------------
-    def _on_joint_state(self, msg: JointState) -> None:
-        # _taken_at: time.monotonic() at DDS reception of the message being handled (set by the take)
-        self.cache.update_joints(msg.name, msg.position, msg.velocity, stamp_to_ns(msg.header.stamp), now=self._taken_at)
+    # -- message handlers (control thread, from `snapshot`) ---------------------------------
+    def _on_joint_state(self, msg: JointState, received_at: float) -> None:
+        self.cache.update_joints(msg.name, msg.position, msg.velocity, stamp_to_ns(msg.header.stamp), now=received_at)
 
-    def _on_estop(self, msg: Bool) -> None:
+    def _on_estop(self, msg: Bool, received_at: float) -> None:
         if msg.data:
             self._estop.set()
 
-    def _on_episode(self, msg: String) -> None:
+    def _on_episode(self, msg: String, received_at: float) -> None:
         try:
             event = json.loads(msg.data)
             kind = event.get("event")
@@ -121,25 +122,22 @@ class Ros2Transport(Transport):
 
     # -- control thread ----------------------------------------------------------------------
     def snapshot(self) -> ObservationSnapshot:
-        self._take_joint_states()
+        self._take_all()
         return self.cache.snapshot()
 
-    def _take_joint_states(self, max_takes: int = 4) -> None:
-        """Move the waiting joint state(s) into the cache (KEEP_LAST 1: at most one; bounded anyway)."""
-        sub = self._joint_sub
-        if sub is None:
-            return
-        for _ in range(max_takes):
-            with sub.handle:
-                taken = sub.handle.take_message(JointState, False)
-            if taken is None:
-                return
-            msg, info = taken
-            now = time.monotonic()
-            received_ns = info.get("received_timestamp", 0)  # system clock, ns; 0 where the RMW does not fill it
-            waited_s = (time.time_ns() - received_ns) / 1e9 if received_ns else 0.0
-            self._taken_at = now - min(max(waited_s, 0.0), 1.0)
-            self._on_joint_state(msg)
+    def _take_all(self) -> None:
+        """Hand every waiting message to its handler (bounded per subscription), with its DDS reception time."""
+        for sub, msg_type, handler, max_takes in self._polled:
+            for _ in range(max_takes):
+                with sub.handle:
+                    taken = sub.handle.take_message(msg_type, False)
+                if taken is None:
+                    break
+                msg, info = taken
+                now = time.monotonic()
+                received_ns = info.get("received_timestamp", 0)  # system clock, ns; 0 where the RMW does not fill it
+                waited_s = (time.time_ns() - received_ns) / 1e9 if received_ns else 0.0
+                handler(msg, now - min(max(waited_s, 0.0), 1.0))
 
     def estop_requested(self) -> bool:
         return self._estop.is_set()
@@ -177,14 +175,13 @@ class Ros2Transport(Transport):
         }
 
     def close(self) -> None:
-        if self._sensor_node is not None:
-            self._joint_sub = None
-            try:
-                self._sensor_node.destroy_node()
-            except Exception:  # the context is already gone
-                pass
-            self._sensor_node = None
-        if self._ros is not None:
-            self._ros.close()
-            self._ros = None
-            self._publisher = None
+        if self._context is None:
+            return
+        self._polled.clear()
+        self._publisher = None
+        try:
+            self._node.destroy_node()
+        except Exception:  # the context is already gone
+            pass
+        self._context.try_shutdown()
+        self._context = self._node = None

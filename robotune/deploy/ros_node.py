@@ -39,18 +39,22 @@ SENSOR_QOS = QoSProfile(
 EVENT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=50)
 
 
+def lean_node(name: str, domain_id: int | None = None, namespace: str = "") -> tuple[Context, Node]:
+    """A node in a Context of its own, without parameter services or /rosout (see the module docstring)."""
+    context = Context()
+    init_kwargs = {"context": context}
+    if domain_id is not None:
+        init_kwargs["domain_id"] = domain_id
+    rclpy.init(**init_kwargs)
+    node = rclpy.create_node(name, namespace=namespace, context=context, start_parameter_services=False, enable_rosout=False)
+    return context, node
+
+
 class SpinningNode:
     """A node plus the thread that spins it. Create publishers/subscriptions on `.node`."""
 
     def __init__(self, name: str, domain_id: int | None = None, namespace: str = "") -> None:
-        self.context = Context()
-        init_kwargs = {"context": self.context}
-        if domain_id is not None:
-            init_kwargs["domain_id"] = domain_id
-        rclpy.init(**init_kwargs)
-        self.node: Node = rclpy.create_node(
-            name, namespace=namespace, context=self.context, start_parameter_services=False, enable_rosout=False
-        )
+        self.context, self.node = lean_node(name, domain_id, namespace)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, name=f"{name}-spin", daemon=True)

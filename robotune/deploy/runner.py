@@ -162,6 +162,7 @@ class PolicyRunner:
             deterministic=self.config.deterministic,
             seed=self.config.seed,
         )
+        self.planner.warm_up(obs)
         self.state = RunnerState.INACTIVE
 
     def activate(self, start_thread: bool = True) -> None:

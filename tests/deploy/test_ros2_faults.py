@@ -267,27 +267,27 @@ def test_fuzzed_malformed_messages_never_crash_or_command_unsafely(driver, domai
             goal = list(rng.choice(values_pool, int(rng.integers(0, 4))))
             driver.publish(names, position, velocity, goal)
             sent += 1
-            if sent % 50 == 0:
-                time.sleep(0.005)  # let the runner tick between bursts
+            if sent % 4 == 0:
+                time.sleep(PERIOD)  # the runner parses the newest message per topic at each tick
         time.sleep(0.2)
         stats = runner.stats()
         assert runner._thread is not None and runner._thread.is_alive(), "the control loop died"
         assert runner._fatal is None
     assert sent >= 1000
-    # The control thread takes only the newest joint state at each tick (KEEP_LAST 1, see
-    # ros2_transport.py), so most of a burst is overwritten unread; ~90 of 1200 reach the parser.
-    assert stats["transport"]["messages_rejected"] > 30
+    # The control thread takes only the newest message per topic at each tick (KEEP_LAST 1, see
+    # ros2_transport.py), so about one message in four reaches the parser (83 rejected in a measured run).
+    assert stats["transport"]["messages_rejected"] > 50
     assert_all_safe(driver.commands)
 
 
 class FirstStateLost(Ros2Transport):
     """Drops the first JointState it receives, as a best-effort subscription may."""
 
-    def _on_joint_state(self, msg) -> None:
+    def _on_joint_state(self, msg, received_at: float) -> None:
         if not getattr(self, "dropped", False):
             self.dropped = True
             return
-        super()._on_joint_state(msg)
+        super()._on_joint_state(msg, received_at)
 
 
 def run_sim_robot_episodes(domain_id, mode: str, episodes: int, rate_hz: float, command_type: str = "array",
