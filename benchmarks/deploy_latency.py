@@ -8,8 +8,8 @@ plans with a policy (the checkpoint's, or a small random MLP chunk policy with t
 and publishes Float64MultiArray commands carrying the stamp of the JointState they came from.
 
 - jitter: |actual tick period - nominal| from the runner's tick start times (perf_counter).
-- obs_to_cmd: measured at the robot side, from publishing a JointState to receiving the command
-  computed from it (matched by the echoed stamp). It includes waiting for the next tick (up to
+- obs_to_cmd: measured at the robot side, from a JointState's stamp (taken as it is published) to
+  the DDS reception of the command computed from it (matched by the echoed stamp). It includes waiting for the next tick (up to
   1 ms here, as joint states arrive at 1 kHz), the tick itself (inference runs ahead, in the
   planner thread) and DDS delivery both ways.
 
@@ -127,6 +127,12 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         "obs_to_cmd_p50_ms": round(robot["obs_to_cmd_p50_ms"], 4),
         "obs_to_cmd_p99_ms": round(robot["obs_to_cmd_p99_ms"], 4),
         "ticks": stats["ticks"],
+        # where the latency goes: the runner's tick (read, plan lookup, safety, publish) and the
+        # simulator's own gaps between joint states (a late state ages every command computed from it)
+        "tick_p50_ms": round(stats["tick_p50_ms"], 4),
+        "tick_p99_ms": round(stats["tick_p99_ms"], 4),
+        "joint_state_gap_p99_ms": round(robot["joint_state_gap_p99_ms"], 4),
+        "joint_state_gap_max_ms": round(robot["joint_state_gap_max_ms"], 4),
         "overruns": stats["overruns"],
         "stale_ticks": stats["stale_ticks"],
         # of those, ticks held after a simulator episode reset (by design: the simulator pauses
@@ -135,6 +141,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         "sim_episodes": robot.get("episodes"),
         "latency_samples": robot["latency_samples"],
         "inference_ms_max": round(stats["planner"]["inference_ms_max"], 3),
+        "plan_on_tick": stats["planner"]["on_tick"],
         "policy": "checkpoint" if checkpoint else "random_mlp_2x256",
         "inference": inference if checkpoint else "thread",
         "realtime_priority": priority,

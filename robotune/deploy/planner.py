@@ -18,8 +18,13 @@ chunk open loop, then replan), rearranged for a real-time loop:
 `lead_ticks=0` reproduces ChunkController exactly (plan synchronously on the tick), at the price
 of the tick waiting for inference; it is there for parity checks.
 
-With `remote` (an `InferenceProcess`), chunks are computed in a child process instead of the
-background thread, which keeps inference off the control process's GIL (see inference_process.py).
+Where a plan is computed (the request and the schedule are the same in every case):
+- `on_tick=True`: in the control thread, right after the tick's command is sent (`run_pending`).
+  Nothing else in the process then wants the GIL while the loop ticks; it fits when inference
+  takes well under a period (the runner decides from the warm-up plans, see runner.py).
+- otherwise a background thread, for inference that spans several periods (`lead_ticks` > 1);
+- with `remote` (an `InferenceProcess`), a child process, which keeps inference off the control
+  process's GIL altogether (see inference_process.py).
 """
 
 from __future__ import annotations
@@ -83,9 +88,8 @@ class ChunkPlanner:
         self._worker: threading.Thread | None = None
         self._remote = remote if lead_ticks > 0 else None
         self._in_flight_generation = 0
-        if lead_ticks > 0 and self._remote is None:
-            self._worker = threading.Thread(target=self._work, name="chunk-planner", daemon=True)
-            self._worker.start()
+        self.on_tick = False  # set before the first plan; see the module docstring
+        self._pending: tuple[int, int, torch.Tensor] | None = None  # the request run_pending will compute
 
     # -- episode -----------------------------------------------------------------------------
     def reset(self) -> None:
@@ -96,6 +100,7 @@ class ChunkPlanner:
         the old episode's observation.
         """
         self._generation += 1
+        self._pending = None
         if self._in_flight:
             self._merge_results(tick=0, block=True)  # its generation is stale, so it is dropped
         self.history.clear()
@@ -105,8 +110,9 @@ class ChunkPlanner:
         if self._remote is not None:
             self._remote.reset()
 
-    def warm_up(self, obs: np.ndarray) -> None:
-        """Plan once and throw the chunk away, before the loop starts.
+    def warm_up(self, obs: np.ndarray, plans: int = 3) -> float:
+        """Plan `plans` times and throw the chunks away, before the loop starts; returns the slowest
+        plan after the first, in seconds.
 
         A policy's first call pays one-off costs (loading the compiled inference kernel takes ~0.5 s,
         compiling it on a new machine ~7 s, and the twin is built from the weights) that would
@@ -115,12 +121,18 @@ class ChunkPlanner:
         process's generator advances by one plan).
         """
         history = np.repeat(np.asarray(obs, np.float32)[None, None], self.policy.config.obs_horizon, axis=1)
-        if self._remote is not None:
-            self._remote.submit(history[0])
-            self._remote.result(block=True, timeout_s=60.0)
-        else:
-            self.policy.predict_chunk(torch.from_numpy(history), self.deterministic, torch.Generator().manual_seed(0))
+        generator = torch.Generator().manual_seed(0)
+        seconds = []
+        for _ in range(plans):
+            start = time.perf_counter()
+            if self._remote is not None:
+                self._remote.submit(history[0])
+                self._remote.result(block=True, timeout_s=60.0)
+            else:
+                self.policy.predict_chunk(torch.from_numpy(history), self.deterministic, generator)
+            seconds.append(time.perf_counter() - start)
         self.reset()
+        return max(seconds[1:] or seconds)
 
     def observe(self, obs: np.ndarray) -> None:
         """Append this tick's observation (obs_dim,). A fresh history is the first observation repeated."""
@@ -154,7 +166,7 @@ class ChunkPlanner:
                 return
             self._in_flight, self._in_flight_tick, self._in_flight_generation = True, tick, self._generation
             self._remote.submit(obs.numpy()[0])
-        elif self._worker is None:
+        elif self.lead_ticks == 0:
             self._store(tick, self._infer(obs), tick)
         elif self._in_flight:
             self.stats.requests_skipped += 1
@@ -162,7 +174,13 @@ class ChunkPlanner:
         else:
             self._in_flight = True
             self._in_flight_tick = tick
-            self._requests.put((self._generation, tick, obs))
+            if self.on_tick:
+                self._pending = (self._generation, tick, obs)
+            else:
+                if self._worker is None:
+                    self._worker = threading.Thread(target=self._work, name="chunk-planner", daemon=True)
+                    self._worker.start()
+                self._requests.put((self._generation, tick, obs))
         self._next_request_tick = tick + self.act_steps
 
     def _infer(self, obs: torch.Tensor) -> np.ndarray:
@@ -172,17 +190,25 @@ class ChunkPlanner:
         self.stats.plans += 1
         return chunk.numpy().astype(np.float64)
 
+    def run_pending(self) -> None:
+        """With `on_tick`: compute the plan requested this tick, if any. The runner calls it after sending."""
+        if self._pending is not None:
+            request, self._pending = self._pending, None
+            self._compute(*request)
+
     def _work(self) -> None:
         while True:
             item = self._requests.get()
             if item is None:
                 return
-            generation, tick, obs = item
-            try:
-                chunk = self._infer(obs)
-            except Exception as exc:  # surfaced on the control thread, which turns it into a fault
-                chunk = exc
-            self._results.put((generation, tick, chunk))
+            self._compute(*item)
+
+    def _compute(self, generation: int, tick: int, obs: torch.Tensor) -> None:
+        try:
+            chunk = self._infer(obs)
+        except Exception as exc:  # surfaced on the control thread, which turns it into a fault
+            chunk = exc
+        self._results.put((generation, tick, chunk))
 
     def _merge_results(self, tick: int, block: bool = False) -> None:
         if self._remote is not None:
@@ -198,6 +224,8 @@ class ChunkPlanner:
             if self._in_flight_generation == self._generation:
                 self._store(self._in_flight_tick, chunk, tick)
             return
+        if block:
+            self.run_pending()  # waiting for a plan nobody else would compute
         while True:
             try:
                 generation, obs_tick, chunk = self._results.get(block=block, timeout=5.0 if block else None)

@@ -87,10 +87,11 @@ class Ros2Transport(Transport):
             # The callback is never called: no executor spins this node; `_take_all` hands messages to `handler`.
             self._polled.append((node.create_subscription(msg_type, topic, lambda msg: None, qos), msg_type, handler, max_takes))
 
-        poll(JointState, t.joint_states, self._on_joint_state, SENSOR_QOS, 4)
+        poll(JointState, t.joint_states, self._on_joint_state, SENSOR_QOS, SENSOR_QOS.depth)
         for key, source in t.observation_topics.items():
             poll(Float64MultiArray, source.topic,
-                 lambda msg, received_at, key=key: self.cache.update_array(key, msg.data, now=received_at), SENSOR_QOS, 4)
+                 lambda msg, received_at, key=key: self.cache.update_array(key, msg.data, now=received_at), SENSOR_QOS,
+                 SENSOR_QOS.depth)
         poll(Bool, t.estop, self._on_estop, EVENT_QOS, EVENT_QOS.depth)
         if t.episode:
             poll(String, t.episode, self._on_episode, EVENT_QOS, EVENT_QOS.depth)

@@ -75,6 +75,11 @@ class RunnerConfig:
     # (see inference_process.py: on the 2-core machine it measured slower than the thread).
     # None: plan in a thread. Needs lead_ticks > 0.
     inference_checkpoint: str | None = None
+    # Compute plans in the control thread right after each tick's command is sent, instead of in a
+    # planner thread: nothing then competes with the tick for the GIL (100 Hz jitter p99 0.2-0.3 ms
+    # against 2-3 ms with the thread, benchmarks/deploy_latency.py). None: do so when the slowest
+    # warm-up plan took at most half a control period.
+    plan_on_tick: bool | None = None
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
 
@@ -116,6 +121,8 @@ class PolicyRunner:
         self.overruns = 0
         self.tick_starts: list[float] = []
         self.tick_durations: list[float] = []
+        self.sent_at = 0.0  # perf_counter when the last tick's command went out
+        self.warmup_plan_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._fatal: BaseException | None = None
@@ -162,7 +169,11 @@ class PolicyRunner:
             deterministic=self.config.deterministic,
             seed=self.config.seed,
         )
-        self.planner.warm_up(obs)
+        self.warmup_plan_s = self.planner.warm_up(obs)
+        on_tick = self.config.plan_on_tick
+        if on_tick is None:
+            on_tick = remote is None and self.warmup_plan_s <= 0.5 * self.period_s
+        self.planner.on_tick = on_tick
         self.state = RunnerState.INACTIVE
 
     def activate(self, start_thread: bool = True) -> None:
@@ -241,7 +252,9 @@ class PolicyRunner:
             action = self.planner.action(self.tick_index, wait=self.transport.stepped)
         command, verdict = self.safety.command(action, obs, age)
         self.transport.send(command, snapshot.source_stamp_ns)
+        self.sent_at = time.perf_counter()
         self.tick_index += 1
+        self.planner.run_pending()  # on_tick planning: after the command is out, so it adds no latency
         return command, verdict
 
     def _start_episode(self, snapshot) -> bool:
@@ -289,7 +302,7 @@ class PolicyRunner:
                 end = time.perf_counter()
                 if len(self.tick_starts) < self.config.max_timing_records:
                     self.tick_starts.append(start)
-                    self.tick_durations.append(end - start)
+                    self.tick_durations.append(self.sent_at - start)  # read to send, without on-tick planning
                 k += 1
                 if end > t0 + k * period + period:  # more than a whole period late: skip, do not burst
                     skipped = int((end - t0) / period) - k + 1
@@ -303,6 +316,7 @@ class PolicyRunner:
     def stats(self) -> dict:
         starts = np.asarray(self.tick_starts)
         jitter_ms = np.abs(np.diff(starts) - self.period_s) * 1e3 if starts.size > 2 else np.zeros(1)
+        tick_ms = np.asarray(self.tick_durations) * 1e3 if self.tick_durations else np.zeros(1)
         s = self.safety.stats
         return {
             "state": self.state.value,
@@ -323,6 +337,9 @@ class PolicyRunner:
             "overruns": self.overruns,
             "jitter_p50_ms": float(np.percentile(jitter_ms, 50)),
             "jitter_p99_ms": float(np.percentile(jitter_ms, 99)),
-            "planner": vars(self.planner.stats) if self.planner else {},
+            "tick_p50_ms": float(np.percentile(tick_ms, 50)),
+            "tick_p99_ms": float(np.percentile(tick_ms, 99)),
+            "planner": {**vars(self.planner.stats), "on_tick": self.planner.on_tick,
+                        "warmup_plan_ms": self.warmup_plan_s * 1e3} if self.planner else {},
             "transport": self.transport.diagnostics(),
         }

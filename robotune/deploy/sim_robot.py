@@ -26,8 +26,12 @@ Timing, honestly:
   the next state at once. Simulated time then runs at the runner's rate, faster than real time
   when the runner ticks faster than the task's control rate. This is what parity checks use.
 
-Each JointState's header.stamp is wall-clock time, unique per message, so the runner's echoed
-stamp measures observation-to-command latency here. A JSON summary (episodes, success rate, unsafe
+Each JointState's header.stamp is wall-clock time (taken before the message is built), unique per
+message, so the runner's echoed stamp measures observation-to-command latency here: from that
+stamp to the command's reception by this process's DDS layer (rmw's `received_timestamp`, the
+same clock), which is when a ros2_control driver could use it. Timing the Python callback instead
+would add this process's own executor delay (its main thread holds the GIL through each physics
+step) to the runner's latency. A JSON summary (episodes, success rate, unsafe
 commands seen, latency percentiles) is printed as the last stdout line and optionally written to
 `--summary`.
 """
@@ -91,8 +95,10 @@ class SimRobotNode:
         self.malformed_commands = 0
         self.commands_received = 0
         self.commands_ignored = 0  # lockstep: computed from an older state than the latest one
-        self.publish_times: dict[int, float] = {}  # stamp -> perf_counter at publish
+        self.publish_stamps: dict[int, bool] = {}  # stamps of published states not yet answered, oldest first
         self.latencies_ms: list[float] = []
+        self.publish_gaps_ms: list[float] = []  # between consecutive /joint_states: a late state ages every command
+        self._last_publish: float | None = None
         self._last_stamp = 0
         self._lock = threading.Lock()
         self.sim_time_s = 0.0
@@ -100,12 +106,12 @@ class SimRobotNode:
         self.states_resent = 0  # lockstep: states published again because no command answered them
 
     # -- commands (executor thread) ----------------------------------------------------------
-    def _on_array(self, msg) -> None:
+    def _on_array(self, msg, info) -> None:
         from robotune.deploy.ros2_transport import command_source_stamp
 
-        self._accept(np.asarray(msg.data, dtype=np.float64), command_source_stamp(msg))
+        self._accept(np.asarray(msg.data, dtype=np.float64), command_source_stamp(msg), info.get("received_timestamp", 0))
 
-    def _on_trajectory(self, msg) -> None:
+    def _on_trajectory(self, msg, info) -> None:
         from robotune.deploy.ros2_transport import command_source_stamp
 
         if not msg.points or len(msg.points[-1].positions) != len(msg.joint_names):
@@ -115,15 +121,16 @@ class SimRobotNode:
         if any(n not in by_name for n in self.joint_names):
             self.malformed_commands += 1
             return
-        self._accept(np.array([by_name[n] for n in self.joint_names]), command_source_stamp(msg))
+        self._accept(np.array([by_name[n] for n in self.joint_names]), command_source_stamp(msg), info.get("received_timestamp", 0))
 
-    def _accept(self, command: np.ndarray, source_stamp: int | None) -> None:
-        now = time.perf_counter()
+    def _accept(self, command: np.ndarray, source_stamp: int | None, received_ns: int) -> None:
+        """received_ns: DDS reception time (system clock, ns); 0 where the RMW does not fill it."""
+        received_ns = received_ns or time.time_ns()
         self.commands_received += 1
         with self._lock:
-            published = self.publish_times.pop(source_stamp, None) if source_stamp is not None else None
-        if published is not None and len(self.latencies_ms) < 1_000_000:
-            self.latencies_ms.append((now - published) * 1e3)
+            ours = self.publish_stamps.pop(source_stamp, None) if source_stamp is not None else None
+        if ours is not None and len(self.latencies_ms) < 1_000_000:
+            self.latencies_ms.append((received_ns - source_stamp) / 1e6)
         if command.shape != (len(self.joint_names),):
             self.malformed_commands += 1  # still handed to the sim, which counts and ignores it
         self.latest_command = command
@@ -149,11 +156,15 @@ class SimRobotNode:
         msg.position = [float(position.get(n, 0.0)) for n in self.published_order]
         msg.velocity = [float(velocity.get(n, 0.0)) for n in self.published_order]
         with self._lock:
-            self.publish_times[stamp] = time.perf_counter()
-            if len(self.publish_times) > 20_000:  # unanswered stamps (e.g. runner slower than publishing)
-                for old in list(self.publish_times)[:10_000]:
-                    del self.publish_times[old]
+            self.publish_stamps[stamp] = True
+            if len(self.publish_stamps) > 20_000:  # unanswered stamps (e.g. runner slower than publishing)
+                for old in list(self.publish_stamps)[:10_000]:
+                    del self.publish_stamps[old]
         self.pub_joints.publish(msg)
+        now = time.perf_counter()
+        if self._last_publish is not None and len(self.publish_gaps_ms) < 1_000_000:
+            self.publish_gaps_ms.append((now - self._last_publish) * 1e3)
+        self._last_publish = now
         return stamp
 
     def publish_world(self) -> None:
@@ -248,6 +259,9 @@ class SimRobotNode:
             waiting_since = time.monotonic()
 
     def _run_realtime(self, deadline: float) -> None:
+        # The executor thread (commands) and this loop share the GIL; Python's default 5 ms hand-over
+        # interval would let one delay the other's publish or receipt by milliseconds.
+        sys.setswitchinterval(0.0005)
         if self.args.realtime_priority:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.args.realtime_priority))
         publish_period = 1.0 / self.args.joint_state_rate
@@ -273,6 +287,7 @@ class SimRobotNode:
 
     def summary(self) -> dict:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.full(1, np.nan)
+        gaps = np.asarray(self.publish_gaps_ms) if self.publish_gaps_ms else np.full(1, np.nan)
         return {
             **self.sim.summary(),
             "mode": self.args.mode,
@@ -284,6 +299,8 @@ class SimRobotNode:
             "latency_samples": len(self.latencies_ms),
             "obs_to_cmd_p50_ms": float(np.percentile(lat, 50)),
             "obs_to_cmd_p99_ms": float(np.percentile(lat, 99)),
+            "joint_state_gap_p99_ms": float(np.percentile(gaps, 99)),
+            "joint_state_gap_max_ms": float(gaps.max()),
         }
 
     def close(self) -> None:

@@ -14,10 +14,11 @@ from robotune.deploy.simulated_robot import SimulatedRobot
 from tests.deploy.fakes import ARM, TASK, FirstOrderArmEnv, GoalPolicy
 
 
-def run_episodes(policy, episodes=5, lead_ticks=1, blend_steps=2, task=TASK):
+def run_episodes(policy, episodes=5, lead_ticks=1, blend_steps=2, task=TASK, plan_on_tick=None):
     robot = SimulatedRobot(FirstOrderArmEnv(), task, ARM, seed=3, episodes=episodes)
     transport = SimTransport(robot)
-    config = RunnerConfig(rate_hz=20.0, lead_ticks=lead_ticks, blend_steps=blend_steps, safety=SafetyConfig(warmup_ticks=0))
+    config = RunnerConfig(rate_hz=20.0, lead_ticks=lead_ticks, blend_steps=blend_steps, safety=SafetyConfig(warmup_ticks=0),
+                          plan_on_tick=plan_on_tick)
     runner = PolicyRunner(policy, task, transport, config, observation_topics=transport.observation_topics())
     runner.configure()
     runner.activate()
@@ -28,13 +29,20 @@ def run_episodes(policy, episodes=5, lead_ticks=1, blend_steps=2, task=TASK):
     return robot.summary(), stats
 
 
-@pytest.mark.parametrize("lead_ticks", [0, 1, 2])
-def test_goal_policy_succeeds_through_the_sim_transport(lead_ticks):
-    summary, stats = run_episodes(GoalPolicy(), lead_ticks=lead_ticks)
+@pytest.mark.parametrize("lead_ticks,plan_on_tick", [(0, None), (1, False), (1, True), (2, False)])
+def test_goal_policy_succeeds_through_the_sim_transport(lead_ticks, plan_on_tick):
+    summary, stats = run_episodes(GoalPolicy(), lead_ticks=lead_ticks, plan_on_tick=plan_on_tick)
     assert summary["episodes"] == 5
     assert summary["success_rate"] == 1.0
     assert summary["commands_outside_limits"] == 0 and summary["invalid_commands"] == 0
     assert stats["latched"] is None and stats["planner"]["plans"] > 5
+    if plan_on_tick is not None:
+        assert stats["planner"]["on_tick"] is plan_on_tick
+
+
+def test_runner_plans_on_tick_when_warm_up_plans_fit_half_a_period():
+    _, stats = run_episodes(GoalPolicy(), episodes=1)  # microsecond plans against a 50 ms period
+    assert stats["planner"]["on_tick"] is True and stats["planner"]["warmup_plan_ms"] < 25.0
 
 
 def test_nan_policy_latches_and_never_commands_outside_limits():
@@ -67,14 +75,18 @@ def test_planner_without_lead_matches_open_loop_chunking():
     assert planner.stats.plans == 3
 
 
-def test_planner_with_lead_uses_aligned_entries_and_blends():
+@pytest.mark.parametrize("on_tick", [False, True])
+def test_planner_with_lead_uses_aligned_entries_and_blends(on_tick):
     policy = GoalPolicy()
     planner = ChunkPlanner(policy, lead_ticks=1, blend_steps=1)
+    planner.on_tick = on_tick
     actions = []
     for tick in range(10):
         planner.observe(np.array([0, 0, 0, 0, tick, 0], dtype=np.float32))
-        actions.append(planner.action(tick, wait=True))
+        actions.append(planner.action(tick, wait=not on_tick))
+        planner.run_pending()  # what the runner does after sending; a no-op for the thread
     planner.close()
+    assert planner._worker is None if on_tick else planner.stats.plans == 3
     # Plans at ticks 0, 4, 8; each covers ticks t+1.. ; the first tick has no plan yet.
     assert actions[0] is None
     assert [a[0] for a in actions[1:5]] == [0, 0, 0, 0]
