@@ -1,6 +1,7 @@
 """Control-loop jitter and observation-to-command latency of the deploy runner over real ROS 2.
 
     python benchmarks/deploy_latency.py [--seconds 10] [--rates 100 500] [--checkpoint DIR]
+                                        [--realtime-priority 80] [--repeats 3]
 
 For each rate, the MuJoCo ROS 2 simulator (`robotune.deploy.sim_robot`, realtime mode) runs in its
 own process and publishes /joint_states at 1 kHz; the runner (this process) ticks at the rate,
@@ -9,12 +10,15 @@ and publishes Float64MultiArray commands carrying the stamp of the JointState th
 
 - jitter: |actual tick period - nominal| from the runner's tick start times (perf_counter).
 - obs_to_cmd: measured at the robot side, from a JointState's stamp (taken as it is published) to
-  the DDS reception of the command computed from it (matched by the echoed stamp). It includes waiting for the next tick (up to
-  1 ms here, as joint states arrive at 1 kHz), the tick itself (inference runs ahead, in the
-  planner thread) and DDS delivery both ways.
+  the DDS reception of the command computed from it (matched by the echoed stamp). It includes the
+  state's age when the tick reads it (up to 1 ms at 1 kHz, more when the simulator publishes
+  late: `joint_state_gap_p99_ms`), the tick itself (`tick_p99_ms`; inference runs after the
+  command is sent, or in the planner thread) and DDS delivery both ways.
+- With `--realtime-priority P` the runner's control thread runs SCHED_FIFO at P and the
+  simulator's loop at P - 1 (root), as a ros2_control deployment would.
 
 Everything DDS runs inside a private network namespace (the script re-executes itself under
-`unshare -n` as root). The last stdout line is a JSON list with one record per rate.
+`unshare -n` as root). The last stdout line is a JSON list with one record per rate and repeat.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -155,6 +160,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=10.0, help="measured time per rate")
     p.add_argument("--rates", type=float, nargs="+", default=[100.0, 500.0])
+    p.add_argument("--repeats", type=int, default=1, help="measure every rate this many times (one record each)")
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--joint-state-rate", type=float, default=1000.0, help="simulator /joint_states rate (Hz)")
     p.add_argument("--realtime-priority", type=int, default=None,
@@ -166,11 +172,21 @@ def main() -> int:
     if not netns.inside():
         return netns.reexec_in_private_netns(timeout_s=600, env={**os.environ, "PYTHONPATH": PYTHONPATH})
     records = []
-    for i, rate in enumerate(args.rates):
-        record = run_cell(rate, args.seconds, domain_id=40 + i, checkpoint=args.checkpoint, priority=args.realtime_priority,
-                          joint_state_rate=args.joint_state_rate, inference=args.inference)
-        print(record, file=sys.stderr, flush=True)
-        records.append(record)
+    for repeat in range(args.repeats):
+        for i, rate in enumerate(args.rates):
+            record = run_cell(rate, args.seconds, domain_id=40 + i, checkpoint=args.checkpoint,
+                              priority=args.realtime_priority, joint_state_rate=args.joint_state_rate,
+                              inference=args.inference)
+            record["repeat"] = repeat
+            print(record, file=sys.stderr, flush=True)
+            records.append(record)
+    if args.repeats > 1:  # the spread between runs is large on a shared machine: show it
+        for rate in args.rates:
+            cells = [r for r in records if r["rate_hz"] == rate]
+            print(f"{rate:g} Hz over {len(cells)} runs: " + ", ".join(
+                f"{key} median {statistics.median(r[key] for r in cells):.2f} "
+                f"[{min(r[key] for r in cells):.2f}, {max(r[key] for r in cells):.2f}]"
+                for key in ("jitter_p99_ms", "obs_to_cmd_p50_ms", "obs_to_cmd_p99_ms")), file=sys.stderr)
     print(json.dumps(records))
     return 0
 

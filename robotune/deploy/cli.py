@@ -66,6 +66,8 @@ def runner_config(cfg: DictConfig, task: TaskSpec) -> RunnerConfig:
         deterministic=cfg.deterministic,
         seed=cfg.seed,
         configure_timeout_s=cfg.configure_timeout_s,
+        plan_on_tick=cfg.plan_on_tick,
+        realtime_priority=cfg.realtime_priority,
         safety=SafetyConfig(**OmegaConf.to_container(cfg.safety)),
     )
 
