@@ -82,7 +82,11 @@ class MinimumIterativePolicy(NumpyFastPath, Policy):
     def sample_chunk_norm_numpy(
         self, twin: NumpyResidualMLP, obs_norm: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
-        """The same two calls on the NumPy twin: obs_norm (B, To * Do) -> chunk (B, H * Da)."""
+        """The same two calls in one compiled call on the NumPy twin: obs_norm (B, To * Do) -> chunk (B, H * Da).
+
+        As affine sampler steps: start from x = 0 and set x <- π(o, x, t_k) twice (r_out = c_x0 = 1).
+        """
         input_bias = twin.input_bias(obs_norm, (0.0, self.config.t_star * UNIT_TIME_SCALE))
-        first = twin(None, input_bias[0])  # a zero chunk contributes nothing to the input layer
-        return twin(first, input_bias[1])
+        replace_step = [0.0, 1.0, 1.0, 0.0, 0.0, 0.0]  # r_xt, r_out, c_x0, c_out, c_xt, sigma
+        zeros = np.zeros((obs_norm.shape[0], self.config.horizon * self.action_dim), np.float32)
+        return twin.sample(zeros, input_bias, np.array([replace_step, replace_step]))
