@@ -36,6 +36,7 @@ from pathlib import Path
 from robotune.deploy import netns
 
 REPO = Path(__file__).resolve().parents[1]
+PLAN_ON_TICK = {"auto": None, "on": True, "off": False}
 PYTHONPATH = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
 
 
@@ -100,7 +101,7 @@ def bare_loop_jitter_p99_ms(rate_hz: float, seconds: float, priority: int | None
 
 
 def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | None, priority: int | None,
-             joint_state_rate: float = 1000.0, inference: str = "thread") -> dict:
+             joint_state_rate: float = 1000.0, inference: str = "thread", plan_on_tick: bool | None = None) -> dict:
     import torch
 
     from robotune.deploy.cli import default_observation_topics
@@ -131,7 +132,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
                               domain_id=domain_id)
     runner = PolicyRunner(policy, spec, transport, RunnerConfig(
         rate_hz=rate_hz, configure_timeout_s=60.0, realtime_priority=priority,
-        inference_checkpoint=checkpoint if inference == "process" else None),
+        inference_checkpoint=checkpoint if inference == "process" else None, plan_on_tick=plan_on_tick),
                           observation_topics=topics)
     try:
         runner.configure()
@@ -196,6 +197,8 @@ def main() -> int:
     p.add_argument("--inference", choices=["thread", "process"], default="thread",
                    help="where the planner runs a --checkpoint policy: a thread (default), or a child process with "
                         "its own GIL (RunnerConfig.inference_checkpoint; slower on 2 cores, see inference_process.py)")
+    p.add_argument("--plan-on-tick", choices=sorted(PLAN_ON_TICK), default="auto",
+                   help="RunnerConfig.plan_on_tick: auto (when warm-up plans fit half a period), on, off")
     args = p.parse_args()
     if not netns.inside():
         return netns.reexec_in_private_netns(timeout_s=600, env={**os.environ, "PYTHONPATH": PYTHONPATH})
@@ -204,7 +207,7 @@ def main() -> int:
         for i, rate in enumerate(args.rates):
             record = run_cell(rate, args.seconds, domain_id=40 + i, checkpoint=args.checkpoint,
                               priority=args.realtime_priority, joint_state_rate=args.joint_state_rate,
-                              inference=args.inference)
+                              inference=args.inference, plan_on_tick=PLAN_ON_TICK[args.plan_on_tick])
             record["repeat"] = repeat
             print(record, file=sys.stderr, flush=True)
             records.append(record)
