@@ -110,7 +110,8 @@ def deploy(cfg: DictConfig) -> dict:
     elif cfg.transport == "ros2":
         from robotune.deploy.ros2_transport import Ros2Transport
 
-        transport = Ros2Transport(robot.joint_names, config.rate_hz, ros_topics(cfg, topics), domain_id=cfg.ros.domain_id)
+        transport = Ros2Transport(robot.joint_names, config.rate_hz, ros_topics(cfg, topics), domain_id=cfg.ros.domain_id,
+                                  record_path=cfg.record)
         runner = PolicyRunner(checkpoint.policy, task_spec, transport, config, robot, topics)
         runner.configure()
         runner.activate()

@@ -60,7 +60,9 @@ class Ros2Transport(Transport):
         topics: RosTopics | None = None,
         domain_id: int | None = None,
         node_name: str = "robotune_policy_runner",
+        record_path: str | None = None,
     ) -> None:
+        """record_path: also write every message taken and every command sent to this MCAP file (recorder.py)."""
         self.joint_names = tuple(joint_names)
         self.rate_hz = rate_hz
         self.topics = topics or RosTopics()
@@ -74,12 +76,18 @@ class Ros2Transport(Transport):
         self._node = None
         # (subscription, message type, handler(msg, received_at), most messages taken per snapshot)
         self._polled: list[tuple[object, type, object, int]] = []
+        self.record_path = record_path
+        self.recorder = None
         self._publisher = None
         self.sent = 0
         self.episode_results: list[dict] = []  # "end" events from a simulator
         self.finished = threading.Event()  # set by a simulator's "finished" event
 
     def start(self) -> None:
+        if self.record_path:
+            from robotune.deploy.recorder import McapRecorder
+
+            self.recorder = McapRecorder(self.record_path)
         self._context, node = lean_node(self.node_name, self.domain_id)
         self._node, t = node, self.topics
 
@@ -135,10 +143,11 @@ class Ros2Transport(Transport):
                 if taken is None:
                     break
                 msg, info = taken
-                now = time.monotonic()
-                received_ns = info.get("received_timestamp", 0)  # system clock, ns; 0 where the RMW does not fill it
-                waited_s = (time.time_ns() - received_ns) / 1e9 if received_ns else 0.0
-                handler(msg, now - min(max(waited_s, 0.0), 1.0))
+                now, now_ns = time.monotonic(), time.time_ns()
+                received_ns = info.get("received_timestamp", 0) or now_ns  # system clock; 0 where the RMW does not fill it
+                if self.recorder is not None:
+                    self.recorder.record(sub.topic_name, msg, received_ns)
+                handler(msg, now - min(max((now_ns - received_ns) / 1e9, 0.0), 1.0))
 
     def estop_requested(self) -> bool:
         return self._estop.is_set()
@@ -162,6 +171,8 @@ class Ros2Transport(Transport):
             msg.header.frame_id = label
         self._publisher.publish(msg)
         self.sent += 1
+        if self.recorder is not None:
+            self.recorder.record(self._publisher.topic_name, msg, time.time_ns())
 
     def rejection_summary(self) -> str:
         return self.cache.last_rejection
@@ -173,6 +184,8 @@ class Ros2Transport(Transport):
             "last_rejection": self.cache.last_rejection,
             "last_seen_joint_names": list(self.cache.last_seen_names),
             "commands_sent": self.sent,
+            **({"recorded_messages": self.recorder.recorded, "record_dropped": self.recorder.dropped,
+                "record_path": str(self.recorder.path)} if self.recorder else {}),
         }
 
     def close(self) -> None:
@@ -186,3 +199,5 @@ class Ros2Transport(Transport):
             pass
         self._context.try_shutdown()
         self._context = self._node = None
+        if self.recorder is not None:
+            self.recorder.close()
