@@ -15,8 +15,8 @@ denoiser, DDIM-10 at batch 1 takes ~1.2 ms here, ~6x less than the diffusers ste
 
 When: `predict_chunk` of a policy built on `ResidualMLP` with the "flatten" observation encoder
 uses the twin for CPU float32 batches of at most `fast_inference_max_batch`, if `fast_inference` is
-on. Larger batches are matmul-bound, where
-torch's kernels are as fast or faster, so they take the torch path. Both paths draw their noise
+on. Larger batches are matmul-bound, where torch's kernels are as fast or faster, so they take the
+torch path. Both paths draw their noise
 from the same torch generator in the same order, so they return the same chunk up to float32
 rounding (tests hold them to 1e-4).
 
@@ -173,7 +173,7 @@ class NumpyFastPath:
         self, twin: NumpyResidualMLP, obs_norm: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
         """`sample_chunk_norm` on the twin: obs_norm (B, To * Do) -> chunk (B, H * Da), float32 NumPy."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} mixes in NumpyFastPath but defines no sample_chunk_norm_numpy")
 
     @torch.inference_mode()  # ~4 µs; the policies' torch fallbacks (DPM-Solver, the Gaussian head) need it
     def predict_chunk(
