@@ -93,6 +93,14 @@ def test_nan_observations_come_out_as_nan(toy):
         assert torch.isnan(chunk).any(), policy_class.__name__
 
 
+def test_compiled_kernels_release_the_gil():
+    """The deploy runner plans in a thread beside its control loop (deploy/planner.py); it relies on this."""
+    from robotune.plugins import _mlp_kernel
+
+    for kernel in (_mlp_kernel.residual_mlp, _mlp_kernel.sample_affine):
+        assert kernel.targetoptions["nogil"] is True
+
+
 def test_batches_above_the_limit_use_torch(toy):
     policy = toy.make(FlowMatchingPolicy, fast_inference_max_batch=2).eval()
     policy.predict_chunk(toy.obs[:3])
