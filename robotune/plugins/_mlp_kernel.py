@@ -10,8 +10,9 @@ Imported only when a policy first samples on the fast path (`fast_inference.py`)
 takes ~0.4 s, and the first compile ~7 s, after which the machine code is cached on disk.
 The module name starts with "_" so that plugin discovery does not import it.
 
-Weights come pre-folded by `fast_inference.NumpyResidualMLP`: every matrix has one extra row that
-holds its bias, and LayerNorm's gain and shift are folded into the matrix that follows the norm.
+Weights come pre-folded by `fast_inference.NumpyResidualMLP`: every matrix is stored transposed
+(one row per output) with one extra column that holds its bias, and LayerNorm's gain and shift are
+folded into the matrix that follows the norm.
 """
 
 from __future__ import annotations
@@ -30,23 +31,23 @@ MISH_LINEAR_ABOVE = 20.0
 
 
 @_jit
-def add_matmul(x: np.ndarray, weight: np.ndarray, out: np.ndarray) -> None:
-    """out (B, m) += x (B, k) @ weight[:k] + weight[k], with weight (k + 1, m): the last row is the bias.
+def add_matmul(x: np.ndarray, weight_t: np.ndarray, out: np.ndarray) -> None:
+    """out (B, m) += x (B, k) @ W + b, with weight_t (m, k + 1) = [Wᵀ | b]: one row per output, bias last.
 
-    The loop walks the weight rows once and updates every batch row from each, so the matrix is read
-    once per call whatever the batch size; the inner loop over `m` is contiguous and vectorises.
-    Explicit loops throughout: a Numba array expression such as `out[b] += s * row` allocates.
+    Each output is one dot product over a contiguous weight row (vectorised with reassociation),
+    and the row is reused from L1 for every batch row, so the matrix is read from memory once per
+    call. Against the row-update form (out += x_i W_i for each i, a store to `out` per weight row)
+    it measured 15% faster on four bare 512x512 mat-vecs and 4% on a whole network call at batch
+    1. Explicit loops: Numba array expressions allocate.
     """
     batch, k = x.shape
-    m = out.shape[1]
-    for b in range(batch):
-        for j in range(m):
-            out[b, j] += weight[k, j]
-    for i in range(k):
+    for j in range(weight_t.shape[0]):
+        row = weight_t[j]
         for b in range(batch):
-            s = x[b, i]
-            for j in range(m):
-                out[b, j] += s * weight[i, j]
+            total = row[k]
+            for i in range(k):
+                total += row[i] * x[b, i]
+            out[b, j] += total
 
 
 @_jit
@@ -95,19 +96,22 @@ def residual_mlp(
 ) -> None:
     """out (B, H*D_out) = ResidualMLP(chunk_in (B, H*D_in), conditioning already in input_bias (B, hidden)).
 
-    w_chunk (H*D_in, hidden): the chunk's rows of the input layer (no bias row: input_bias has it);
-    w_norm_linear1, w_linear2 (blocks, hidden + 1, hidden); w_out (hidden + 1, H*D_out).
+    Weights are stored transposed with the bias as the last column (see `add_matmul`):
+    w_chunk (hidden, H*D_in): the chunk's columns of the input layer (its bias is in input_bias);
+    w_norm_linear1, w_linear2 (blocks, hidden, hidden + 1); w_out (H*D_out, hidden + 1).
         h = chunk_in @ w_chunk + input_bias
         h = h + linear2(mish(linear1(LayerNorm(h))))      for every block
         out = output(LayerNorm(h))
     """
     batch, hidden = input_bias.shape
     h = input_bias.copy()
-    for i in range(chunk_in.shape[1]):
+    k = chunk_in.shape[1]
+    for j in range(hidden):
         for b in range(batch):
-            s = chunk_in[b, i]
-            for j in range(hidden):
-                h[b, j] += s * w_chunk[i, j]
+            total = np.float32(0.0)
+            for i in range(k):
+                total += w_chunk[j, i] * chunk_in[b, i]
+            h[b, j] += total
     z = np.empty_like(h)
     u = np.empty_like(h)
     for block in range(w_norm_linear1.shape[0]):

@@ -41,7 +41,7 @@ from robotune.plugins.networks import LAYER_NORM_EPS, BackbonePolicyConfig, Flat
 
 
 def _fold_layer_norm(norm: nn.LayerNorm, linear: nn.Linear) -> np.ndarray:
-    """Linear(LayerNorm(h)) as one (in + 1, out) matrix acting on the standardised h, bias in the last row.
+    """Linear(LayerNorm(h)) as one matrix acting on the standardised h, in `_with_bias_row`'s layout.
 
     LayerNorm's gain g and shift β are affine, so they fold into the next layer:
     (z g + β) Wᵀ + b = z (diag(g) Wᵀ) + (β Wᵀ + b), with z the standardised h.
@@ -53,7 +53,8 @@ def _fold_layer_norm(norm: nn.LayerNorm, linear: nn.Linear) -> np.ndarray:
 
 
 def _with_bias_row(weight: torch.Tensor, bias: torch.Tensor) -> np.ndarray:
-    return torch.cat([weight, bias[None, :]]).float().numpy().copy()
+    """(in, out) weight and (out,) bias -> the kernel's layout: (out, in + 1), transposed, bias last."""
+    return np.ascontiguousarray(torch.cat([weight, bias[None, :]]).T.float().numpy())
 
 
 class NumpyResidualMLP:
@@ -74,12 +75,12 @@ class NumpyResidualMLP:
             self.action_center = np.tile(action_normalizer.center.numpy(), net.horizon)
             self.action_half_range = np.tile(action_normalizer.half_range.numpy(), net.horizon)
             weight = net.input.weight.detach().T.float()  # (chunk + cond + time, hidden)
-            self.w_chunk = weight[: self.chunk_width].numpy().copy()
+            self.w_chunk = np.ascontiguousarray(weight[: self.chunk_width].T.numpy())  # (hidden, chunk), as the kernel reads it
             self.w_cond = weight[self.chunk_width : self.chunk_width + net.cond_dim].numpy().copy()
             self.input_bias_const = net.input.bias.detach().float().numpy().copy()
             w_time = weight[self.chunk_width + net.cond_dim :]
             self._time_rows = (lambda t: net.time_embedding(t) @ w_time) if net.time_embedding is not None else None
-            # Per block, stacked: LayerNorm+linear1 and linear2, each (hidden + 1, hidden) with its bias row.
+            # Per block, stacked: LayerNorm+linear1 and linear2, each (hidden, hidden + 1) with its bias column.
             self.w_norm_linear1 = np.stack([_fold_layer_norm(block.norm, block.linear1) for block in net.blocks])
             self.w_linear2 = np.stack(
                 [_with_bias_row(block.linear2.weight.detach().double().T, block.linear2.bias.detach().double()) for block in net.blocks]
@@ -107,7 +108,7 @@ class NumpyResidualMLP:
         batch = input_bias.shape[0]
         if chunk_in_flat is None:  # a network without chunk input, or a zero chunk (MIP's first step)
             chunk_in_flat = np.empty((batch, 0), np.float32)
-        out = np.empty((batch, self.w_out.shape[1]), np.float32)
+        out = np.empty((batch, self.w_out.shape[0]), np.float32)
         _kernel().residual_mlp(
             np.ascontiguousarray(chunk_in_flat, np.float32),
             np.ascontiguousarray(input_bias, np.float32),
