@@ -76,9 +76,10 @@ class RunnerConfig:
     # None: plan in a thread. Needs lead_ticks > 0.
     inference_checkpoint: str | None = None
     # Compute plans in the control thread right after each tick's command is sent, instead of in a
-    # planner thread: nothing then competes with the tick for the GIL (100 Hz jitter p99 0.2-0.3 ms
-    # against 2-3 ms with the thread, benchmarks/deploy_latency.py). None: do so when the slowest
-    # warm-up plan took at most half a control period.
+    # planner thread: no second Python thread then competes with the tick for the GIL, and the
+    # plan still adds nothing to the tick's latency. On the shared 2-core machine an interleaved
+    # A/B (deploy_latency.py --plan-on-tick on|off, 100 Hz, 3 runs each) was within its noise.
+    # None: do so when the slowest warm-up plan took at most half a control period.
     plan_on_tick: bool | None = None
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
