@@ -10,7 +10,7 @@ and runs as Numba-compiled functions that release the GIL (`_mlp_kernel.py`; Num
 same steps spent ~45% of a call in dispatch). A sampler whose steps are each one network call and
 an affine update (DDIM, DDPM, Euler flow) runs all its steps in one compiled call (`sample`); each
 policy's file states its sampler's constants next to its torch loop. On the default 1.16M-parameter
-denoiser, DDIM-10 at batch 1 takes ~1.2 ms here, ~6x less than the diffusers step() loop
+denoiser, DDIM-10 at batch 1 takes ~1.2-1.4 ms (p50) here, 7.4-7.9x less than the diffusers step() loop
 (`benchmarks/inference_latency.py`).
 
 When: `predict_chunk` of a policy built on `ResidualMLP` with the "flatten" observation encoder
