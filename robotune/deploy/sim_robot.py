@@ -44,13 +44,13 @@ import json
 import os
 import queue
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 EXTRA_JOINT = "sim_camera_pan"
+LOCKSTEP_POLL_S = 0.0002  # lockstep: sleep between polls for the command that advances physics
 
 
 def task_from_args(task_name: str | None, checkpoint: str | None):
@@ -74,7 +74,7 @@ class SimRobotNode:
         from std_msgs.msg import Float64MultiArray, String
         from trajectory_msgs.msg import JointTrajectory
 
-        from robotune.deploy.ros_node import COMMAND_QOS, EVENT_QOS, SpinningNode
+        from robotune.deploy.ros_node import COMMAND_QOS, EVENT_QOS, lean_node
 
         self._msg = {"Time": Time, "Clock": Clock, "JointState": JointState, "Array": Float64MultiArray, "String": String}
         self.sim = sim
@@ -82,14 +82,21 @@ class SimRobotNode:
         self.joint_names = sim.robot.joint_names
         order = list(reversed(self.joint_names))
         self.published_order = order[:1] + [EXTRA_JOINT] + order[1:]
-        self.ros = SpinningNode("robotune_sim_robot", args.domain_id)
-        node = self.ros.node
+        # No executor: the main loop takes commands itself (`_take_commands`), as the runner does
+        # (ros2_transport.py). An executor thread here held the GIL ~0.8 ms per command and delayed
+        # this loop's 1 kHz /joint_states, which aged the states the runner computed from.
+        self.context, self.node = lean_node("robotune_sim_robot", args.domain_id)
+        node = self.node
         self.pub_joints = node.create_publisher(JointState, "/joint_states", COMMAND_QOS)
         self.pub_arrays = {key: node.create_publisher(Float64MultiArray, f"/{key}", COMMAND_QOS) for key in sim.arrays()}
         self.pub_clock = node.create_publisher(Clock, "/clock", 10)
         self.pub_episode = node.create_publisher(String, "/episode", EVENT_QOS)
-        node.create_subscription(Float64MultiArray, "/forward_position_controller/commands", self._on_array, COMMAND_QOS)
-        node.create_subscription(JointTrajectory, "/joint_trajectory_controller/joint_trajectory", self._on_trajectory, COMMAND_QOS)
+        self._command_subs = [  # (subscription, message type, handler(msg, info)); callbacks never run
+            (node.create_subscription(Float64MultiArray, "/forward_position_controller/commands", lambda m: None, COMMAND_QOS),
+             Float64MultiArray, self._on_array),
+            (node.create_subscription(JointTrajectory, "/joint_trajectory_controller/joint_trajectory", lambda m: None,
+                                      COMMAND_QOS), JointTrajectory, self._on_trajectory),
+        ]
         self.commands: queue.Queue = queue.Queue(maxsize=1000)
         self.latest_command: np.ndarray | None = None
         self.malformed_commands = 0
@@ -100,12 +107,20 @@ class SimRobotNode:
         self.publish_gaps_ms: list[float] = []  # between consecutive /joint_states: a late state ages every command
         self._last_publish: float | None = None
         self._last_stamp = 0
-        self._lock = threading.Lock()
         self.sim_time_s = 0.0
         self.peer_wait_s = 0.0
         self.states_resent = 0  # lockstep: states published again because no command answered them
 
-    # -- commands (executor thread) ----------------------------------------------------------
+    # -- commands (taken by the main loop) ---------------------------------------------------
+    def _take_commands(self, max_takes: int = 100) -> None:
+        for sub, msg_type, handler in self._command_subs:
+            for _ in range(max_takes):
+                with sub.handle:
+                    taken = sub.handle.take_message(msg_type, False)
+                if taken is None:
+                    break
+                handler(*taken)
+
     def _on_array(self, msg, info) -> None:
         from robotune.deploy.ros2_transport import command_source_stamp
 
@@ -127,8 +142,7 @@ class SimRobotNode:
         """received_ns: DDS reception time (system clock, ns); 0 where the RMW does not fill it."""
         received_ns = received_ns or time.time_ns()
         self.commands_received += 1
-        with self._lock:
-            ours = self.publish_stamps.pop(source_stamp, None) if source_stamp is not None else None
+        ours = self.publish_stamps.pop(source_stamp, None) if source_stamp is not None else None
         if ours is not None and len(self.latencies_ms) < 1_000_000:
             self.latencies_ms.append((received_ns - source_stamp) / 1e6)
         if command.shape != (len(self.joint_names),):
@@ -155,11 +169,10 @@ class SimRobotNode:
         msg.name = list(self.published_order)
         msg.position = [float(position.get(n, 0.0)) for n in self.published_order]
         msg.velocity = [float(velocity.get(n, 0.0)) for n in self.published_order]
-        with self._lock:
-            self.publish_stamps[stamp] = True
-            if len(self.publish_stamps) > 20_000:  # unanswered stamps (e.g. runner slower than publishing)
-                for old in list(self.publish_stamps)[:10_000]:
-                    del self.publish_stamps[old]
+        self.publish_stamps[stamp] = True
+        if len(self.publish_stamps) > 20_000:  # unanswered stamps (e.g. runner slower than publishing)
+            for old in list(self.publish_stamps)[:10_000]:
+                del self.publish_stamps[old]
         self.pub_joints.publish(msg)
         now = time.perf_counter()
         if self._last_publish is not None and len(self.publish_gaps_ms) < 1_000_000:
@@ -200,7 +213,7 @@ class SimRobotNode:
         for good (volatile), leaving both sides waiting for each other. Returns the seconds waited.
         """
         start = time.monotonic()
-        node = self.ros.node
+        node = self.node
         bound = min(deadline, start + self.args.peer_timeout_s)
         while time.monotonic() < bound:
             commands = node.count_publishers("/forward_position_controller/commands") + node.count_publishers(
@@ -238,8 +251,9 @@ class SimRobotNode:
     def _run_lockstep(self, stamp: int, deadline: float) -> None:
         waiting_since = time.monotonic()
         while not self.sim.finished and time.monotonic() < deadline:
+            self._take_commands()
             try:
-                command, source = self.commands.get(timeout=min(0.05, max(0.01, deadline - time.monotonic())))
+                command, source = self.commands.get_nowait()
             except queue.Empty:
                 if time.monotonic() - waiting_since > self.args.resend_s:
                     # The state (or the command for it) was lost: the runner reads /joint_states best
@@ -248,6 +262,7 @@ class SimRobotNode:
                     self.publish_world()
                     stamp = self.publish_state()
                     waiting_since = time.monotonic()
+                time.sleep(LOCKSTEP_POLL_S)
                 continue
             if source != stamp:
                 self.commands_ignored += 1
@@ -259,9 +274,6 @@ class SimRobotNode:
             waiting_since = time.monotonic()
 
     def _run_realtime(self, deadline: float) -> None:
-        # The executor thread (commands) and this loop share the GIL; Python's default 5 ms hand-over
-        # interval would let one delay the other's publish or receipt by milliseconds.
-        sys.setswitchinterval(0.0005)
         if self.args.realtime_priority:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.args.realtime_priority))
         publish_period = 1.0 / self.args.joint_state_rate
@@ -275,6 +287,7 @@ class SimRobotNode:
             remaining = target - time.perf_counter()
             if remaining > 0:
                 time.sleep(remaining)
+            self._take_commands()
             if time.perf_counter() >= next_step:
                 next_step += control_period
                 if self._step(self.latest_command) and not self.sim.finished:
@@ -304,7 +317,11 @@ class SimRobotNode:
         }
 
     def close(self) -> None:
-        self.ros.close()
+        try:
+            self.node.destroy_node()
+        except Exception:  # the context is already gone
+            pass
+        self.context.try_shutdown()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
