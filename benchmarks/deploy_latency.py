@@ -74,7 +74,7 @@ def random_mlp_policy(spec):
     return RandomMLPChunkPolicy().eval()
 
 
-def bare_loop_jitter_p99_ms(rate_hz: float, seconds: float, priority: int | None, spin_s: float = 0.0003) -> float:
+def bare_loop_jitter_p99_ms(rate_hz: float, seconds: float, priority: int | None) -> float:
     """Calibration: the runner's sleep-then-spin timing alone (no ROS, no policy, nothing else running).
 
     Whatever this shows is the machine's own floor (a shared 2-core VM: its vCPUs get preempted
@@ -82,19 +82,16 @@ def bare_loop_jitter_p99_ms(rate_hz: float, seconds: float, priority: int | None
     """
     import numpy as np
 
+    from robotune.deploy.runner import RunnerConfig, wait_until
+
+    spin_s = RunnerConfig(rate_hz=rate_hz).spin_s
     if priority:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     period = 1.0 / rate_hz
     starts = []
     t0 = time.perf_counter()
     for k in range(int(seconds * rate_hz)):
-        deadline = t0 + k * period
-        remaining = deadline - time.perf_counter()
-        if remaining > spin_s:
-            time.sleep(remaining - spin_s)
-        while time.perf_counter() < deadline:
-            pass
-        starts.append(time.perf_counter())
+        starts.append(wait_until(t0 + k * period, spin_s))
     if priority:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     return float(np.percentile(np.abs(np.diff(starts) - period) * 1e3, 99))

@@ -84,6 +84,16 @@ class RunnerConfig:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
 
+def wait_until(deadline: float, spin_s: float) -> float:
+    """Sleep to `spin_s` before `deadline` (time.perf_counter) and busy-wait the rest; returns the wake time."""
+    remaining = deadline - time.perf_counter()
+    if remaining > spin_s:
+        time.sleep(remaining - spin_s)
+    while (now := time.perf_counter()) < deadline:
+        pass
+    return now
+
+
 class PolicyRunner:
     """Runs a chunk policy on a robot behind a `Transport`, through a `SafetyLayer`."""
 
@@ -292,13 +302,7 @@ class PolicyRunner:
         k = 0
         try:
             while not self._stop.is_set():
-                deadline = t0 + k * period
-                remaining = deadline - time.perf_counter()
-                if remaining > spin:
-                    time.sleep(remaining - spin)
-                while time.perf_counter() < deadline:
-                    pass
-                start = time.perf_counter()
+                start = wait_until(t0 + k * period, spin)
                 self.tick()
                 end = time.perf_counter()
                 if len(self.tick_starts) < self.config.max_timing_records:
