@@ -32,7 +32,7 @@ from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from robotune.deploy.observation import ObservationSnapshot, SignalCache
-from robotune.deploy.ros_node import COMMAND_QOS, EVENT_QOS, SENSOR_QOS, lean_node
+from robotune.deploy.ros_node import COMMAND_QOS, EVENT_QOS, SENSOR_QOS, lean_node, take_waiting
 from robotune.deploy.transport import RosTopics, Transport
 
 STAMP_LABEL = "obs_stamp_ns="
@@ -137,12 +137,7 @@ class Ros2Transport(Transport):
     def _take_all(self) -> None:
         """Hand every waiting message to its handler (bounded per subscription), with its DDS reception time."""
         for sub, msg_type, handler, max_takes in self._polled:
-            for _ in range(max_takes):
-                with sub.handle:
-                    taken = sub.handle.take_message(msg_type, False)
-                if taken is None:
-                    break
-                msg, info = taken
+            for msg, info in take_waiting(sub, msg_type, max_takes):
                 now, now_ns = time.monotonic(), time.time_ns()
                 received_ns = info.get("received_timestamp", 0) or now_ns  # system clock; 0 where the RMW does not fill it
                 if self.recorder is not None:

@@ -17,6 +17,7 @@ Why this shape (measured on this 2-core machine, see the deploy notes):
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import rclpy
 from rclpy.context import Context
@@ -48,6 +49,19 @@ def lean_node(name: str, domain_id: int | None = None, namespace: str = "") -> t
     rclpy.init(**init_kwargs)
     node = rclpy.create_node(name, namespace=namespace, context=context, start_parameter_services=False, enable_rosout=False)
     return context, node
+
+
+def take_waiting(subscription, msg_type: type, max_takes: int) -> Iterator[tuple[object, dict]]:
+    """(message, info) for each message waiting on a subscription no executor spins, at most `max_takes`.
+
+    info carries rmw's "received_timestamp" (system clock, ns; 0 where the RMW does not fill it).
+    """
+    for _ in range(max_takes):
+        with subscription.handle:
+            taken = subscription.handle.take_message(msg_type, False)
+        if taken is None:
+            return
+        yield taken
 
 
 class SpinningNode:

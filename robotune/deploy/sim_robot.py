@@ -113,13 +113,11 @@ class SimRobotNode:
 
     # -- commands (taken by the main loop) ---------------------------------------------------
     def _take_commands(self, max_takes: int = 100) -> None:
+        from robotune.deploy.ros_node import take_waiting
+
         for sub, msg_type, handler in self._command_subs:
-            for _ in range(max_takes):
-                with sub.handle:
-                    taken = sub.handle.take_message(msg_type, False)
-                if taken is None:
-                    break
-                handler(*taken)
+            for msg, info in take_waiting(sub, msg_type, max_takes):
+                handler(msg, info)
 
     def _on_array(self, msg, info) -> None:
         from robotune.deploy.ros2_transport import command_source_stamp
