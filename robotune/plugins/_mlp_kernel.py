@@ -86,7 +86,8 @@ def mish_(x: np.ndarray) -> None:
 @_jit
 def residual_mlp(
     chunk_in: np.ndarray,
-    input_bias: np.ndarray,
+    cond: np.ndarray,
+    time_bias: np.ndarray,
     w_chunk: np.ndarray,
     w_norm_linear1: np.ndarray,
     w_linear2: np.ndarray,
@@ -94,24 +95,18 @@ def residual_mlp(
     eps: float,
     out: np.ndarray,
 ) -> None:
-    """out (B, H*D_out) = ResidualMLP(chunk_in (B, H*D_in), conditioning already in input_bias (B, hidden)).
+    """out (B, H*D_out) = ResidualMLP(chunk_in (B, H*D_in)), given its conditioning part of the input layer.
 
-    Weights are stored transposed with the bias as the last column (see `add_matmul`):
-    w_chunk (hidden, H*D_in): the chunk's columns of the input layer (its bias is in input_bias);
-    w_norm_linear1, w_linear2 (blocks, hidden, hidden + 1); w_out (H*D_out, hidden + 1).
-        h = chunk_in @ w_chunk + input_bias
+    cond (B, hidden) is the observation's part with the input bias (`add_matmul` of the raw observation
+    with w_obs), time_bias (hidden,) the time embedding's part. Weights are stored transposed with
+    the bias as the last column (see `add_matmul`): w_chunk (hidden, H*D_in + 1), whose bias column
+    is zero; w_norm_linear1, w_linear2 (blocks, hidden, hidden + 1); w_out (H*D_out, hidden + 1).
+        h = chunk_in @ W_chunk + cond + time_bias
         h = h + linear2(mish(linear1(LayerNorm(h))))      for every block
         out = output(LayerNorm(h))
     """
-    batch, hidden = input_bias.shape
-    h = input_bias.copy()
-    k = chunk_in.shape[1]
-    for j in range(hidden):
-        for b in range(batch):
-            total = np.float32(0.0)
-            for i in range(k):
-                total += w_chunk[j, i] * chunk_in[b, i]
-            h[b, j] += total
+    h = cond + time_bias
+    add_matmul(chunk_in, w_chunk, h)
     z = np.empty_like(h)
     u = np.empty_like(h)
     for block in range(w_norm_linear1.shape[0]):
@@ -128,7 +123,9 @@ def residual_mlp(
 @_jit
 def sample_affine(
     x: np.ndarray,
-    input_bias: np.ndarray,
+    obs: np.ndarray,
+    w_obs: np.ndarray,
+    time_bias: np.ndarray,
     steps: np.ndarray,
     noise: np.ndarray,
     clip: float,
@@ -138,18 +135,22 @@ def sample_affine(
     w_out: np.ndarray,
     eps: float,
 ) -> None:
-    """Run K sampler steps on x (B, H*D) in place; step k calls the network with input_bias[k] (B, hidden).
+    """Run K sampler steps on x (B, H*D) in place, conditioned on the raw observation obs (B, To*Do).
 
-    Every built-in sampler step is one network call and one affine update; `steps` (K, 6) holds its
-    constants [r_xt, r_out, c_x0, c_out, c_xt, sigma] (see `fast_inference.AFFINE_STEP_COLUMNS`):
-        out = network(x, cond, t_k)
+    w_obs (hidden, To*Do + 1) is the input layer's observation part with the observation normaliser
+    and the input bias folded in; step k adds time_bias[k] (hidden,). Every built-in sampler step is
+    one network call and one affine update; `steps` (K, 6) holds its constants
+    [r_xt, r_out, c_x0, c_out, c_xt, sigma] (see `fast_inference.AFFINE_STEP_COLUMNS`):
+        out = network(x, obs, t_k)
         x0  = clip(r_xt x + r_out out, -clip, clip)
         x   = c_x0 x0 + c_out out + c_xt x + sigma noise[k]
     """
     batch, width = x.shape
+    cond = np.zeros((batch, w_obs.shape[0]), np.float32)
+    add_matmul(obs, w_obs, cond)
     out = np.empty_like(x)
     for k in range(steps.shape[0]):
-        residual_mlp(x, input_bias[k], w_chunk, w_norm_linear1, w_linear2, w_out, eps, out)
+        residual_mlp(x, cond, time_bias[k], w_chunk, w_norm_linear1, w_linear2, w_out, eps, out)
         r_xt, r_out, c_x0, c_out, c_xt, sigma = steps[k]
         for b in range(batch):
             for j in range(width):
@@ -159,3 +160,17 @@ def sample_affine(
                 elif x0 < -clip:
                     x0 = -clip
                 x[b, j] = c_x0 * x0 + c_out * out[b, j] + c_xt * x[b, j] + sigma * noise[k, b, j]
+
+
+@_jit
+def clamp_unnormalize_(chunk: np.ndarray, center: np.ndarray, half_range: np.ndarray) -> None:
+    """chunk (B, H*D) <- clamp(chunk, -1, 1) * half_range + center, in place (NaN passes through)."""
+    batch, width = chunk.shape
+    for b in range(batch):
+        for j in range(width):
+            v = chunk[b, j]
+            if v > 1.0:
+                v = 1.0
+            elif v < -1.0:
+                v = -1.0
+            chunk[b, j] = v * half_range[j] + center[j]

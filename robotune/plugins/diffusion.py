@@ -213,17 +213,18 @@ class DiffusionPolicy(NumpyFastPath, Policy):
         return x
 
     def sample_chunk_norm_numpy(
-        self, twin: NumpyResidualMLP, obs_norm: np.ndarray, deterministic: bool, generator: torch.Generator | None
+        self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
         """The same sampler as above in one compiled call on the NumPy twin, for small CPU batches.
 
         The noise is drawn from the generator in the torch loop's order (initial chunk, then one draw
         per step with sigma > 0), so both paths return the same chunk for the same seed.
         """
-        batch = obs_norm.shape[0]
+        batch = obs.shape[0]
         if not deterministic and self.config.scheduler not in PRECOMPUTED_SCHEDULERS:
-            obs_norm = torch.from_numpy(obs_norm).view(batch, self.config.obs_horizon, self.obs_dim)
-            return self.sample_chunk_norm_with_scheduler(obs_norm, deterministic, generator).numpy().reshape(batch, -1)
+            with torch.inference_mode():
+                obs_norm = self.obs_normalizer.normalize(torch.from_numpy(obs).view(batch, self.config.obs_horizon, self.obs_dim))
+                return self.sample_chunk_norm_with_scheduler(obs_norm, deterministic, generator).numpy().reshape(batch, -1)
         coef = self.coefficients(deterministic)
         shape = (batch, self.config.horizon, self.action_dim)
         x = torch.randn(shape, generator=generator).numpy().reshape(batch, -1)
@@ -233,7 +234,7 @@ class DiffusionPolicy(NumpyFastPath, Policy):
             for k in np.flatnonzero(coef.sigma):
                 noise[k] = torch.randn(shape, generator=generator).numpy().reshape(batch, -1)
         clip = 1.0 if self.config.clip_sample else math.inf
-        return twin.sample(x, twin.input_bias(obs_norm, coef.timesteps), coef.table, noise, clip)
+        return twin.sample(obs, x, coef.timesteps, coef.table, noise, clip)
 
     def sample_chunk_norm_with_scheduler(
         self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None, scheduler_name: str | None = None

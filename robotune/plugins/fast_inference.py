@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 
 import numpy as np
 import torch
@@ -61,24 +62,26 @@ class NumpyResidualMLP:
     """The function of a trained ResidualMLP in float32 NumPy, with the policy's normalisers, for small-batch CPU inference.
 
     Built once from the module's weights: LayerNorm affines and every bias are folded into weight
-    matrices with one extra row, and the input layer's conditioning part
-    (cond @ W_cond + b + time_embedding(t) @ W_time) is computed once per chunk for every time the
-    sampler will visit (`input_bias`). Each call is then one compiled function (`_mlp_kernel`).
+    matrices with one extra column, and so is the observation normaliser, into the input layer's
+    observation part: ((o - c) / r) W = o (W / r) - (c / r) W. The twin thus takes raw
+    observations. The time embedding's part of the input layer is computed once per set of sampler
+    times (`time_bias`). Each sampler then runs as one compiled call (`_mlp_kernel`).
     """
 
     def __init__(self, net: ResidualMLP, obs_normalizer: Normalizer, action_normalizer: Normalizer) -> None:
-        self.chunk_width = net.horizon * net.in_channels
+        chunk_width = net.horizon * net.in_channels
+        if net.cond_dim % obs_normalizer.dim:
+            raise ValueError(f"the network's cond_dim {net.cond_dim} is not a whole number of {obs_normalizer.dim}-dim observations")
+        obs_horizon = net.cond_dim // obs_normalizer.dim
         with torch.no_grad():
-            # The normalisers as NumPy (per dimension; they broadcast over (B, To, Do) and (B, H * Da)).
-            self.obs_center = obs_normalizer.center.numpy().copy()
-            self.obs_inv_half_range = (1.0 / obs_normalizer.half_range).numpy().copy()
-            self.action_center = np.tile(action_normalizer.center.numpy(), net.horizon)
-            self.action_half_range = np.tile(action_normalizer.half_range.numpy(), net.horizon)
-            weight = net.input.weight.detach().T.float()  # (chunk + cond + time, hidden)
-            self.w_chunk = np.ascontiguousarray(weight[: self.chunk_width].T.numpy())  # (hidden, chunk), as the kernel reads it
-            self.w_cond = weight[self.chunk_width : self.chunk_width + net.cond_dim].numpy().copy()
-            self.input_bias_const = net.input.bias.detach().float().numpy().copy()
-            w_time = weight[self.chunk_width + net.cond_dim :]
+            weight = net.input.weight.detach().double().T  # (chunk + cond + time, hidden)
+            chunk_rows, obs_rows = weight[:chunk_width], weight[chunk_width : chunk_width + net.cond_dim]
+            self.w_chunk = _with_bias_row(chunk_rows, torch.zeros(weight.shape[1], dtype=torch.float64))
+            obs_center = obs_normalizer.center.double().repeat(obs_horizon)
+            obs_half_range = obs_normalizer.half_range.double().repeat(obs_horizon)
+            folded_bias = net.input.bias.detach().double() - (obs_center / obs_half_range) @ obs_rows
+            self.w_obs = _with_bias_row(obs_rows / obs_half_range[:, None], folded_bias)
+            w_time = weight[chunk_width + net.cond_dim :].float()
             self._time_rows = (lambda t: net.time_embedding(t) @ w_time) if net.time_embedding is not None else None
             # Per block, stacked: LayerNorm+linear1 and linear2, each (hidden, hidden + 1) with its bias column.
             self.w_norm_linear1 = np.stack([_fold_layer_norm(block.norm, block.linear1) for block in net.blocks])
@@ -86,32 +89,35 @@ class NumpyResidualMLP:
                 [_with_bias_row(block.linear2.weight.detach().double().T, block.linear2.bias.detach().double()) for block in net.blocks]
             )
             self.w_out = _fold_layer_norm(net.output_norm, net.output)
-        self._time_tables: dict[tuple[float, ...], np.ndarray] = {}
+            # The action normaliser per element of a flat (B, H * Da) chunk.
+            self.action_center = np.tile(action_normalizer.center.float().numpy(), net.horizon)
+            self.action_half_range = np.tile(action_normalizer.half_range.float().numpy(), net.horizon)
+        self._time_biases: dict[tuple[float, ...] | None, np.ndarray] = {}
 
-    def time_table(self, times: tuple[float, ...]) -> np.ndarray:
-        """(K, hidden): the time embedding's contribution to the input layer at each sampler time."""
-        if times not in self._time_tables:
-            with torch.no_grad():
-                t = torch.tensor(times, dtype=torch.float32)
-                self._time_tables[times] = self._time_rows(t).numpy().copy()
-        return self._time_tables[times]
+    def time_bias(self, times: tuple[float, ...] | None) -> np.ndarray:
+        """(K, hidden): the time embedding's part of the input layer at each of the K sampler times (zeros if None)."""
+        if times not in self._time_biases:
+            if times is None or self._time_rows is None:
+                self._time_biases[times] = np.zeros((1 if times is None else len(times), self.w_obs.shape[0]), np.float32)
+            else:
+                with torch.no_grad():
+                    self._time_biases[times] = self._time_rows(torch.tensor(times, dtype=torch.float32)).numpy().copy()
+        return self._time_biases[times]
 
-    def input_bias(self, cond: np.ndarray, times: tuple[float, ...] | None = None) -> np.ndarray:
-        """cond (B, C) -> (K, B, hidden) for the K sampler times (K = 1 and no time term if `times` is None)."""
-        bias = cond @ self.w_cond + self.input_bias_const
-        if times is None:
-            return bias[None]
-        return self.time_table(times)[:, None, :] + bias[None]
-
-    def __call__(self, chunk_in_flat: np.ndarray | None, input_bias: np.ndarray) -> np.ndarray:
-        """chunk_in_flat (B, H * D_in) or None, input_bias (B, hidden) -> (B, H * D_out), float32."""
-        batch = input_bias.shape[0]
-        if chunk_in_flat is None:  # a network without chunk input, or a zero chunk (MIP's first step)
-            chunk_in_flat = np.empty((batch, 0), np.float32)
-        out = np.empty((batch, self.w_out.shape[0]), np.float32)
-        _kernel().residual_mlp(
+    def __call__(self, chunk_in_flat: np.ndarray | None, obs: np.ndarray, time: float | None = None) -> np.ndarray:
+        """One network call: chunk_in_flat (B, H * D_in) or None, raw obs (B, To * Do) -> (B, H * D_out), float32."""
+        kernel = _kernel()
+        obs = np.ascontiguousarray(obs, np.float32)
+        cond = np.zeros((obs.shape[0], self.w_obs.shape[0]), np.float32)
+        kernel.add_matmul(obs, self.w_obs, cond)
+        if chunk_in_flat is None:  # a network without chunk input
+            chunk_in_flat = np.empty((obs.shape[0], 0), np.float32)
+        out = np.empty((obs.shape[0], self.w_out.shape[0]), np.float32)
+        time_bias = self.time_bias(None if time is None else (time,))[0]
+        kernel.residual_mlp(
             np.ascontiguousarray(chunk_in_flat, np.float32),
-            np.ascontiguousarray(input_bias, np.float32),
+            cond,
+            time_bias,
             self.w_chunk,
             self.w_norm_linear1,
             self.w_linear2,
@@ -121,22 +127,30 @@ class NumpyResidualMLP:
         )
         return out
 
-
     def sample(
-        self, x: np.ndarray, input_bias: np.ndarray, steps: np.ndarray, noise: np.ndarray | None = None, clip: float = math.inf
+        self,
+        obs: np.ndarray,
+        x: np.ndarray,
+        times: tuple[float, ...],
+        steps: np.ndarray,
+        noise: np.ndarray | None = None,
+        clip: float = math.inf,
     ) -> np.ndarray:
         """Run a sampler given as K affine steps on the chunk x (B, H * D), in one compiled call; returns x.
 
-        input_bias (K, B, hidden) from `input_bias`; steps (K, 6) with columns AFFINE_STEP_COLUMNS;
-        noise (K, B, H * D) for steps with sigma > 0 (drawn by the caller, in the torch path's order).
-        Step k: out = network(x, t_k); x0 = clip(r_xt x + r_out out); x = c_x0 x0 + c_out out + c_xt x + sigma z_k.
+        obs (B, To * Do) raw; times: the network's time input at each step; steps (K, 6) with columns
+        AFFINE_STEP_COLUMNS; noise (K, B, H * D) for steps with sigma > 0 (drawn by the caller, in the
+        torch path's order). Step k: out = network(x, obs, t_k); x0 = clip(r_xt x + r_out out);
+        x = c_x0 x0 + c_out out + c_xt x + sigma z_k.
         """
         x = np.array(x, np.float32, order="C")  # a fresh array: the kernel writes into it
         if noise is None:
             noise = np.zeros((len(steps), *x.shape), np.float32)
         _kernel().sample_affine(
             x,
-            np.ascontiguousarray(input_bias, np.float32),
+            np.ascontiguousarray(obs, np.float32),
+            self.w_obs,
+            self.time_bias(times),
             np.ascontiguousarray(steps, np.float64),
             np.ascontiguousarray(noise, np.float32),
             clip,
@@ -148,6 +162,13 @@ class NumpyResidualMLP:
         )
         return x
 
+    def clamp_unnormalize_(self, chunk_norm: np.ndarray) -> np.ndarray:
+        """(B, H * Da) normalised chunk -> the action chunk, in place: clamp to [-1, 1], then unnormalise."""
+        _kernel().clamp_unnormalize_(chunk_norm, self.action_center, self.action_half_range)
+        return chunk_norm
+
+
+_VERSION = operator.attrgetter("_version")  # a tensor's in-place modification counter
 
 # Columns of a sampler step table for `NumpyResidualMLP.sample`, which documents the update.
 AFFINE_STEP_COLUMNS = ("r_xt", "r_out", "c_x0", "c_out", "c_xt", "sigma")
@@ -164,34 +185,29 @@ def _kernel():
 class NumpyFastPath:
     """Mixin for a Policy with `self.network` and `self.obs_encoder`: samples small CPU batches on the twin.
 
-    `predict_chunk` runs end to end in NumPy when the twin applies (see the module docstring):
-    normalise, the policy's `sample_chunk_norm_numpy`, clamp and unnormalise, with no torch op on
-    the way (each costs ~5-10 µs at batch 1, as much as a fifth of a two-call MIP chunk).
+    `predict_chunk` runs end to end in NumPy and compiled code when the twin applies (see the module
+    docstring): the policy's `sample_chunk_norm_numpy` on the raw observation (the twin folds the
+    observation normaliser into its input layer), then one compiled clamp-and-unnormalise, with no
+    torch op on the way (each costs ~5-10 µs at batch 1, as much as a fifth of a two-call MIP chunk).
     Otherwise it falls back to the torch path of `Policy.predict_chunk`.
     """
 
     def sample_chunk_norm_numpy(
-        self, twin: NumpyResidualMLP, obs_norm: np.ndarray, deterministic: bool, generator: torch.Generator | None
+        self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
-        """`sample_chunk_norm` on the twin: obs_norm (B, To * Do) -> chunk (B, H * Da), float32 NumPy."""
+        """`sample_chunk_norm` on the twin: raw obs (B, To * Do) -> normalised chunk (B, H * Da), float32 NumPy."""
         raise NotImplementedError(f"{type(self).__name__} mixes in NumpyFastPath but defines no sample_chunk_norm_numpy")
 
-    @torch.inference_mode()  # ~4 µs; the policies' torch fallbacks (DPM-Solver, the Gaussian head) need it
     def predict_chunk(
         self, obs: torch.Tensor, deterministic: bool = False, generator: torch.Generator | None = None
     ) -> torch.Tensor:
+        self.check_obs(obs)
         twin = self.numpy_network(obs)
         if twin is None:
             return super().predict_chunk(obs, deterministic, generator)
-        self.check_obs(obs)
         batch = obs.shape[0]
-        obs_norm = (obs.numpy() - twin.obs_center) * twin.obs_inv_half_range
-        chunk = self.sample_chunk_norm_numpy(twin, obs_norm.reshape(batch, -1), deterministic, generator)
-        np.maximum(chunk, -1.0, out=chunk)  # two ufuncs: ~3x faster than np.clip on a small array
-        np.minimum(chunk, 1.0, out=chunk)
-        chunk *= twin.action_half_range
-        chunk += twin.action_center
-        return torch.from_numpy(chunk.reshape(batch, self.config.horizon, self.action_dim))
+        chunk_norm = self.sample_chunk_norm_numpy(twin, obs.numpy().reshape(batch, -1), deterministic, generator)
+        return torch.from_numpy(twin.clamp_unnormalize_(chunk_norm).reshape(batch, self.config.horizon, self.action_dim))
 
     def numpy_network(self, obs: torch.Tensor) -> NumpyResidualMLP | None:
         """The twin of `self.network` if sampling for `obs` should use it (see the module docstring), else None."""
@@ -199,21 +215,21 @@ class NumpyFastPath:
         if not (
             config.fast_inference
             and obs.shape[0] <= config.fast_inference_max_batch
-            and isinstance(self.network, ResidualMLP)
-            and isinstance(self.obs_encoder, FlattenObsEncoder)
-            and obs.device.type == "cpu"
+            and obs.is_cpu
             and obs.dtype == torch.float32
         ):
             return None
+        # The common case first, with few lookups: after a 4 MB kernel call Python runs on cold caches.
         cached = self.__dict__.get("_numpy_twin")
         if cached is not None:
-            parameters, versions, twin = cached
-            if versions == [p._version for p in parameters]:
+            parameters, version_sum, twin = cached
+            if version_sum == sum(map(_VERSION, parameters)):  # version counters only grow: an equal sum means no change
                 return twin
+        if not (isinstance(self.network, ResidualMLP) and isinstance(self.obs_encoder, FlattenObsEncoder)):
+            return None
         parameters = (*self.network.parameters(), *self.obs_normalizer.buffers(), *self.action_normalizer.buffers())
-        versions = [p._version for p in parameters]
         twin = NumpyResidualMLP(self.network, self.obs_normalizer, self.action_normalizer)
-        self.__dict__["_numpy_twin"] = (parameters, versions, twin)
+        self.__dict__["_numpy_twin"] = (parameters, sum(map(_VERSION, parameters)), twin)
         return twin
 
     # Anything that may swap parameter tensors rather than write into them drops the twin.

@@ -74,15 +74,15 @@ class FlowMatchingPolicy(NumpyFastPath, Policy):
         return x
 
     def sample_chunk_norm_numpy(
-        self, twin: NumpyResidualMLP, obs_norm: np.ndarray, deterministic: bool, generator: torch.Generator | None
+        self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
         """The same Euler integration in one compiled call on the NumPy twin, for small CPU batches.
 
         An Euler step x <- x + dt v is the twin's affine sampler step with r_xt = 1, r_out = dt, c_x0 = 1.
         """
-        batch = obs_norm.shape[0]
+        batch = obs.shape[0]
         shape = (batch, self.config.horizon, self.action_dim)
         x = torch.randn(shape, generator=generator).numpy().reshape(batch, -1)
         dt = 1.0 / self.config.num_steps
         euler_step = [1.0, dt, 1.0, 0.0, 0.0, 0.0]  # r_xt, r_out, c_x0, c_out, c_xt, sigma
-        return twin.sample(x, twin.input_bias(obs_norm, self.step_times()), np.array([euler_step] * self.config.num_steps))
+        return twin.sample(obs, x, self.step_times(), np.array([euler_step] * self.config.num_steps))

@@ -87,11 +87,13 @@ class GaussianPolicy(NumpyFastPath, Policy):
         return self.sample(*self.distribution(obs_norm), deterministic, generator)
 
     def sample_chunk_norm_numpy(
-        self, twin: NumpyResidualMLP, obs_norm: np.ndarray, deterministic: bool, generator: torch.Generator | None
+        self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
         """The network on the NumPy twin; the head and the draw stay in torch (a handful of ops)."""
-        out = torch.from_numpy(twin(None, twin.input_bias(obs_norm)[0])).view(obs_norm.shape[0], self.config.horizon, -1)
-        return self.sample(*self.head(out), deterministic, generator).numpy().reshape(obs_norm.shape[0], -1)
+        batch = obs.shape[0]
+        with torch.inference_mode():
+            out = torch.from_numpy(twin(None, obs)).view(batch, self.config.horizon, -1)
+            return self.sample(*self.head(out), deterministic, generator).numpy().reshape(batch, -1)
 
     @staticmethod
     def sample(mean: torch.Tensor, log_std: torch.Tensor, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:

@@ -32,6 +32,10 @@ from robotune.plugins.fast_inference import NumpyFastPath, NumpyResidualMLP
 from robotune.plugins.networks import UNIT_TIME_SCALE, BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 
+# Both inference steps as the twin's affine sampler steps: x <- π(o, x, t_k), i.e. r_out = c_x0 = 1.
+TWO_REPLACE_STEPS = np.array([[0.0, 1.0, 1.0, 0.0, 0.0, 0.0]] * 2)  # columns: fast_inference.AFFINE_STEP_COLUMNS
+
+
 @dataclass
 class MIPConfig(BackbonePolicyConfig):
     t_star: float = 0.9  # time of the second step (the authors' `t_two_step`); its input noise scale is 1 - t_star
@@ -80,13 +84,11 @@ class MinimumIterativePolicy(NumpyFastPath, Policy):
         return self._call(first, cond, self.config.t_star)
 
     def sample_chunk_norm_numpy(
-        self, twin: NumpyResidualMLP, obs_norm: np.ndarray, deterministic: bool, generator: torch.Generator | None
+        self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
-        """The same two calls in one compiled call on the NumPy twin: obs_norm (B, To * Do) -> chunk (B, H * Da).
+        """The same two calls in one compiled call on the NumPy twin: raw obs (B, To * Do) -> chunk (B, H * Da).
 
-        As affine sampler steps: start from x = 0 and set x <- π(o, x, t_k) twice (r_out = c_x0 = 1).
+        As affine sampler steps: start from x = 0 and set x <- π(o, x, t_k) twice.
         """
-        input_bias = twin.input_bias(obs_norm, (0.0, self.config.t_star * UNIT_TIME_SCALE))
-        replace_step = [0.0, 1.0, 1.0, 0.0, 0.0, 0.0]  # r_xt, r_out, c_x0, c_out, c_xt, sigma
-        zeros = np.zeros((obs_norm.shape[0], self.config.horizon * self.action_dim), np.float32)
-        return twin.sample(zeros, input_bias, np.array([replace_step, replace_step]))
+        zeros = np.zeros((obs.shape[0], self.config.horizon * self.action_dim), np.float32)
+        return twin.sample(obs, zeros, (0.0, self.config.t_star * UNIT_TIME_SCALE), TWO_REPLACE_STEPS)

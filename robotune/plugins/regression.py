@@ -49,6 +49,6 @@ class RegressionPolicy(NumpyFastPath, Policy):
         return self.network(None, self.obs_encoder(obs_norm))
 
     def sample_chunk_norm_numpy(
-        self, twin: NumpyResidualMLP, obs_norm: np.ndarray, deterministic: bool, generator: torch.Generator | None
+        self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
-        return twin(None, twin.input_bias(obs_norm)[0])
+        return twin(None, obs)

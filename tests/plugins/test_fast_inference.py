@@ -48,9 +48,8 @@ def test_twin_computes_the_same_function(batch, in_channels, time_dim):
     with torch.no_grad():
         expected = net(chunk_in, cond, t if time_dim else None).reshape(batch, -1).numpy()
     twin = NumpyResidualMLP(net, Normalizer.identity(6), Normalizer.identity(3))
-    bias = twin.input_bias(cond.numpy(), (42.0,) if time_dim else None)[0]
     with np.errstate(over="ignore"):
-        out = twin(chunk_in.reshape(batch, -1).numpy() if in_channels else None, bias)
+        out = twin(chunk_in.reshape(batch, -1).numpy() if in_channels else None, cond.numpy(), 42.0 if time_dim else None)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, expected, **TOLERANCE)
 
@@ -60,7 +59,7 @@ def test_twin_computes_the_same_function(batch, in_channels, time_dim):
 def test_policies_give_the_same_chunks_on_both_paths(toy, policy_class, overrides, batch):
     policy = toy.make(policy_class, **overrides).eval()
     randomize_layer_norms(policy)
-    with torch.no_grad():  # a non-trivial observation normaliser: the twin applies it in NumPy
+    with torch.no_grad():  # a non-trivial observation normaliser: the twin folds it into its input layer
         policy.obs_normalizer.center.uniform_(-0.5, 0.5)
         policy.obs_normalizer.half_range.uniform_(0.5, 2.0)
     obs = toy.obs[:batch]
@@ -97,7 +96,7 @@ def test_compiled_kernels_release_the_gil():
     """The deploy runner plans in a thread beside its control loop (deploy/planner.py); it relies on this."""
     from robotune.plugins import _mlp_kernel
 
-    for kernel in (_mlp_kernel.residual_mlp, _mlp_kernel.sample_affine):
+    for kernel in (_mlp_kernel.add_matmul, _mlp_kernel.residual_mlp, _mlp_kernel.sample_affine, _mlp_kernel.clamp_unnormalize_):
         assert kernel.targetoptions["nogil"] is True
 
 
