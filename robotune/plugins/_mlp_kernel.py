@@ -11,8 +11,8 @@ takes ~0.4 s, and the first compile ~7 s, after which the machine code is cached
 The module name starts with "_" so that plugin discovery does not import it.
 
 Weights come pre-folded by `fast_inference.NumpyResidualMLP`: every matrix is stored transposed
-(one row per output) with one extra column that holds its bias, and LayerNorm's gain and shift are
-folded into the matrix that follows the norm.
+(one row per output) with one extra column that holds its bias, then zero padding to a whole number
+of cache lines, and LayerNorm's gain and shift are folded into the matrix that follows the norm.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ MISH_LINEAR_ABOVE = 20.0
 
 @_jit
 def add_matmul(x: np.ndarray, weight_t: np.ndarray, out: np.ndarray) -> None:
-    """out (B, m) += x (B, k) @ W + b, with weight_t (m, k + 1) = [Wᵀ | b]: one row per output, bias last.
+    """out (B, m) += x (B, k) @ W + b, with weight_t (m, ≥ k + 1) = [Wᵀ | b | padding]: one row per output.
 
     Each output is one dot product over a contiguous weight row (vectorised with reassociation),
     and the row is reused from L1 for every batch row, so the matrix is read from memory once per
@@ -99,8 +99,8 @@ def residual_mlp(
 
     cond (B, hidden) is the observation's part with the input bias (`add_matmul` of the raw observation
     with w_obs), time_bias (hidden,) the time embedding's part. Weights are stored transposed with
-    the bias as the last column (see `add_matmul`): w_chunk (hidden, H*D_in + 1), whose bias column
-    is zero; w_norm_linear1, w_linear2 (blocks, hidden, hidden + 1); w_out (H*D_out, hidden + 1).
+    the bias after the last weight column and zero padding (see `add_matmul`): w_chunk (hidden, ≥ H*D_in + 1),
+    whose bias is zero; w_norm_linear1, w_linear2 (blocks, hidden, ≥ hidden + 1); w_out (H*D_out, ≥ hidden + 1).
         h = chunk_in @ W_chunk + cond + time_bias
         h = h + linear2(mish(linear1(LayerNorm(h))))      for every block
         out = output(LayerNorm(h))
@@ -137,7 +137,7 @@ def sample_affine(
 ) -> None:
     """Run K sampler steps on x (B, H*D) in place, conditioned on the raw observation obs (B, To*Do).
 
-    w_obs (hidden, To*Do + 1) is the input layer's observation part with the observation normaliser
+    w_obs (hidden, ≥ To*Do + 1) is the input layer's observation part with the observation normaliser
     and the input bias folded in; step k adds time_bias[k] (hidden,). Every built-in sampler step is
     one network call and one affine update; `steps` (K, 6) holds its constants
     [r_xt, r_out, c_x0, c_out, c_xt, sigma] (see `fast_inference.AFFINE_STEP_COLUMNS`):

