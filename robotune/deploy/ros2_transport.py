@@ -21,6 +21,7 @@ queue (reliable, depth 50) and are all taken, so an e-stop acts on the next tick
 
 from __future__ import annotations
 
+import array
 import json
 import threading
 import time
@@ -28,7 +29,7 @@ import time
 import numpy as np
 from builtin_interfaces.msg import Duration
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, String
+from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, MultiArrayLayout, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from robotune.deploy.observation import ObservationSnapshot, SignalCache
@@ -79,6 +80,7 @@ class Ros2Transport(Transport):
         self.record_path = record_path
         self.recorder = None
         self._publisher = None
+        self._command: Float64MultiArray | JointTrajectory | None = None  # reused every tick
         self.sent = 0
         self.episode_results: list[dict] = []  # "end" events from a simulator
         self.finished = threading.Event()  # set by a simulator's "finished" event
@@ -103,10 +105,17 @@ class Ros2Transport(Transport):
         poll(Bool, t.estop, self._on_estop, EVENT_QOS, EVENT_QOS.depth)
         if t.episode:
             poll(String, t.episode, self._on_episode, EVENT_QOS, EVENT_QOS.depth)
+        # One command message, built once and refilled every tick: publish() serialises it before it
+        # returns. Building a message per tick cost ~15 µs of the ~20 µs send on an idle core.
+        n = len(self.joint_names)
         if t.command_type == "array":
             self._publisher = node.create_publisher(Float64MultiArray, t.array_command, COMMAND_QOS)
+            self._command = Float64MultiArray(layout=MultiArrayLayout(dim=[MultiArrayDimension(label="joints", size=n, stride=n)]))
         else:
             self._publisher = node.create_publisher(JointTrajectory, t.trajectory_command, COMMAND_QOS)
+            seconds = t.trajectory_time_from_start_periods / self.rate_hz
+            point = JointTrajectoryPoint(time_from_start=Duration(sec=int(seconds), nanosec=int((seconds % 1.0) * 1e9)))
+            self._command = JointTrajectory(joint_names=list(self.joint_names), points=[point])
 
     # -- message handlers (control thread, from `snapshot`) ---------------------------------
     def _on_joint_state(self, msg: JointState, received_at: float) -> None:
@@ -150,24 +159,21 @@ class Ros2Transport(Transport):
     def send(self, command: np.ndarray, source_stamp_ns: int) -> None:
         if self._publisher is None:
             raise RuntimeError("Ros2Transport.send() before start()")
-        values = [float(x) for x in command]
-        label = f"{STAMP_LABEL}{source_stamp_ns}" if self.topics.echo_obs_stamp else ""
-        if self.topics.command_type == "array":
-            msg = Float64MultiArray(data=values)
-            n = len(values)
-            msg.layout.dim = [MultiArrayDimension(label=label or "joints", size=n, stride=n)]
+        values = array.array("d", np.ascontiguousarray(command, np.float64).tobytes())  # rclpy takes 'd' arrays as they are
+        msg = self._command
+        label = f"{STAMP_LABEL}{source_stamp_ns}" if self.topics.echo_obs_stamp else None
+        if isinstance(msg, Float64MultiArray):
+            msg.data = values
+            if label:
+                msg.layout.dim[0].label = label
         else:
-            seconds = self.topics.trajectory_time_from_start_periods / self.rate_hz
-            point = JointTrajectoryPoint(
-                positions=values,
-                time_from_start=Duration(sec=int(seconds), nanosec=int((seconds % 1.0) * 1e9)),
-            )
-            msg = JointTrajectory(joint_names=list(self.joint_names), points=[point])
-            msg.header.frame_id = label
-        self._publisher.publish(msg)
+            msg.points[0].positions = values
+            if label:
+                msg.header.frame_id = label
+        self._publisher.publish(self._command)
         self.sent += 1
         if self.recorder is not None:
-            self.recorder.record(self._publisher.topic_name, msg, time.time_ns())
+            self.recorder.record(self._publisher.topic_name, self._command, time.time_ns())
 
     def rejection_summary(self) -> str:
         return self.cache.last_rejection
