@@ -1,17 +1,17 @@
-"""One rclpy node with its own Context, spun by a SingleThreadedExecutor in a daemon thread.
+"""rclpy nodes for the deploy runtime: lean nodes polled by their own loop, and a spun node for peers.
 
-Why this shape (measured on this 2-core machine, see the deploy notes):
-- its own `Context` so that a runner, a simulator and test peers can live in one process without
-  sharing rclpy's global init;
-- `SingleThreadedExecutor`: `MultiThreadedExecutor` starved a 100 Hz timer to 10-35 Hz under
-  200-500 Hz of /joint_states input; the control loop runs in its own thread anyway;
-- no parameter services and no /rosout publisher: the executor rebuilds its wait set from every
-  entity on each wait, in Python, holding the GIL the control thread needs. The six parameter
-  services, /rosout and their QoS event handlers made that the biggest GIL user in the runner
-  process (profiled at 100 Hz with 1 kHz joint states: ~0.8 ms of spin-thread CPU per callback,
-  most of it in `_wait_for_ready_callbacks`, not in our callback);
-- shutdown order: shut the context down first, then join the spin thread. Shutting the executor
-  down while another thread is inside `spin()` aborted the process.
+- `lean_node`: a node in a `Context` of its own (so that a runner, a simulator and test peers can
+  live in one process without sharing rclpy's global init), with no parameter services and no
+  /rosout. The runner (`Ros2Transport`) and the simulator (`sim_robot`) poll its subscriptions
+  with `take_waiting` from their own loops, without an executor: an executor rebuilds its wait set
+  from every entity on each wait, in Python, holding the GIL the control thread needs (profiled at
+  100 Hz with 1 kHz joint states: ~0.8 ms of spin-thread CPU per callback, most of it in
+  `_wait_for_ready_callbacks`; the six parameter services and /rosout made it worse).
+- `SpinningNode`: a lean node spun by a `SingleThreadedExecutor` in a daemon thread, for test
+  peers that want callbacks. `MultiThreadedExecutor` starved a 100 Hz timer to 10-35 Hz under
+  200-500 Hz of /joint_states input on this 2-core machine. Shutdown order: shut the context down
+  first, then join the spin thread; shutting the executor down while another thread is inside
+  `spin()` aborted the process.
 """
 
 from __future__ import annotations
