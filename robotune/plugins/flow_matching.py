@@ -11,6 +11,7 @@ not change the sampler: both modes draw ε from the generator, and a seeded gene
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -24,6 +25,19 @@ from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
 from robotune.plugins.fast_inference import NumpyFastPath, NumpyResidualMLP
 from robotune.plugins.networks import UNIT_TIME_SCALE, BackbonePolicyConfig, make_chunk_network, make_obs_encoder
+
+
+@functools.cache
+def euler_schedule(num_steps: int) -> tuple[tuple[float, ...], np.ndarray]:
+    """The network's time input at each of N Euler steps (k / N, scaled), and the steps as the twin's table.
+
+    An Euler step x <- x + dt v is the twin's affine sampler step with r_xt = 1, r_out = dt, c_x0 = 1
+    (columns: fast_inference.AFFINE_STEP_COLUMNS). Cached: every chunk uses the same ones.
+    """
+    times = tuple(k / num_steps * UNIT_TIME_SCALE for k in range(num_steps))
+    table = np.array([[1.0, 1.0 / num_steps, 1.0, 0.0, 0.0, 0.0]] * num_steps)
+    table.flags.writeable = False
+    return times, table
 
 
 @dataclass
@@ -59,30 +73,20 @@ class FlowMatchingPolicy(NumpyFastPath, Policy):
         loss = nn.functional.mse_loss(velocity, action_norm - noise)
         return loss, {"loss": loss.item()}
 
-    def step_times(self) -> tuple[float, ...]:
-        """The network's time input at each Euler step: k / N scaled, k = 0..N-1."""
-        return tuple(k / self.config.num_steps * UNIT_TIME_SCALE for k in range(self.config.num_steps))
-
     def sample_chunk_norm(self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
         """obs_norm (B, To, Do) -> chunk (B, H, Da); predict_chunk clamps it to [-1, 1]."""
         batch = obs_norm.shape[0]
         cond = self.obs_encoder(obs_norm)
         x = torch.randn((batch, self.config.horizon, self.action_dim), generator=generator, device=obs_norm.device)
         dt = 1.0 / self.config.num_steps
-        for t in self.step_times():
+        for t in euler_schedule(self.config.num_steps)[0]:
             x = x + dt * self.network(x, cond, torch.full((batch,), t, device=x.device))
         return x
 
     def sample_chunk_norm_numpy(
         self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
-        """The same Euler integration in one compiled call on the NumPy twin, for small CPU batches.
-
-        An Euler step x <- x + dt v is the twin's affine sampler step with r_xt = 1, r_out = dt, c_x0 = 1.
-        """
+        """The same Euler integration in one compiled call on the NumPy twin, for small CPU batches."""
         batch = obs.shape[0]
-        shape = (batch, self.config.horizon, self.action_dim)
-        x = torch.randn(shape, generator=generator).numpy().reshape(batch, -1)
-        dt = 1.0 / self.config.num_steps
-        euler_step = [1.0, dt, 1.0, 0.0, 0.0, 0.0]  # r_xt, r_out, c_x0, c_out, c_xt, sigma
-        return twin.sample(obs, x, self.step_times(), np.array([euler_step] * self.config.num_steps))
+        x = torch.randn((batch, self.config.horizon, self.action_dim), generator=generator).numpy().reshape(batch, -1)
+        return twin.sample(obs, x, *euler_schedule(self.config.num_steps))
