@@ -4,20 +4,19 @@ Why: at batch 1 on a CPU core, a chunk sampler is dominated by per-op framework 
 arithmetic. Measured on the 2-core development machine (0.97M-parameter 4x512 MLP, one thread):
 one eager torch call ~136 µs against ~40 µs for the same four mat-vecs in NumPy, and a diffusers
 `step()` costs about as much again as the network call. torch.compile gave nothing at batch 1.
-The twin holds the same function as float32 NumPy arrays, with LayerNorm affines and biases folded
-into the weight matrices and the conditioning part of the input layer precomputed once per chunk,
-and runs as Numba-compiled functions that release the GIL (`_mlp_kernel.py`; NumPy ufuncs for the
+The twin holds the same function as float32 NumPy arrays, with LayerNorm affines, biases and the
+observation normaliser folded into the weight matrices, and the time embedding's part of the input
+layer precomputed once per set of sampler times, and runs as Numba-compiled functions that release the GIL (`_mlp_kernel.py`; NumPy ufuncs for the
 same steps spent ~45% of a call in dispatch). A sampler whose steps are each one network call and
 an affine update (DDIM, DDPM, Euler flow) runs all its steps in one compiled call (`sample`); each
 policy's file states its sampler's constants next to its torch loop. On the default 1.16M-parameter
-denoiser, DDIM-10 at batch 1 takes ~1.2-1.4 ms (p50) here, 7.4-7.9x less than the diffusers step() loop
-(`benchmarks/inference_latency.py`).
+denoiser, DDIM-10 at batch 1 takes ~1.06-1.09 ms (p50) here, 8.6-9.3x less than the diffusers step()
+loop (`benchmarks/inference_latency.py`).
 
 When: `predict_chunk` of a policy built on `ResidualMLP` with the "flatten" observation encoder
 uses the twin for CPU float32 batches of at most `fast_inference_max_batch`, if `fast_inference` is
 on. Larger batches are matmul-bound, where torch's kernels are as fast or faster, so they take the
-torch path. Both paths draw their noise
-from the same torch generator in the same order, so they return the same chunk up to float32
+torch path. Both paths draw their noise from the same torch generator in the same order, so they return the same chunk up to float32
 rounding (tests hold them to 1e-4).
 
 Staleness: the twin is rebuilt whenever a network parameter or normaliser buffer is modified in
