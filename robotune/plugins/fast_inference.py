@@ -16,8 +16,8 @@ loop (`benchmarks/inference_latency.py`).
 When: `predict_chunk` of a policy built on `ResidualMLP` with the "flatten" observation encoder
 uses the twin for CPU float32 batches of at most `fast_inference_max_batch`, if `fast_inference` is
 on. Larger batches are matmul-bound, where torch's kernels are as fast or faster, so they take the
-torch path. Both paths draw their noise from the same torch generator in the same order, so they return the same chunk up to float32
-rounding (tests hold them to 1e-4).
+torch path. Both paths draw their noise from the same torch generator in the same order, so they
+return the same chunk up to float32 rounding (tests hold them to 1e-4).
 
 Staleness: the twin is rebuilt whenever a network parameter or normaliser buffer is modified in
 place through autograd-visible ops (optimizer steps, EMA updates, load_state_dict: each bumps the
