@@ -11,8 +11,8 @@ and publishes Float64MultiArray commands carrying the stamp of the JointState th
 - jitter: |actual tick period - nominal| from the runner's tick start times (perf_counter).
 - obs_to_cmd: measured at the robot side, from a JointState's stamp (taken as it is published) to
   the DDS reception of the command computed from it (matched by the echoed stamp). It includes the
-  state's age when the tick reads it (up to 1 ms at 1 kHz, more when the simulator publishes
-  late: `joint_state_gap_p99_ms`), the tick itself (`tick_p99_ms`; inference runs after the
+  state's age when the tick reads it (`state_age_at_read_p50/p99_ms`: up to 1 ms at 1 kHz plus
+  delivery, more when the simulator publishes late: `joint_state_gap_p99_ms`), the tick itself (`tick_p99_ms`; inference runs after the
   command is sent, or in the planner thread) and DDS delivery both ways.
 - With `--realtime-priority P` the runner's control thread runs SCHED_FIFO at P and the
   simulator's loop at P - 1 (root), as a ros2_control deployment would.
@@ -97,12 +97,38 @@ def bare_loop_jitter_p99_ms(rate_hz: float, seconds: float, priority: int | None
     return float(np.percentile(np.abs(np.diff(starts) - period) * 1e3, 99))
 
 
+def state_age_transport(*args, **kwargs):
+    """A Ros2Transport that also records each joint state's age when the runner first reads it.
+
+    The simulator stamps joint states with the wall clock of this machine, so the age is from the
+    stamp to the read: the part of obs_to_cmd before the tick starts computing.
+    """
+    import time
+
+    from robotune.deploy.ros2_transport import Ros2Transport
+
+    class StateAgeTransport(Ros2Transport):
+        def __init__(self) -> None:
+            super().__init__(*args, **kwargs)
+            self.ages_ms: list[float] = []
+            self._last_stamp = 0
+
+        def snapshot(self):
+            snapshot = super().snapshot()
+            if snapshot.source_stamp_ns != self._last_stamp and len(self.ages_ms) < 1_000_000:
+                self._last_stamp = snapshot.source_stamp_ns
+                self.ages_ms.append((time.time_ns() - snapshot.source_stamp_ns) / 1e6)
+            return snapshot
+
+    return StateAgeTransport()
+
+
 def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | None, priority: int | None,
              joint_state_rate: float = 1000.0, inference: str = "thread", plan_on_tick: bool | None = None) -> dict:
+    import numpy as np
     import torch
 
     from robotune.deploy.cli import default_observation_topics
-    from robotune.deploy.ros2_transport import Ros2Transport
     from robotune.deploy.runner import PolicyRunner, RunnerConfig
     from robotune.deploy.transport import RosTopics
     from robotune.robots.reach_around.task import ReachAroundTask
@@ -125,7 +151,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         sim_argv += ["--realtime-priority", str(priority - 1)]
     sim = subprocess.Popen(sim_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     topics = default_observation_topics(spec, spec.robot)
-    transport = Ros2Transport(spec.robot.joint_names, rate_hz, RosTopics(episode="/episode", observation_topics=topics),
+    transport = state_age_transport(spec.robot.joint_names, rate_hz, RosTopics(episode="/episode", observation_topics=topics),
                               domain_id=domain_id)
     runner = PolicyRunner(policy, spec, transport, RunnerConfig(
         rate_hz=rate_hz, configure_timeout_s=60.0, realtime_priority=priority,
@@ -157,10 +183,13 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         "obs_to_cmd_p50_ms": round(robot["obs_to_cmd_p50_ms"], 4),
         "obs_to_cmd_p99_ms": round(robot["obs_to_cmd_p99_ms"], 4),
         "ticks": stats["ticks"],
-        # where the latency goes: the runner's tick (read, plan lookup, safety, publish) and the
-        # simulator's own gaps between joint states (a late state ages every command computed from it)
+        # where the latency goes: the joint state's age when the tick reads it, the runner's tick
+        # (read, plan lookup, safety, publish) and the simulator's own gaps between joint states
+        # (a late state ages every command computed from it)
         "tick_p50_ms": round(stats["tick_p50_ms"], 4),
         "tick_p99_ms": round(stats["tick_p99_ms"], 4),
+        "state_age_at_read_p50_ms": round(float(np.percentile(transport.ages_ms, 50)), 4),
+        "state_age_at_read_p99_ms": round(float(np.percentile(transport.ages_ms, 99)), 4),
         "joint_state_gap_p99_ms": round(robot["joint_state_gap_p99_ms"], 4),
         "joint_state_gap_max_ms": round(robot["joint_state_gap_max_ms"], 4),
         "overruns": stats["overruns"],
@@ -214,7 +243,8 @@ def main() -> int:
             print(f"{rate:g} Hz over {len(cells)} runs: " + ", ".join(
                 f"{key} median {statistics.median(r[key] for r in cells):.2f} "
                 f"[{min(r[key] for r in cells):.2f}, {max(r[key] for r in cells):.2f}]"
-                for key in ("jitter_p99_ms", "obs_to_cmd_p50_ms", "obs_to_cmd_p99_ms", "bare_loop_jitter_p99_ms")),
+                for key in ("jitter_p99_ms", "obs_to_cmd_p50_ms", "obs_to_cmd_p99_ms", "state_age_at_read_p99_ms",
+                            "bare_loop_jitter_p99_ms")),
                 file=sys.stderr)
     print(json.dumps(records))
     return 0
