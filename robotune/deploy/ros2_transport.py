@@ -110,7 +110,8 @@ class Ros2Transport(Transport):
         n = len(self.joint_names)
         if t.command_type == "array":
             self._publisher = node.create_publisher(Float64MultiArray, t.array_command, COMMAND_QOS)
-            self._command = Float64MultiArray(layout=MultiArrayLayout(dim=[MultiArrayDimension(label="joints", size=n, stride=n)]))
+            dimension = MultiArrayDimension(label="joints", size=n, stride=n)
+            self._command = Float64MultiArray(layout=MultiArrayLayout(dim=[dimension]))
         else:
             self._publisher = node.create_publisher(JointTrajectory, t.trajectory_command, COMMAND_QOS)
             seconds = t.trajectory_time_from_start_periods / self.rate_hz
@@ -170,10 +171,10 @@ class Ros2Transport(Transport):
             msg.points[0].positions = values
             if label:
                 msg.header.frame_id = label
-        self._publisher.publish(self._command)
+        self._publisher.publish(msg)
         self.sent += 1
         if self.recorder is not None:
-            self.recorder.record(self._publisher.topic_name, self._command, time.time_ns())
+            self.recorder.record(self._publisher.topic_name, msg, time.time_ns())
 
     def rejection_summary(self) -> str:
         return self.cache.last_rejection

@@ -1,17 +1,17 @@
 """A NumPy twin of the residual MLP, and the rule for when a policy samples with it.
 
 Why: at batch 1 on a CPU core, a chunk sampler is dominated by per-op framework overhead, not by
-arithmetic. Measured on the 2-core development machine (0.97M-parameter 4x512 MLP, one thread):
-one eager torch call ~136 µs against ~40 µs for the same four mat-vecs in NumPy, and a diffusers
-`step()` costs about as much again as the network call. torch.compile gave nothing at batch 1.
-The twin holds the same function as float32 NumPy arrays, with LayerNorm affines, biases and the
+arithmetic. Measured on the 2-core development machine (0.97M-parameter 4x512 MLP, one thread): one
+eager torch call ~136 µs against ~40 µs for the same four mat-vecs in NumPy, and a diffusers
+`step()` costs about as much again as the network call. torch.compile gave nothing at batch 1. The
+twin holds the same function as float32 NumPy arrays, with LayerNorm affines, biases and the
 observation normaliser folded into the weight matrices, and the time embedding's part of the input
-layer precomputed once per set of sampler times, and runs as Numba-compiled functions that release the GIL (`_mlp_kernel.py`; NumPy ufuncs for the
-same steps spent ~45% of a call in dispatch). A sampler whose steps are each one network call and
-an affine update (DDIM, DDPM, Euler flow) runs all its steps in one compiled call (`sample`); each
-policy's file states its sampler's constants next to its torch loop. On the default 1.16M-parameter
-denoiser, DDIM-10 at batch 1 takes ~1.06-1.09 ms (p50) here, 8.6-9.3x less than the diffusers step()
-loop (`benchmarks/inference_latency.py`).
+layer precomputed once per set of sampler times. It runs as Numba-compiled functions that release
+the GIL (`_mlp_kernel.py`; NumPy ufuncs for the same steps spent ~45% of a call in dispatch). A
+sampler whose steps are each one network call and an affine update (DDIM, DDPM, Euler flow) runs all
+its steps in one compiled call (`sample`); each policy's file states its sampler's constants next to
+its torch loop. On the default 1.16M-parameter denoiser, DDIM-10 at batch 1 takes ~1.06-1.09 ms
+(p50) here, 8.6-9.3x less than the diffusers step() loop (`benchmarks/inference_latency.py`).
 
 When: `predict_chunk` of a policy built on `ResidualMLP` with the "flatten" observation encoder
 uses the twin for CPU float32 batches of at most `fast_inference_max_batch`, if `fast_inference` is
@@ -22,8 +22,8 @@ return the same chunk up to float32 rounding (tests hold them to 1e-4).
 Staleness: the twin is rebuilt whenever a network parameter or normaliser buffer is modified in
 place through autograd-visible ops (optimizer steps, EMA updates, load_state_dict: each bumps the
 tensor's version counter), and it is dropped on `train()`/`eval()`, `.to()` and
-`load_state_dict()`. Writing through `param.data`, or assigning a new Parameter or tensor object,
-bypasses both checks; call `policy.eval()` after doing that.
+`load_state_dict()`. Writing through `param.data`, or assigning a new Parameter, tensor or module
+object, bypasses both checks; call `policy.eval()` after doing that.
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ def _fold_layer_norm(norm: nn.LayerNorm, linear: nn.Linear) -> np.ndarray:
     return _with_bias_row(gain[:, None] * weight, folded_bias)
 
 
+FLOATS_PER_CACHE_LINE = 16  # 64 bytes of float32
+
+
 def _with_bias_row(weight: torch.Tensor, bias: torch.Tensor) -> np.ndarray:
     """(in, out) weight and (out,) bias -> the kernel's layout: (out, ≥ in + 1), transposed, bias after the weights."""
     return _aligned_stack([torch.cat([weight, bias[None, :]]).T.float().numpy()])[0]
@@ -74,9 +77,6 @@ def _aligned_stack(matrices: list[np.ndarray]) -> np.ndarray:
     return stacked
 
 
-FLOATS_PER_CACHE_LINE = 16  # 64 bytes of float32
-
-
 class NumpyResidualMLP:
     """The function of a trained ResidualMLP in float32 NumPy, with the policy's normalisers, for small-batch CPU inference.
 
@@ -90,7 +90,9 @@ class NumpyResidualMLP:
     def __init__(self, net: ResidualMLP, obs_normalizer: Normalizer, action_normalizer: Normalizer) -> None:
         chunk_width = net.horizon * net.in_channels
         if net.cond_dim % obs_normalizer.dim:
-            raise ValueError(f"the network's cond_dim {net.cond_dim} is not a whole number of {obs_normalizer.dim}-dim observations")
+            raise ValueError(
+                f"the network's cond_dim {net.cond_dim} is not a whole number of {obs_normalizer.dim}-dim observations"
+            )
         obs_horizon = net.cond_dim // obs_normalizer.dim
         with torch.no_grad():
             weight = net.input.weight.detach().double().T  # (chunk + cond + time, hidden)
@@ -104,9 +106,10 @@ class NumpyResidualMLP:
             self._time_rows = (lambda t: net.time_embedding(t) @ w_time) if net.time_embedding is not None else None
             # Per block, stacked: LayerNorm+linear1 and linear2, each (hidden, ≥ hidden + 1) with its bias column.
             self.w_norm_linear1 = _aligned_stack([_fold_layer_norm(block.norm, block.linear1) for block in net.blocks])
-            self.w_linear2 = _aligned_stack(
-                [_with_bias_row(block.linear2.weight.detach().double().T, block.linear2.bias.detach().double()) for block in net.blocks]
-            )
+            self.w_linear2 = _aligned_stack([
+                _with_bias_row(block.linear2.weight.detach().double().T, block.linear2.bias.detach().double())
+                for block in net.blocks
+            ])
             self.w_out = _fold_layer_norm(net.output_norm, net.output)
             # The action normaliser per element of a flat (B, H * Da) chunk.
             self.action_center = np.tile(action_normalizer.center.float().numpy(), net.horizon)
