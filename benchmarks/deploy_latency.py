@@ -12,8 +12,9 @@ and publishes Float64MultiArray commands carrying the stamp of the JointState th
 - obs_to_cmd: measured at the robot side, from a JointState's stamp (taken as it is published) to
   the DDS reception of the command computed from it (matched by the echoed stamp). It includes the
   state's age when the tick reads it (`state_age_at_read_p50/p99_ms`: up to 1 ms at 1 kHz plus
-  delivery, more when the simulator publishes late: `joint_state_gap_p99_ms`), the tick itself (`tick_p99_ms`; inference runs after the
-  command is sent, or in the planner thread) and DDS delivery both ways.
+  delivery, more when the simulator publishes late: `joint_state_gap_p99_ms`), the tick itself
+  (`tick_p99_ms`; inference runs after the command is sent, or in the planner thread) and DDS
+  delivery both ways.
 - With `--realtime-priority P` the runner's control thread runs SCHED_FIFO at P and the
   simulator's loop at P - 1 (root), as a ros2_control deployment would.
 
@@ -151,8 +152,8 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         sim_argv += ["--realtime-priority", str(priority - 1)]
     sim = subprocess.Popen(sim_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     topics = default_observation_topics(spec, spec.robot)
-    transport = state_age_transport(spec.robot.joint_names, rate_hz, RosTopics(episode="/episode", observation_topics=topics),
-                              domain_id=domain_id)
+    transport = state_age_transport(spec.robot.joint_names, rate_hz,
+                                    RosTopics(episode="/episode", observation_topics=topics), domain_id=domain_id)
     runner = PolicyRunner(policy, spec, transport, RunnerConfig(
         rate_hz=rate_hz, configure_timeout_s=60.0, realtime_priority=priority,
         inference_checkpoint=checkpoint if inference == "process" else None, plan_on_tick=plan_on_tick),

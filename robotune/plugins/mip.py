@@ -34,6 +34,7 @@ from robotune.plugins.networks import UNIT_TIME_SCALE, BackbonePolicyConfig, mak
 
 # Both inference steps as the twin's affine sampler steps: x <- π(o, x, t_k), i.e. r_out = c_x0 = 1.
 TWO_REPLACE_STEPS = np.array([[0.0, 1.0, 1.0, 0.0, 0.0, 0.0]] * 2)  # columns: fast_inference.AFFINE_STEP_COLUMNS
+TWO_REPLACE_STEPS.flags.writeable = False  # shared by every chunk
 
 
 @dataclass
