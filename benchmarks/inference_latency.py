@@ -12,10 +12,12 @@ with default-sized, untrained networks (latency does not depend on the weights).
     diffusion-torch       the policy's torch sampler with precomputed coefficients, NumPy twin off.
 
 Cases are timed in interleaved rounds, so that load from other processes on a shared machine falls
-on all of them alike and the ratios stay meaningful. Two calibration cases run in the same rounds
+on all of them alike and the ratios stay meaningful. Calibration cases run in the same rounds
 (printed, not in the JSON) so that absolute numbers can be compared across machines and load: four
-512x512 float32 mat-vecs in NumPy, and one eager torch call of a plain 4x512 Mish MLP. The last
-output line is one JSON list of records {policy, backbone, params, steps, batch, p50_ms, p99_ms}.
+512x512 float32 mat-vecs in NumPy, one eager torch call of a plain 4x512 Mish MLP, and the memory
+floor of DDIM-10 at batch 1: ten compiled passes that only read the twin's weight arrays (sum, no
+other arithmetic), which is the traffic of ten network calls. The last output line is one JSON list
+of records {policy, backbone, params, steps, batch, p50_ms, p99_ms}.
 """
 
 from __future__ import annotations
@@ -88,6 +90,23 @@ def diffusers_step_loop(policy: DiffusionPolicy, obs: torch.Tensor, generator: t
         return policy.action_normalizer.unnormalize(chunk_norm.clamp(-1.0, 1.0))
 
 
+def weight_read_floor(policy: DiffusionPolicy, steps: int) -> Callable[[], float]:
+    """`steps` passes over the policy's NumPy-twin weights that only read them: a DDIM chunk's memory floor."""
+    import numba
+
+    @numba.njit(nogil=True, fastmath=True)
+    def read(weights: np.ndarray) -> float:  # summed with reassociation: vectorised, bound by memory
+        flat = weights.reshape(-1)
+        total = np.float32(0.0)
+        for i in range(flat.size):
+            total += flat[i]
+        return total
+
+    twin = policy.numpy_network(torch.zeros(1, policy.config.obs_horizon, OBS_DIM))
+    arrays = [twin.w_obs, twin.w_chunk, twin.w_norm_linear1, twin.w_linear2, twin.w_out]
+    return lambda: sum(read(a) for _ in range(steps) for a in arrays)
+
+
 def calibration_cases() -> list[Case]:
     rng = np.random.default_rng(0)
     weights = [rng.standard_normal((512, 512)).astype(np.float32) for _ in range(4)]
@@ -102,7 +121,9 @@ def calibration_cases() -> list[Case]:
         with torch.inference_mode():
             return mlp(x)
 
+    ddim = build(DiffusionPolicy, scheduler="ddim", num_inference_steps=10)
     return [
+        Case("calibration: DDIM-10 memory floor (read the weights 10x)", "-", 0, 10, 1, weight_read_floor(ddim, 10)),
         Case("calibration: 4 numpy mat-vecs 512x512", "-", 4 * 512 * 512, 1, 1, lambda: [row @ w for w in weights]),
         Case("calibration: torch eager 4x512 Mish MLP", "-", sum(p.numel() for p in mlp.parameters()), 1, 1, torch_call),
     ]
