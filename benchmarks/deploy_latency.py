@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from machine_noise import steal_percent, steal_ticks
 from robotune.deploy import netns
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,7 +144,9 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
     else:
         policy = random_mlp_policy(spec)
     startup_s = 1.0
+    bare_steal, bare_start = steal_ticks(), time.monotonic()
     bare_jitter_p99_ms = bare_loop_jitter_p99_ms(rate_hz, min(seconds, 5.0), priority)
+    bare_steal_pct = steal_percent(bare_steal, time.monotonic() - bare_start)
     loadavg_before = os.getloadavg()[0]
     sim_argv = [sys.executable, "-m", "robotune.deploy.sim_robot", "--task", "reach_around", "--episodes", "100000",
                 "--mode", "realtime", "--joint-state-rate", str(joint_state_rate), "--domain-id", str(domain_id),
@@ -161,12 +164,14 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
     try:
         runner.configure()
         runner.activate()
+        run_steal, run_start = steal_ticks(), time.monotonic()
         end = time.monotonic() + seconds + 100
         # Stop counting at the simulator's "finished" event: after it the simulator stops publishing
         # while it writes its summary, and every tick until it exits (~1.8 s) would count as stale.
         while sim.poll() is None and not transport.finished.is_set() and time.monotonic() < end:
             runner.run_for(0.02)
         stats = runner.stats()
+        run_steal_pct = steal_percent(run_steal, time.monotonic() - run_start)
         runner.shutdown()
         out, err = sim.communicate(timeout=20)
     finally:
@@ -207,6 +212,9 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         "realtime_priority": priority,
         "joint_state_rate_hz": joint_state_rate,
         "bare_loop_jitter_p99_ms": round(bare_jitter_p99_ms, 4),  # calibration, see bare_loop_jitter_p99_ms
+        # the share of CPU time the host took from this VM (machine_noise.py), during the bare loop and the run
+        "bare_loop_steal_pct": bare_steal_pct,
+        "cpu_steal_pct": run_steal_pct,
         "loadavg_1m_before": loadavg_before,
         "loadavg_1m_after": os.getloadavg()[0],  # this machine is shared: other work inflates the tails
     }
@@ -245,7 +253,7 @@ def main() -> int:
                 f"{key} median {statistics.median(r[key] for r in cells):.2f} "
                 f"[{min(r[key] for r in cells):.2f}, {max(r[key] for r in cells):.2f}]"
                 for key in ("jitter_p99_ms", "obs_to_cmd_p50_ms", "obs_to_cmd_p99_ms", "state_age_at_read_p99_ms",
-                            "bare_loop_jitter_p99_ms")),
+                            "bare_loop_jitter_p99_ms", "cpu_steal_pct") if all(r[key] is not None for r in cells)),
                 file=sys.stderr)
     print(json.dumps(records))
     return 0

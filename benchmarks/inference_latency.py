@@ -36,6 +36,7 @@ from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from machine_noise import steal_percent, steal_ticks  # noqa: E402
 
 from robotune.core.normalization import Normalizer  # noqa: E402
 from robotune.core.policy import Policy  # noqa: E402
@@ -175,6 +176,7 @@ def main() -> None:
         case.run()
         cost = time.perf_counter() - start
         case.calls_per_round = int(np.clip(args.seconds_per_case / ROUNDS / max(cost, 1e-6), 5, 400))
+    steal_start, timed_start = steal_ticks(), time.monotonic()
     for _ in range(ROUNDS):
         for case in all_cases:
             for _ in range(case.calls_per_round):
@@ -182,6 +184,7 @@ def main() -> None:
                 case.run()
                 case.samples_ns.append(time.perf_counter_ns() - start)
 
+    steal = steal_percent(steal_start, time.monotonic() - timed_start)
     records = [case.record() for case in policy_cases]
     print(f"{'policy':<20} {'backbone':<8} {'params':>9} {'steps':>5} {'batch':>5} {'p50 ms':>9} {'p99 ms':>9} {'n':>5}")
     for case, r in zip(policy_cases, records):
@@ -192,6 +195,7 @@ def main() -> None:
     for case in calibration:
         r = case.record()
         print(f"{case.policy}: p50 {r['p50_ms'] * 1000:.0f} us, p99 {r['p99_ms'] * 1000:.0f} us")
+    print(f"host steal while timing (machine_noise.py): {'not reported' if steal is None else f'{steal:.2f}% of CPU time'}")
     by_key = {(r["policy"], r["backbone"], r["steps"], r["batch"]): r for r in records}
     for batch in BATCHES:
         ours, loop = by_key[("diffusion", "mlp", 10, batch)], by_key[("diffusers-step-loop", "mlp", 10, batch)]
