@@ -41,13 +41,16 @@ def load(checkpoint_dir: str):
     return checkpoint, build_task(checkpoint.config.task)
 
 
-def runner_config(args, rate_hz: float):
+def runner_config(args, rate_hz: float, control_rate_hz: float):
     from robotune.deploy.runner import RunnerConfig
     from robotune.deploy.safety import SafetyConfig
 
     # Lockstep: the next state arrives about one runner period after a command, so allow 3 periods.
+    # Each command advances the robot one control period of the task, not one runner period: scale
+    # the rate limiter's per-tick step (max_velocity * velocity_scale / rate_hz) to the robot's time.
     return RunnerConfig(rate_hz=rate_hz, lead_ticks=args.lead_ticks, blend_steps=args.blend_steps, configure_timeout_s=60.0,
-                        safety=SafetyConfig(warmup_ticks=0, obs_timeout_s=3.0 / rate_hz))
+                        safety=SafetyConfig(warmup_ticks=0, obs_timeout_s=3.0 / rate_hz,
+                                            velocity_scale=rate_hz / control_rate_hz))
 
 
 def run_direct(args) -> dict:
@@ -66,7 +69,8 @@ def run_sim(args) -> dict:
     checkpoint, task = load(args.checkpoint)
     spec = checkpoint.task_spec
     sim = SimulatedRobot(task.make_env(), spec, spec.robot, seed=args.seed, episodes=args.episodes)
-    runner = PolicyRunner(checkpoint.policy, spec, SimTransport(sim), runner_config(args, spec.control_rate_hz),
+    runner = PolicyRunner(checkpoint.policy, spec, SimTransport(sim),
+                          runner_config(args, spec.control_rate_hz, spec.control_rate_hz),
                           observation_topics=default_observation_topics(spec, spec.robot))
     runner.configure()
     runner.activate()
@@ -110,7 +114,8 @@ def run_ros2(args) -> dict:
     topics = default_observation_topics(spec, spec.robot)
     transport = Ros2Transport(spec.robot.joint_names, args.rate_hz, RosTopics(episode="/episode", observation_topics=topics),
                               domain_id=domain_id)
-    runner = PolicyRunner(checkpoint.policy, spec, transport, runner_config(args, args.rate_hz), observation_topics=topics)
+    runner = PolicyRunner(checkpoint.policy, spec, transport, runner_config(args, args.rate_hz, spec.control_rate_hz),
+                          observation_topics=topics)
     started = time.monotonic()
     out = err = ""
     try:
@@ -140,7 +145,7 @@ def main() -> int:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=100000)
-    p.add_argument("--rate-hz", type=float, default=100.0, help="runner rate over ROS 2 (lockstep: 5x real time at 100)")
+    p.add_argument("--rate-hz", type=float, default=100.0, help="runner rate over ROS 2 (lockstep: 5x real time at 100; the rate limit follows robot time)")
     p.add_argument("--lead-ticks", type=int, default=1)
     p.add_argument("--blend-steps", type=int, default=0)
     p.add_argument("--max-wall-s", type=float, default=900.0)
