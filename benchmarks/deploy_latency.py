@@ -1,7 +1,7 @@
 """Control-loop jitter and observation-to-command latency of the deploy runner over real ROS 2.
 
     python benchmarks/deploy_latency.py [--seconds 10] [--rates 100 500] [--checkpoint DIR]
-                                        [--realtime-priority 80] [--repeats 3]
+                                        [--realtime-priority 80] [--cpu-latency-us 0] [--repeats 3]
 
 For each rate, the MuJoCo ROS 2 simulator (`robotune.deploy.sim_robot`, realtime mode) runs in its
 own process and publishes /joint_states at 1 kHz; the runner (this process) ticks at the rate,
@@ -17,6 +17,9 @@ and publishes Float64MultiArray commands carrying the stamp of the JointState th
   delivery both ways.
 - With `--realtime-priority P` the runner's control thread runs SCHED_FIFO at P and the
   simulator's loop at P - 1 (root), as a ros2_control deployment would.
+- With `--cpu-latency-us N` the runner holds a PM QoS request that keeps idle CPUs able to wake
+  within N µs (RunnerConfig.cpu_latency_us, see robotune/deploy/cpu_latency.py), and so does the
+  bare-loop calibration.
 
 Everything DDS runs inside a private network namespace (the script re-executes itself under
 `unshare -n` as root). The last stdout line is a JSON list with one record per rate and repeat.
@@ -76,14 +79,17 @@ def random_mlp_policy(spec):
     return RandomMLPChunkPolicy().eval()
 
 
-def bare_loop_jitter_p99_ms(rate_hz: float, seconds: float, priority: int | None) -> float:
+def bare_loop_jitter_p99_ms(rate_hz: float, seconds: float, priority: int | None, cpu_latency_us: int | None) -> float:
     """Calibration: the runner's sleep-then-spin timing alone (no ROS, no policy, nothing else running).
 
     Whatever this shows is the machine's own floor (a shared 2-core VM: its vCPUs get preempted
     for milliseconds now and then); the runner's jitter cannot be lower.
     """
+    import contextlib
+
     import numpy as np
 
+    from robotune.deploy.cpu_latency import CpuLatencyRequest
     from robotune.deploy.runner import RunnerConfig, wait_until
 
     spin_s = RunnerConfig(rate_hz=rate_hz).spin_s
@@ -91,9 +97,10 @@ def bare_loop_jitter_p99_ms(rate_hz: float, seconds: float, priority: int | None
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     period = 1.0 / rate_hz
     starts = []
-    t0 = time.perf_counter()
-    for k in range(int(seconds * rate_hz)):
-        starts.append(wait_until(t0 + k * period, spin_s))
+    with CpuLatencyRequest(cpu_latency_us) if cpu_latency_us is not None else contextlib.nullcontext():
+        t0 = time.perf_counter()
+        for k in range(int(seconds * rate_hz)):
+            starts.append(wait_until(t0 + k * period, spin_s))
     if priority:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     return float(np.percentile(np.abs(np.diff(starts) - period) * 1e3, 99))
@@ -126,7 +133,8 @@ def state_age_transport(*args, **kwargs):
 
 
 def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | None, priority: int | None,
-             joint_state_rate: float = 1000.0, inference: str = "thread", plan_on_tick: bool | None = None) -> dict:
+             cpu_latency_us: int | None = None, joint_state_rate: float = 1000.0, inference: str = "thread",
+             plan_on_tick: bool | None = None) -> dict:
     import numpy as np
     import torch
 
@@ -145,7 +153,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         policy = random_mlp_policy(spec)
     startup_s = 1.0
     bare_steal, bare_start = steal_ticks(), time.monotonic()
-    bare_jitter_p99_ms = bare_loop_jitter_p99_ms(rate_hz, min(seconds, 5.0), priority)
+    bare_jitter_p99_ms = bare_loop_jitter_p99_ms(rate_hz, min(seconds, 5.0), priority, cpu_latency_us)
     bare_steal_pct = steal_percent(bare_steal, time.monotonic() - bare_start)
     loadavg_before = os.getloadavg()[0]
     sim_argv = [sys.executable, "-m", "robotune.deploy.sim_robot", "--task", "reach_around", "--episodes", "100000",
@@ -158,7 +166,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
     transport = state_age_transport(spec.robot.joint_names, rate_hz,
                                     RosTopics(episode="/episode", observation_topics=topics), domain_id=domain_id)
     runner = PolicyRunner(policy, spec, transport, RunnerConfig(
-        rate_hz=rate_hz, configure_timeout_s=60.0, realtime_priority=priority,
+        rate_hz=rate_hz, configure_timeout_s=60.0, realtime_priority=priority, cpu_latency_us=cpu_latency_us,
         inference_checkpoint=checkpoint if inference == "process" else None, plan_on_tick=plan_on_tick),
                           observation_topics=topics)
     try:
@@ -210,6 +218,8 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         "policy": "checkpoint" if checkpoint else "random_mlp_2x256",
         "inference": inference if checkpoint else "thread",
         "realtime_priority": priority,
+        "cpu_latency_us": cpu_latency_us,
+        "runner_error": stats["last_error"],
         "joint_state_rate_hz": joint_state_rate,
         "bare_loop_jitter_p99_ms": round(bare_jitter_p99_ms, 4),  # calibration, see bare_loop_jitter_p99_ms
         # the share of CPU time the host took from this VM (machine_noise.py), during the bare loop and the run
@@ -229,6 +239,8 @@ def main() -> int:
     p.add_argument("--joint-state-rate", type=float, default=1000.0, help="simulator /joint_states rate (Hz)")
     p.add_argument("--realtime-priority", type=int, default=None,
                    help="SCHED_FIFO priority for the runner's control thread (the simulator's loop gets one less)")
+    p.add_argument("--cpu-latency-us", type=int, default=None,
+                   help="hold CPUs' idle wake-up latency at or below this while measuring (PM QoS, root); 0: idle CPUs poll")
     p.add_argument("--inference", choices=["thread", "process"], default="thread",
                    help="where the planner runs a --checkpoint policy: a thread (default), or a child process with "
                         "its own GIL (RunnerConfig.inference_checkpoint; slower on 2 cores, see inference_process.py)")
@@ -241,7 +253,8 @@ def main() -> int:
     for repeat in range(args.repeats):
         for i, rate in enumerate(args.rates):
             record = run_cell(rate, args.seconds, domain_id=40 + i, checkpoint=args.checkpoint,
-                              priority=args.realtime_priority, joint_state_rate=args.joint_state_rate,
+                              priority=args.realtime_priority, cpu_latency_us=args.cpu_latency_us,
+                              joint_state_rate=args.joint_state_rate,
                               inference=args.inference, plan_on_tick=PLAN_ON_TICK[args.plan_on_tick])
             record["repeat"] = repeat
             print(record, file=sys.stderr, flush=True)

@@ -68,6 +68,7 @@ def runner_config(cfg: DictConfig, task: TaskSpec) -> RunnerConfig:
         configure_timeout_s=cfg.configure_timeout_s,
         plan_on_tick=cfg.plan_on_tick,
         realtime_priority=cfg.realtime_priority,
+        cpu_latency_us=cfg.cpu_latency_us,
         safety=SafetyConfig(**OmegaConf.to_container(cfg.safety)),
     )
 
