@@ -204,6 +204,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         "tick_p99_ms": round(stats["tick_p99_ms"], 4),
         "state_age_at_read_p50_ms": round(float(np.percentile(transport.ages_ms, 50)), 4),
         "state_age_at_read_p99_ms": round(float(np.percentile(transport.ages_ms, 99)), 4),
+        "joint_state_gap_p50_ms": round(robot["joint_state_gap_p50_ms"], 4),
         "joint_state_gap_p99_ms": round(robot["joint_state_gap_p99_ms"], 4),
         "joint_state_gap_max_ms": round(robot["joint_state_gap_max_ms"], 4),
         "overruns": stats["overruns"],

@@ -310,6 +310,7 @@ class SimRobotNode:
             "latency_samples": len(self.latencies_ms),
             "obs_to_cmd_p50_ms": float(np.percentile(lat, 50)),
             "obs_to_cmd_p99_ms": float(np.percentile(lat, 99)),
+            "joint_state_gap_p50_ms": float(np.percentile(gaps, 50)),
             "joint_state_gap_p99_ms": float(np.percentile(gaps, 99)),
             "joint_state_gap_max_ms": float(gaps.max()),
         }
