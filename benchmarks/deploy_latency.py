@@ -14,7 +14,9 @@ and publishes Float64MultiArray commands carrying the stamp of the JointState th
   state's age when the tick reads it (`state_age_at_read_p50/p99_ms`: up to 1 ms at 1 kHz plus
   delivery, more when the simulator publishes late: `joint_state_gap_p99_ms`), the tick itself
   (`tick_p99_ms`; inference runs after the command is sent, or in the planner thread) and DDS
-  delivery both ways.
+  delivery both ways. Commands that answer a state after the simulator has ended its episode are
+  counted apart (`commands_after_episode_end`), as are the runner's reads of such states: the
+  simulator stops publishing for `--reset-gap-s` between episodes, which a real robot does not.
 - With `--realtime-priority P` the runner's control thread runs SCHED_FIFO at P and the
   simulator's loop at P - 1 (root), as a ros2_control deployment would.
 - With `--cpu-latency-us N` the runner holds a PM QoS request that keeps idle CPUs able to wake
@@ -121,12 +123,15 @@ def state_age_transport(*args, **kwargs):
             super().__init__(*args, **kwargs)
             self.ages_ms: list[float] = []
             self._last_stamp = 0
+            self._last_episode = None
 
         def snapshot(self):
             snapshot = super().snapshot()
+            new_episode, self._last_episode = snapshot.episode != self._last_episode, snapshot.episode
             if snapshot.source_stamp_ns != self._last_stamp and len(self.ages_ms) < 1_000_000:
                 self._last_stamp = snapshot.source_stamp_ns
-                self.ages_ms.append((time.time_ns() - snapshot.source_stamp_ns) / 1e6)
+                if not new_episode:  # as the simulator's latency samples (see sim_robot's docstring)
+                    self.ages_ms.append((time.time_ns() - snapshot.source_stamp_ns) / 1e6)
             return snapshot
 
     return StateAgeTransport()
@@ -214,6 +219,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         "episode_wait_ticks": stats["episode_wait_ticks"],
         "sim_episodes": robot.get("episodes"),
         "latency_samples": robot["latency_samples"],
+        "commands_after_episode_end": robot["commands_after_episode_end"],  # not latency samples, see sim_robot
         "inference_ms_max": round(stats["planner"]["inference_ms_max"], 3),
         "plan_on_tick": stats["planner"]["on_tick"],
         "policy": "checkpoint" if checkpoint else "random_mlp_2x256",

@@ -31,7 +31,10 @@ message, so the runner's echoed stamp measures observation-to-command latency he
 stamp to the command's reception by this process's DDS layer (rmw's `received_timestamp`, the
 same clock), which is when a ros2_control driver could use it. Timing the Python callback instead
 would add this process's own executor delay (its main thread holds the GIL through each physics
-step) to the runner's latency. A JSON summary (episodes, success rate, unsafe
+step) to the runner's latency. Commands that answer a state of an episode that has already ended
+are counted apart (`commands_after_episode_end`), not as latency samples: between episodes this
+simulator stops publishing (`--reset-gap-s`), so the runner's last read of the old episode's
+final state is as old as that silence, which no real robot imposes. A JSON summary (episodes, success rate, unsafe
 commands seen, latency percentiles) is printed as the last stdout line and optionally written to
 `--summary`.
 """
@@ -62,6 +65,42 @@ def task_from_args(task_name: str | None, checkpoint: str | None):
 
         return build_task(load_checkpoint(checkpoint).config.task)
     return build_task({"name": task_name})
+
+
+
+class StampLedger:
+    """The stamps of published joint states, matched against the stamps that commands echo.
+
+    Each published state's first answer is one observation-to-command latency sample. Answers to
+    a state of an episode that has already ended are counted apart (see the module docstring).
+    """
+
+    MAX_OPEN = 20_000  # unanswered stamps kept (a runner slower than the publishing rate leaves many)
+
+    def __init__(self) -> None:
+        self.open: dict[int, bool] = {}  # this episode's unanswered stamps, oldest first
+        self.ended: dict[int, bool] = {}  # the last ended episode's unanswered stamps
+        self.latencies_ms: list[float] = []
+        self.answers_after_episode_end = 0
+
+    def published(self, stamp: int) -> None:
+        self.open[stamp] = True
+        if len(self.open) > self.MAX_OPEN:
+            for old in list(self.open)[: self.MAX_OPEN // 2]:
+                del self.open[old]
+
+    def answered(self, stamp: int | None, received_ns: int) -> None:
+        """A command echoing `stamp` was received at `received_ns` (both system clock, ns)."""
+        if stamp is None:
+            return
+        if self.open.pop(stamp, None) is not None:
+            if len(self.latencies_ms) < 1_000_000:
+                self.latencies_ms.append((received_ns - stamp) / 1e6)
+        elif self.ended.pop(stamp, None) is not None:
+            self.answers_after_episode_end += 1
+
+    def end_episode(self) -> None:
+        self.ended, self.open = self.open, {}
 
 
 class SimRobotNode:
@@ -102,8 +141,7 @@ class SimRobotNode:
         self.malformed_commands = 0
         self.commands_received = 0
         self.commands_ignored = 0  # lockstep: computed from an older state than the latest one
-        self.publish_stamps: dict[int, bool] = {}  # stamps of published states not yet answered, oldest first
-        self.latencies_ms: list[float] = []
+        self.stamps = StampLedger()
         self.publish_gaps_ms: list[float] = []  # between consecutive /joint_states: a late state ages every command
         self._last_publish: float | None = None
         self._last_stamp = 0
@@ -140,9 +178,7 @@ class SimRobotNode:
         """received_ns: DDS reception time (system clock, ns); 0 where the RMW does not fill it."""
         received_ns = received_ns or time.time_ns()
         self.commands_received += 1
-        ours = self.publish_stamps.pop(source_stamp, None) if source_stamp is not None else None
-        if ours is not None and len(self.latencies_ms) < 1_000_000:
-            self.latencies_ms.append((received_ns - source_stamp) / 1e6)
+        self.stamps.answered(source_stamp, received_ns)
         if command.shape != (len(self.joint_names),):
             self.malformed_commands += 1  # still handed to the sim, which counts and ignores it
         self.latest_command = command
@@ -167,10 +203,7 @@ class SimRobotNode:
         msg.name = list(self.published_order)
         msg.position = [float(position.get(n, 0.0)) for n in self.published_order]
         msg.velocity = [float(velocity.get(n, 0.0)) for n in self.published_order]
-        self.publish_stamps[stamp] = True
-        if len(self.publish_stamps) > 20_000:  # unanswered stamps (e.g. runner slower than publishing)
-            for old in list(self.publish_stamps)[:10_000]:
-                del self.publish_stamps[old]
+        self.stamps.published(stamp)
         self.pub_joints.publish(msg)
         now = time.perf_counter()
         if self._last_publish is not None and len(self.publish_gaps_ms) < 1_000_000:
@@ -200,6 +233,7 @@ class SimRobotNode:
         return self.publish_state()
 
     def end_episode(self) -> None:
+        self.stamps.end_episode()
         r = self.sim.results[-1]
         self.publish_event(event="end", episode=r.episode, seed=r.seed, success=r.success, steps=r.steps)
 
@@ -297,7 +331,7 @@ class SimRobotNode:
             self.publish_state()
 
     def summary(self) -> dict:
-        lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.full(1, np.nan)
+        lat = np.asarray(self.stamps.latencies_ms) if self.stamps.latencies_ms else np.full(1, np.nan)
         gaps = np.asarray(self.publish_gaps_ms) if self.publish_gaps_ms else np.full(1, np.nan)
         return {
             **self.sim.summary(),
@@ -307,7 +341,8 @@ class SimRobotNode:
             "states_resent": self.states_resent,
             "peer_wait_s": round(self.peer_wait_s, 2),
             "malformed_commands": self.malformed_commands,
-            "latency_samples": len(self.latencies_ms),
+            "latency_samples": len(self.stamps.latencies_ms),
+            "commands_after_episode_end": self.stamps.answers_after_episode_end,
             "obs_to_cmd_p50_ms": float(np.percentile(lat, 50)),
             "obs_to_cmd_p99_ms": float(np.percentile(lat, 99)),
             "joint_state_gap_p50_ms": float(np.percentile(gaps, 50)),
