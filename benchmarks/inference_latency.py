@@ -1,6 +1,6 @@
 """Chunk-inference latency of every built-in policy on one CPU thread, against a diffusers step() loop.
 
-    PYTHONPATH=. python benchmarks/inference_latency.py [--seconds-per-case 2.0]
+    PYTHONPATH=. python benchmarks/inference_latency.py [--seconds-per-case 2.0] [--cpu-latency-us 0]
 
 Each case times `predict_chunk` (raw obs in, raw chunk out: normalise, sample, clamp, unnormalise)
 at batch 1 and 64 on the default task shape (obs_dim 6, action_dim 2, obs_horizon 2, horizon 16)
@@ -17,7 +17,8 @@ on all of them alike and the ratios stay meaningful. Calibration cases run in th
 512x512 float32 mat-vecs in NumPy, one eager torch call of a plain 4x512 Mish MLP, and the memory
 floor of DDIM-10 at batch 1: ten compiled passes that only read the twin's weight arrays (sum, no
 other arithmetic), which is the traffic of ten network calls. The last output line is one JSON list
-of records {policy, backbone, params, steps, batch, p50_ms, p99_ms}.
+of records {policy, backbone, params, steps, batch, p50_ms, p99_ms}. With `--cpu-latency-us N` the
+timed rounds run under the PM QoS request a deployment holds (RunnerConfig.cpu_latency_us, root).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[variable] = "1"
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -41,6 +43,7 @@ from machine_noise import steal_percent, steal_ticks  # noqa: E402
 from robotune.core.normalization import Normalizer  # noqa: E402
 from robotune.core.policy import Policy  # noqa: E402
 from robotune.core.spec import TaskSpec  # noqa: E402
+from robotune.deploy.cpu_latency import CpuLatencyRequest  # noqa: E402
 from robotune.plugins.diffusion import DiffusionPolicy  # noqa: E402
 from robotune.plugins.flow_matching import FlowMatchingPolicy  # noqa: E402
 from robotune.plugins.gaussian import GaussianPolicy  # noqa: E402
@@ -164,6 +167,8 @@ def cases() -> list[Case]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds-per-case", type=float, default=2.0, help="timing budget per case, over all rounds")
+    parser.add_argument("--cpu-latency-us", type=int, default=None,
+                        help="time under a PM QoS wake-up latency request of this many µs, as deploy holds it (root)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     calibration = calibration_cases()
@@ -176,13 +181,15 @@ def main() -> None:
         case.run()
         cost = time.perf_counter() - start
         case.calls_per_round = int(np.clip(args.seconds_per_case / ROUNDS / max(cost, 1e-6), 5, 400))
+    qos = CpuLatencyRequest(args.cpu_latency_us) if args.cpu_latency_us is not None else contextlib.nullcontext()
     steal_start, timed_start = steal_ticks(), time.monotonic()
-    for _ in range(ROUNDS):
-        for case in all_cases:
-            for _ in range(case.calls_per_round):
-                start = time.perf_counter_ns()
-                case.run()
-                case.samples_ns.append(time.perf_counter_ns() - start)
+    with qos:
+        for _ in range(ROUNDS):
+            for case in all_cases:
+                for _ in range(case.calls_per_round):
+                    start = time.perf_counter_ns()
+                    case.run()
+                    case.samples_ns.append(time.perf_counter_ns() - start)
 
     steal = steal_percent(steal_start, time.monotonic() - timed_start)
     records = [case.record() for case in policy_cases]
@@ -195,6 +202,8 @@ def main() -> None:
     for case in calibration:
         r = case.record()
         print(f"{case.policy}: p50 {r['p50_ms'] * 1000:.0f} us, p99 {r['p99_ms'] * 1000:.0f} us")
+    if args.cpu_latency_us is not None:
+        print(f"PM QoS request of {args.cpu_latency_us} µs while timing: {qos.error or 'held'}")
     print(f"host steal while timing (machine_noise.py): {'not reported' if steal is None else f'{steal:.2f}% of CPU time'}")
     by_key = {(r["policy"], r["backbone"], r["steps"], r["batch"]): r for r in records}
     for batch in BATCHES:
