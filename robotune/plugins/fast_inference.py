@@ -10,8 +10,8 @@ layer precomputed once per set of sampler times. It runs as Numba-compiled funct
 the GIL (`_mlp_kernel.py`; NumPy ufuncs for the same steps spent ~45% of a call in dispatch). A
 sampler whose steps are each one network call and an affine update (DDIM, DDPM, Euler flow) runs all
 its steps in one compiled call (`sample`); each policy's file states its sampler's constants next to
-its torch loop. On the default 1.16M-parameter denoiser, DDIM-10 at batch 1 takes ~1.03-1.10 ms
-(p50) here, 8.3-9.3x less than the diffusers step() loop (`benchmarks/inference_latency.py`).
+its torch loop. On the default 1.16M-parameter denoiser, DDIM-10 at batch 1 takes ~1.04-1.11 ms
+(p50) here, 7.5-9.3x less than the diffusers step() loop (`benchmarks/inference_latency.py`).
 
 When: `predict_chunk` of a policy built on `ResidualMLP` with the "flatten" observation encoder
 uses the twin for CPU float32 batches of at most `fast_inference_max_batch`, if `fast_inference` is
