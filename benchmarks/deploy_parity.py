@@ -145,7 +145,8 @@ def main() -> int:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=100000)
-    p.add_argument("--rate-hz", type=float, default=100.0, help="runner rate over ROS 2 (lockstep: 5x real time at 100; the rate limit follows robot time)")
+    p.add_argument("--rate-hz", type=float, default=100.0,
+                   help="runner rate over ROS 2 (lockstep: 5x real time at 100; the rate limit follows robot time)")
     p.add_argument("--lead-ticks", type=int, default=1)
     p.add_argument("--blend-steps", type=int, default=0)
     p.add_argument("--max-wall-s", type=float, default=900.0)

@@ -34,9 +34,9 @@ would add this process's own executor delay (its main thread holds the GIL throu
 step) to the runner's latency. Commands that answer a state of an episode that has already ended
 are counted apart (`commands_after_episode_end`), not as latency samples: between episodes this
 simulator stops publishing (`--reset-gap-s`), so the runner's last read of the old episode's
-final state is as old as that silence, which no real robot imposes. A JSON summary (episodes, success rate, unsafe
-commands seen, latency percentiles) is printed as the last stdout line and optionally written to
-`--summary`.
+final state is as old as that silence, which no real robot imposes. A JSON summary (episodes,
+success rate, unsafe commands seen, latency percentiles) is printed as the last stdout line and
+optionally written to `--summary`.
 """
 
 from __future__ import annotations
@@ -65,7 +65,6 @@ def task_from_args(task_name: str | None, checkpoint: str | None):
 
         return build_task(load_checkpoint(checkpoint).config.task)
     return build_task({"name": task_name})
-
 
 
 class StampLedger:
