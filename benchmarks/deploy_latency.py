@@ -87,8 +87,6 @@ def bare_loop_jitter_p99_ms(rate_hz: float, seconds: float, priority: int | None
     Whatever this shows is the machine's own floor (a shared 2-core VM: its vCPUs get preempted
     for milliseconds now and then); the runner's jitter cannot be lower.
     """
-    import contextlib
-
     import numpy as np
 
     from robotune.deploy.cpu_latency import CpuLatencyRequest
@@ -99,7 +97,7 @@ def bare_loop_jitter_p99_ms(rate_hz: float, seconds: float, priority: int | None
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     period = 1.0 / rate_hz
     starts = []
-    with CpuLatencyRequest(cpu_latency_us) if cpu_latency_us is not None else contextlib.nullcontext():
+    with CpuLatencyRequest(cpu_latency_us):
         t0 = time.perf_counter()
         for k in range(int(seconds * rate_hz)):
             starts.append(wait_until(t0 + k * period, spin_s))

@@ -30,7 +30,6 @@ for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[variable] = "1"
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -181,7 +180,7 @@ def main() -> None:
         case.run()
         cost = time.perf_counter() - start
         case.calls_per_round = int(np.clip(args.seconds_per_case / ROUNDS / max(cost, 1e-6), 5, 400))
-    qos = CpuLatencyRequest(args.cpu_latency_us) if args.cpu_latency_us is not None else contextlib.nullcontext()
+    qos = CpuLatencyRequest(args.cpu_latency_us)
     steal_start, timed_start = steal_ticks(), time.monotonic()
     with qos:
         for _ in range(ROUNDS):

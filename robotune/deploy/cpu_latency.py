@@ -28,15 +28,18 @@ CPU_DMA_LATENCY = Path("/dev/cpu_dma_latency")
 class CpuLatencyRequest:
     """While open, every CPU wakes from idle within `max_latency_us` µs (a PM QoS request).
 
-    Needs write access to /dev/cpu_dma_latency (root by default). Where that fails the request is
-    not held, `error` says why, and everything else goes on: timing is worse, not unsafe.
+    None holds nothing, so callers with an optional bound need no branch of their own. Needs write
+    access to /dev/cpu_dma_latency (root by default). Where that fails the request is not held,
+    `error` says why, and everything else goes on: timing is worse, not unsafe.
     """
 
-    def __init__(self, max_latency_us: int, path: Path = CPU_DMA_LATENCY) -> None:
-        if max_latency_us < 0:
-            raise ValueError(f"cpu_latency_us must be >= 0 µs, got {max_latency_us}")
+    def __init__(self, max_latency_us: int | None, path: Path = CPU_DMA_LATENCY) -> None:
         self.error: str | None = None
         self._fd: int | None = None
+        if max_latency_us is None:
+            return
+        if max_latency_us < 0:
+            raise ValueError(f"cpu_latency_us must be >= 0 µs, got {max_latency_us}")
         try:
             self._fd = os.open(path, os.O_WRONLY)
             os.write(self._fd, struct.pack("i", max_latency_us))  # the kernel reads a native 32-bit int

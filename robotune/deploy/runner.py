@@ -303,17 +303,11 @@ class PolicyRunner:
             self.last_error = f"could not set SCHED_FIFO priority {priority}: {exc}"
             log.warning(self.last_error)
 
-    def _hold_cpu_latency(self) -> CpuLatencyRequest | None:
-        if self.config.cpu_latency_us is None:
-            return None
-        request = CpuLatencyRequest(self.config.cpu_latency_us)
-        if request.error:
-            self.last_error = request.error
-        return request
-
     def _loop(self) -> None:
         self._raise_priority()
-        cpu_latency = self._hold_cpu_latency()
+        cpu_latency = CpuLatencyRequest(self.config.cpu_latency_us)  # holds nothing for None
+        if cpu_latency.error:
+            self.last_error = cpu_latency.error
         period, spin = self.period_s, self.config.spin_s
         t0 = time.perf_counter()
         k = 0
@@ -334,8 +328,7 @@ class PolicyRunner:
             self._fatal = exc
             log.exception("policy runner loop failed")
         finally:
-            if cpu_latency is not None:
-                cpu_latency.close()
+            cpu_latency.close()
 
     # -- reporting ---------------------------------------------------------------------------
     def stats(self) -> dict:

@@ -30,6 +30,14 @@ def test_unavailable_device_is_reported_not_raised(tmp_path):
     assert str(device) in request.error and "0 µs" in request.error
 
 
+def test_no_bound_holds_nothing(tmp_path):
+    device = tmp_path / "cpu_dma_latency"
+    device.write_bytes(b"")
+    with CpuLatencyRequest(None, device) as request:
+        assert not request.held and request.error is None
+    assert device.read_bytes() == b""
+
+
 def test_negative_bound_is_rejected():
     with pytest.raises(ValueError, match="cpu_latency_us must be >= 0"):
         CpuLatencyRequest(-1)
