@@ -147,9 +147,8 @@ class Ros2Transport(Transport):
     def _take_all(self) -> None:
         """Hand every waiting message to its handler (bounded per subscription), with its DDS reception time."""
         for sub, msg_type, handler, max_takes in self._polled:
-            for msg, info in take_waiting(sub, msg_type, max_takes):
+            for msg, received_ns in take_waiting(sub, msg_type, max_takes):
                 now, now_ns = time.monotonic(), time.time_ns()
-                received_ns = info.get("received_timestamp", 0) or now_ns  # system clock; 0 where the RMW does not fill it
                 if self.recorder is not None:
                     self.recorder.record(sub.topic_name, msg, received_ns)
                 handler(msg, now - min(max((now_ns - received_ns) / 1e9, 0.0), 1.0))

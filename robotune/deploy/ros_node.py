@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import rclpy
@@ -51,17 +52,19 @@ def lean_node(name: str, domain_id: int | None = None, namespace: str = "") -> t
     return context, node
 
 
-def take_waiting(subscription, msg_type: type, max_takes: int) -> Iterator[tuple[object, dict]]:
-    """(message, info) for each message waiting on a subscription no executor spins, at most `max_takes`.
+def take_waiting(subscription, msg_type: type, max_takes: int) -> Iterator[tuple[object, int]]:
+    """(message, received_ns) for each message waiting on a subscription no executor spins, at most `max_takes`.
 
-    info carries rmw's "received_timestamp" (system clock, ns; 0 where the RMW does not fill it).
+    received_ns: when DDS received it (rmw's `received_timestamp`, system clock, ns), or the time of
+    the take where the RMW does not fill it.
     """
     for _ in range(max_takes):
         with subscription.handle:
             taken = subscription.handle.take_message(msg_type, False)
         if taken is None:
             return
-        yield taken
+        msg, info = taken
+        yield msg, info.get("received_timestamp", 0) or time.time_ns()
 
 
 class SpinningNode:

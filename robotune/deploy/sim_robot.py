@@ -129,7 +129,7 @@ class SimRobotNode:
         self.pub_arrays = {key: node.create_publisher(Float64MultiArray, f"/{key}", COMMAND_QOS) for key in sim.arrays()}
         self.pub_clock = node.create_publisher(Clock, "/clock", 10)
         self.pub_episode = node.create_publisher(String, "/episode", EVENT_QOS)
-        self._command_subs = [  # (subscription, message type, handler(msg, info)); callbacks never run
+        self._command_subs = [  # (subscription, message type, handler(msg, received_ns)); callbacks never run
             (node.create_subscription(Float64MultiArray, "/forward_position_controller/commands", lambda m: None, COMMAND_QOS),
              Float64MultiArray, self._on_array),
             (node.create_subscription(JointTrajectory, "/joint_trajectory_controller/joint_trajectory", lambda m: None,
@@ -153,15 +153,15 @@ class SimRobotNode:
         from robotune.deploy.ros_node import take_waiting
 
         for sub, msg_type, handler in self._command_subs:
-            for msg, info in take_waiting(sub, msg_type, max_takes):
-                handler(msg, info)
+            for msg, received_ns in take_waiting(sub, msg_type, max_takes):
+                handler(msg, received_ns)
 
-    def _on_array(self, msg, info) -> None:
+    def _on_array(self, msg, received_ns: int) -> None:
         from robotune.deploy.ros2_transport import command_source_stamp
 
-        self._accept(np.asarray(msg.data, dtype=np.float64), command_source_stamp(msg), info.get("received_timestamp", 0))
+        self._accept(np.asarray(msg.data, dtype=np.float64), command_source_stamp(msg), received_ns)
 
-    def _on_trajectory(self, msg, info) -> None:
+    def _on_trajectory(self, msg, received_ns: int) -> None:
         from robotune.deploy.ros2_transport import command_source_stamp
 
         if not msg.points or len(msg.points[-1].positions) != len(msg.joint_names):
@@ -171,11 +171,10 @@ class SimRobotNode:
         if any(n not in by_name for n in self.joint_names):
             self.malformed_commands += 1
             return
-        self._accept(np.array([by_name[n] for n in self.joint_names]), command_source_stamp(msg), info.get("received_timestamp", 0))
+        self._accept(np.array([by_name[n] for n in self.joint_names]), command_source_stamp(msg), received_ns)
 
     def _accept(self, command: np.ndarray, source_stamp: int | None, received_ns: int) -> None:
-        """received_ns: DDS reception time (system clock, ns); 0 where the RMW does not fill it."""
-        received_ns = received_ns or time.time_ns()
+        """received_ns: DDS reception time (system clock, ns), from `take_waiting`."""
         self.commands_received += 1
         self.stamps.answered(source_stamp, received_ns)
         if command.shape != (len(self.joint_names),):
