@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine_noise import steal_percent, steal_ticks
+from machine_noise import StealMeter
 from robotune.deploy import netns
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def bare_loop_jitter_p99_ms(rate_hz: float, seconds: float, priority: int | None
     import numpy as np
 
     from robotune.deploy.cpu_latency import CpuLatencyRequest
-    from robotune.deploy.runner import RunnerConfig, wait_until
+    from robotune.deploy.runner import RunnerConfig, period_jitter_ms, wait_until
 
     spin_s = RunnerConfig(rate_hz=rate_hz).spin_s
     if priority:
@@ -103,7 +103,7 @@ def bare_loop_jitter_p99_ms(rate_hz: float, seconds: float, priority: int | None
             starts.append(wait_until(t0 + k * period, spin_s))
     if priority:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-    return float(np.percentile(np.abs(np.diff(starts) - period) * 1e3, 99))
+    return float(np.percentile(period_jitter_ms(starts, period), 99))
 
 
 def state_age_transport(*args, **kwargs):
@@ -112,8 +112,6 @@ def state_age_transport(*args, **kwargs):
     The simulator stamps joint states with the wall clock of this machine, so the age is from the
     stamp to the read: the part of obs_to_cmd before the tick starts computing.
     """
-    import time
-
     from robotune.deploy.ros2_transport import Ros2Transport
 
     class StateAgeTransport(Ros2Transport):
@@ -155,9 +153,9 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
     else:
         policy = random_mlp_policy(spec)
     startup_s = 1.0
-    bare_steal, bare_start = steal_ticks(), time.monotonic()
+    bare_steal = StealMeter()
     bare_jitter_p99_ms = bare_loop_jitter_p99_ms(rate_hz, min(seconds, 5.0), priority, cpu_latency_us)
-    bare_steal_pct = steal_percent(bare_steal, time.monotonic() - bare_start)
+    bare_steal_pct = bare_steal.percent()
     loadavg_before = os.getloadavg()[0]
     sim_argv = [sys.executable, "-m", "robotune.deploy.sim_robot", "--task", "reach_around", "--episodes", "100000",
                 "--mode", "realtime", "--joint-state-rate", str(joint_state_rate), "--domain-id", str(domain_id),
@@ -175,14 +173,14 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
     try:
         runner.configure()
         runner.activate()
-        run_steal, run_start = steal_ticks(), time.monotonic()
+        run_steal = StealMeter()
         end = time.monotonic() + seconds + 100
         # Stop counting at the simulator's "finished" event: after it the simulator stops publishing
         # while it writes its summary, and every tick until it exits (~1.8 s) would count as stale.
         while sim.poll() is None and not transport.finished.is_set() and time.monotonic() < end:
             runner.run_for(0.02)
         stats = runner.stats()
-        run_steal_pct = steal_percent(run_steal, time.monotonic() - run_start)
+        run_steal_pct = run_steal.percent()
         runner.shutdown()
         out, err = sim.communicate(timeout=20)
     finally:

@@ -37,7 +37,7 @@ from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from machine_noise import steal_percent, steal_ticks  # noqa: E402
+from machine_noise import StealMeter  # noqa: E402
 
 from robotune.core.normalization import Normalizer  # noqa: E402
 from robotune.core.policy import Policy  # noqa: E402
@@ -181,7 +181,7 @@ def main() -> None:
         cost = time.perf_counter() - start
         case.calls_per_round = int(np.clip(args.seconds_per_case / ROUNDS / max(cost, 1e-6), 5, 400))
     qos = CpuLatencyRequest(args.cpu_latency_us)
-    steal_start, timed_start = steal_ticks(), time.monotonic()
+    steal_meter = StealMeter()
     with qos:
         for _ in range(ROUNDS):
             for case in all_cases:
@@ -190,7 +190,7 @@ def main() -> None:
                     case.run()
                     case.samples_ns.append(time.perf_counter_ns() - start)
 
-    steal = steal_percent(steal_start, time.monotonic() - timed_start)
+    steal = steal_meter.percent()
     records = [case.record() for case in policy_cases]
     print(f"{'policy':<20} {'backbone':<8} {'params':>9} {'steps':>5} {'batch':>5} {'p50 ms':>9} {'p99 ms':>9} {'n':>5}")
     for case, r in zip(policy_cases, records):

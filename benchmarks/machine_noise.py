@@ -10,6 +10,7 @@ steal share beside their tails so that runs can be compared.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 PROC_STAT = Path("/proc/stat")
@@ -25,10 +26,16 @@ def steal_ticks() -> int | None:
     return int(fields[8]) if fields[0] == "cpu" and len(fields) > 8 else None
 
 
-def steal_percent(start_ticks: int | None, wall_s: float) -> float | None:
-    """Steal since `start_ticks` as a share of all CPUs' time over `wall_s` seconds, in percent."""
-    end_ticks = steal_ticks()
-    if start_ticks is None or end_ticks is None or wall_s <= 0:
-        return None
-    cpu_ticks = wall_s * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)
-    return round(100.0 * (end_ticks - start_ticks) / cpu_ticks, 2)
+class StealMeter:
+    """Started at construction; `percent()` is the steal since then as a share of all CPUs' time."""
+
+    def __init__(self) -> None:
+        self._start_ticks, self._start_s = steal_ticks(), time.monotonic()
+
+    def percent(self) -> float | None:
+        """In percent, rounded to 0.01; None where the kernel does not report steal."""
+        end_ticks, wall_s = steal_ticks(), time.monotonic() - self._start_s
+        if self._start_ticks is None or end_ticks is None or wall_s <= 0:
+            return None
+        cpu_ticks = wall_s * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)
+        return round(100.0 * (end_ticks - self._start_ticks) / cpu_ticks, 2)

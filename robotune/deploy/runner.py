@@ -100,6 +100,11 @@ def wait_until(deadline: float, spin_s: float) -> float:
     return now
 
 
+def period_jitter_ms(starts, period_s: float) -> np.ndarray:
+    """|actual period - nominal| between consecutive tick start times (seconds), in ms."""
+    return np.abs(np.diff(np.asarray(starts)) - period_s) * 1e3
+
+
 class PolicyRunner:
     """Runs a chunk policy on a robot behind a `Transport`, through a `SafetyLayer`."""
 
@@ -332,8 +337,7 @@ class PolicyRunner:
 
     # -- reporting ---------------------------------------------------------------------------
     def stats(self) -> dict:
-        starts = np.asarray(self.tick_starts)
-        jitter_ms = np.abs(np.diff(starts) - self.period_s) * 1e3 if starts.size > 2 else np.zeros(1)
+        jitter_ms = period_jitter_ms(self.tick_starts, self.period_s) if len(self.tick_starts) > 2 else np.zeros(1)
         tick_ms = np.asarray(self.tick_durations) * 1e3 if self.tick_durations else np.zeros(1)
         s = self.safety.stats
         return {
