@@ -101,9 +101,10 @@ class McapRecorder:
     def _channel(self, topic: str, msg_type: type) -> int:
         if topic not in self._channels:
             if msg_type not in self._schemas:
-                package, _, name = message_name(msg_type).split("/")
+                full_name = message_name(msg_type)
+                package, _, name = full_name.split("/")
                 definition = message_definition(package, name).encode()
-                self._schemas[msg_type] = self._writer.register_schema(message_name(msg_type), "ros2msg", definition)
+                self._schemas[msg_type] = self._writer.register_schema(full_name, "ros2msg", definition)
             self._channels[topic] = self._writer.register_channel(topic, "cdr", self._schemas[msg_type])
         return self._channels[topic]
 
