@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_module
 
 from robotune.core.config import store_plugin_configs
 from robotune.core.registry import load_plugins
-from robotune.core.training import train
+from robotune.training.loop import train
 
 # row name -> config overrides
 POLICIES: dict[str, list[str]] = {

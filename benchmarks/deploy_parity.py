@@ -54,7 +54,7 @@ def runner_config(args, rate_hz: float, control_rate_hz: float):
 
 
 def run_direct(args) -> dict:
-    from robotune.core.evaluation import evaluate
+    from robotune.rollout.evaluation import evaluate
 
     checkpoint, task = load(args.checkpoint)
     return evaluate(checkpoint.policy, task, episodes=args.episodes, seed=args.seed, num_envs=10).summary()

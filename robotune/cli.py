@@ -27,8 +27,8 @@ Any Hydra flag works after the command: --multirun, --cfg job, --help."""
 
 # command -> (config name, "module:function" taking the composed config)
 HYDRA_COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("train", "robotune.core.training:train"),
-    "eval": ("eval", "robotune.core.evaluation:evaluate_checkpoint"),
+    "train": ("train", "robotune.training.loop:train"),
+    "eval": ("eval", "robotune.rollout.evaluation:evaluate_checkpoint"),
     "deploy": ("deploy", "robotune.deploy.cli:deploy"),
 }
 

@@ -1,6 +1,6 @@
 """Action chunks planned ahead of time, so that inference never stalls the control loop.
 
-The same idea as `robotune.core.chunking.ChunkController` (execute `act_steps` of each predicted
+The same idea as `robotune.rollout.chunking.ChunkController` (execute `act_steps` of each predicted
 chunk open loop, then replan), rearranged for a real-time loop:
 
 - A plan is requested every `act_steps` ticks, from the observation history at that tick t, and

@@ -10,7 +10,7 @@ import torch
 
 from robotune.core import checkpoint as checkpoint_module
 from robotune.core.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
-from robotune.core.training import build_components, train
+from robotune.training.loop import build_components, train
 from tests.helpers import compose_config, tiny_train_overrides
 
 

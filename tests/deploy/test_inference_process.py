@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from robotune.core.checkpoint import load_checkpoint
-from robotune.core.training import train
+from robotune.training.loop import train
 from robotune.deploy.inference_process import InferenceProcess, InferenceProcessError
 from robotune.deploy.planner import ChunkPlanner
 from tests.helpers import compose_config, tiny_train_overrides

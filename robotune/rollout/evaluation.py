@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from robotune.core.chunking import ChunkController
+from robotune.rollout.chunking import ChunkController
 from robotune.core.policy import Policy
 from robotune.core.task import Task, build_task
 

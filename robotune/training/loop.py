@@ -24,11 +24,11 @@ from robotune.core.algorithm import Algorithm
 from robotune.core.checkpoint import list_checkpoints, load_training_state, save_checkpoint
 from robotune.core.config import build_config
 from robotune.core.dataset import EpisodeDataset
-from robotune.core.demonstrations import cached_demonstrations
-from robotune.core.evaluation import evaluate
+from robotune.training.demonstrations import cached_demonstrations
+from robotune.rollout.evaluation import evaluate
 from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
-from robotune.core.run_logging import LoggerConfig, RunLogger, plot_learning_curve
+from robotune.training.run_logging import LoggerConfig, RunLogger, plot_learning_curve
 from robotune.core.task import Task, build_task
 
 

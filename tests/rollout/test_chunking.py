@@ -5,7 +5,7 @@ import math
 import numpy as np
 import torch
 
-from robotune.core.chunking import ChunkController
+from robotune.rollout.chunking import ChunkController
 from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy, PolicyConfig
 from robotune.core.spec import TaskSpec

@@ -1,0 +1,1 @@
+"""Acting in environments: the chunk schedule, vectorised rollouts and the evaluation harness."""

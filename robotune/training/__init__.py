@@ -1,0 +1,1 @@
+"""Training machinery: the loop every algorithm runs in, run logging, demonstration recording."""
