@@ -39,7 +39,7 @@ class LinearChunkPolicy(Policy):
         super().__init__(config, spec, obs_normalizer, action_normalizer)
         self.linear = nn.Linear(config.obs_horizon * spec.obs_dim, config.horizon * spec.action_dim)
 
-    def compute_loss(self, obs_norm, action_norm):
+    def compute_loss(self, obs_norm, action_norm, generator):
         loss = nn.functional.mse_loss(self._predict(obs_norm), action_norm)
         return loss, {}
 

@@ -83,8 +83,11 @@ def save_checkpoint(
     training_state: dict[str, Any],
     config: DictConfig,
     keep: int = 2,
+    parent: dict | None = None,
 ) -> Path:
-    """Write `checkpoints_dir/step_<step>` atomically and keep only the newest `keep` checkpoints."""
+    """Write `checkpoints_dir/step_<step>` atomically and keep only the newest `keep` checkpoints.
+
+    `parent` names the checkpoint a fine-tuning run started from; meta.json records it."""
     checkpoints_dir = Path(checkpoints_dir)
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
     final = checkpoints_dir / f"{STEP_PREFIX}{step:07d}"
@@ -95,7 +98,7 @@ def save_checkpoint(
         save_file(tensors, str(tmp / "training_state.safetensors"))
         (tmp / "training_state.json").write_text(json.dumps(tree))
         (tmp / "config.yaml").write_text(OmegaConf.to_yaml(config, resolve=True))
-        (tmp / "meta.json").write_text(json.dumps(_meta(step, policy, config), indent=2))
+        (tmp / "meta.json").write_text(json.dumps({**_meta(step, policy, config), "parent": parent}, indent=2))
         for f in tmp.iterdir():  # data on disk before the rename makes it visible
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())

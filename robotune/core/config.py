@@ -43,4 +43,7 @@ def store_plugin_configs() -> None:
             continue
         node = OmegaConf.structured(config_class)
         node.name = plugin.name
-        store.store(group=registry.KINDS[plugin.kind], name=plugin.name, node=node, provider=plugin.source)
+        group = registry.KINDS[plugin.kind]
+        # Several regularizers can be selected at once (regularizer=[a,b]); each keeps its own node.
+        package = f"{group}.{plugin.name}" if plugin.kind == "regularizer" else None
+        store.store(group=group, name=plugin.name, node=node, package=package, provider=plugin.source)

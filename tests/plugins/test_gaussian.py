@@ -45,7 +45,7 @@ def test_bimodal_demos_give_one_averaged_mode(toy):
     target_norm = 0.8 * sign.expand(128, HORIZON, ACTION_DIM)
     optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
     for _ in range(150):
-        loss, _ = policy.compute_loss(policy.obs_normalizer.normalize(obs), target_norm)
+        loss, _ = policy.compute_loss(policy.obs_normalizer.normalize(obs), target_norm, None)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
