@@ -1,3 +1,4 @@
+import copy
 import math
 
 import numpy as np
@@ -54,7 +55,7 @@ def test_state_round_trip_continues_identically():
     for _ in range(5):
         bc.step()
     clone = make_bc()
-    clone.load_state_dict(bc.state_dict())
+    clone.load_state_dict(copy.deepcopy(bc.state_dict()))  # as from disk: no tensor shared with bc
     clone.context.generator.set_state(bc.context.generator.get_state())
     assert clone.scheduler.get_last_lr() == bc.scheduler.get_last_lr()
     assert [bc.step()["loss"] for _ in range(3)] == [clone.step()["loss"] for _ in range(3)]
