@@ -177,8 +177,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     start_step = 0
     if checkpoints:
         state = load_training_state(checkpoints[-1])
-        algo.load_state_dict(state["algorithm"])
         algo.load_counters(state["counters"])
+        algo.load_state_dict(state["algorithm"])
         parts.generator.set_state(state["generator"])
         start_step = state["step"]
         console.print(f"Resuming [bold]{run_dir}[/] from {checkpoints[-1].name} (step {start_step})")
