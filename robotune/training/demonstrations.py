@@ -56,6 +56,7 @@ def record_demonstrations(
                     reward=np.asarray(steps["reward"], dtype=np.float32),
                     terminated=np.asarray(steps["terminated"], dtype=bool),
                     truncated=np.asarray(steps["truncated"], dtype=bool),
+                    final_obs=np.asarray(obs, dtype=np.float32),  # after the last action, for bootstrapping
                 )
             )
     env.close()
@@ -88,6 +89,8 @@ def cached_demonstrations(
             "episodes": num_episodes,
             "seed": seed,
             "demos_per_start": demos_per_start,
+            # bumped when what is recorded changes (2: episodes keep their final observation)
+            "recorder_version": 2,
         }, sort_keys=True
     )
     key = hashlib.sha256(key_source.encode()).hexdigest()[:12]
