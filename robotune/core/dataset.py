@@ -23,10 +23,9 @@ Optional fields (behaviour-cloning data often has no rewards and no final observ
 - final_obs absent: the episode's last observation repeated, and `has_final_obs` is False, so a
   transition sampler knows the last step of each episode has no true next observation.
 
-On disk: a single `.safetensors` file (the flat arrays plus JSON metadata in its header) for small
-datasets such as the cached expert demonstrations; any other path is robotune's chunked store or a
-foreign format, read and written by `robotune.data` (imported lazily: core stays free of zarr, h5py
-and pyarrow).
+Files are read and written by `robotune.data` (imported lazily, so core stays free of zarr, h5py
+and pyarrow): a single `.safetensors` file for small datasets, robotune's chunked store, and the
+formats of other libraries.
 
 Windows follow the chunk convention of `robotune.core.policy`: for time t the observation window is
 obs[t - obs_horizon + 1 .. t] and the action window is action[t .. t + horizon - 1]. Windows that
@@ -36,7 +35,6 @@ episode is a training sample.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +42,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.numpy import load_file, save_file
 
 
 class DatasetError(ValueError):
@@ -311,63 +307,22 @@ class EpisodeDataset:
             out["final_obs"] = self.final_obs
         return out
 
-    def save(self, path: str | Path, metadata: dict | None = None) -> None:
-        """Write atomically: a reader never sees half a file.
+    def save(self, path: str | Path, metadata: dict | None = None) -> Path:
+        """Write atomically (a reader never sees half a dataset), in the format the path names.
 
-        A `.safetensors` path gets the single-file format; any other path robotune's chunked store
-        (`robotune.data.store`). `metadata` is merged over the dataset's own.
+        A `.safetensors` path gets the single-file format, any other path robotune's chunked store;
+        both live in `robotune.data`. `metadata` is merged over the dataset's own.
         """
-        path = Path(path)
-        meta = {**self.metadata, **(metadata or {}), "has_rewards": self.has_rewards}
-        if path.suffix != ".safetensors":
-            from robotune.data.store import write_store
+        from robotune.data import save_dataset
 
-            write_store(self, path, metadata=meta)
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {name: np.ascontiguousarray(value) for name, value in self.arrays().items()}
-        arrays["terminated"] = arrays["terminated"].astype(np.uint8)
-        arrays["truncated"] = arrays["truncated"].astype(np.uint8)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(arrays, str(tmp), metadata={"robotune": json.dumps(meta)})
-        tmp.replace(path)
+        return save_dataset(self, path, metadata)
 
     @classmethod
     def load(cls, path: str | Path, min_length: int = 1, **options: Any) -> EpisodeDataset:
-        """Read a `.safetensors` dataset here, or any other supported file or folder via `robotune.data`.
+        """Read any supported file or folder; `options` go to `robotune.data.load_dataset`."""
+        from robotune.data import load_dataset
 
-        `options` go to `robotune.data.load_dataset` (observation keys, memory mapping, ...).
-        """
-        path = Path(path)
-        if not path.exists():
-            raise DatasetError(f"dataset file {path} does not exist")
-        if path.suffix != ".safetensors":
-            from robotune.data import load_dataset
-
-            return load_dataset(path, min_length=min_length, **options)
-        try:
-            arrays = load_file(str(path))
-            with safe_open(str(path), framework="np") as f:
-                metadata = json.loads((f.metadata() or {}).get("robotune", "{}"))
-        except Exception as exc:
-            raise DatasetError(f"dataset file {path} is not a readable safetensors file: {exc}") from exc
-        missing = [k for k in (*STEP_FIELDS, "episode_ends") if k not in arrays]
-        if missing:
-            raise DatasetError(f"dataset file {path} lacks the field(s) {missing}")
-        # Files written before `has_rewards` existed always held recorded rewards.
-        has_rewards = metadata.get("has_rewards", True)
-        return cls.from_arrays(
-            obs=arrays["obs"],
-            action=arrays["action"],
-            episode_ends=arrays["episode_ends"],
-            reward=arrays["reward"] if has_rewards else None,
-            terminated=arrays["terminated"].astype(bool),
-            truncated=arrays["truncated"].astype(bool),
-            final_obs=arrays.get("final_obs"),
-            source=str(path),
-            min_length=min_length,
-            metadata=metadata,
-        )
+        return load_dataset(path, min_length=min_length, **options)
 
 
 def _as(value: np.ndarray, dtype: type) -> np.ndarray:
