@@ -301,11 +301,8 @@ class EpisodeDataset:
 
     # ---- files --------------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
-        """The fields to store, by the names of ARRAY_FIELDS; `final_obs` only when it was given."""
-        out = {name: getattr(self, name) for name in (*STEP_FIELDS, "episode_ends")}
-        if self.has_final_obs:
-            out["final_obs"] = self.final_obs
-        return out
+        """The arrays to store, named as in ARRAY_FIELDS; `final_obs` only when it was given."""
+        return {name: getattr(self, name) for name in ARRAY_FIELDS if name != "final_obs" or self.has_final_obs}
 
     def save(self, path: str | Path, metadata: dict | None = None) -> Path:
         """Write atomically (a reader never sees half a dataset), in the format the path names.

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             generate_command(args, console)
     except DatasetError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        print(f"robotune data: error: {exc}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -10,7 +10,8 @@ Layout (LeRobot `CODEBASE_VERSION = "v3.0"`):
                                             columns episode_index, frame_index, index, timestamp, task_index
 
 Mapping: the observation concatenates `obs_keys` (default: every numeric `observation.*` feature in
-info.json's order; images and videos are not read). `next.reward` is the reward. LeRobot's
+info.json's order; images and videos are not read). `next.reward` is the reward, and `next.success`,
+where a dataset has it, gives each episode's success (any of its frames). LeRobot's
 `next.done` marks where an episode ends without saying whether it was terminal, so it is not read;
 robotune's exports add `next.terminated` and `next.truncated`, which are. LeRobot keeps no final
 observation, so imports have `has_final_obs` False. Only pyarrow is used: no lerobot, datasets or
@@ -65,7 +66,7 @@ def read_lerobot(
     files = sorted((path / "data").glob("*/*.parquet"))
     if not files:
         raise DatasetError(f"{where}: no data/chunk-*/file-*.parquet files")
-    optional = [c for c in ("next.reward", "next.terminated", "next.truncated") if c in features]
+    optional = [c for c in ("next.reward", "next.terminated", "next.truncated", "next.success") if c in features]
     names = {k.split("[")[0] for k in obs_keys} | {action_key, "episode_index", "frame_index", "index", *optional}
     try:
         table = pa.concat_tables([pq.read_table(f, columns=sorted(names)) for f in files])
@@ -104,6 +105,8 @@ def read_lerobot(
         "fps": info.get("fps"),
         "robot_type": info.get("robot_type"),
     }
+    if "next.success" in columns:  # an episode succeeded if any of its frames says so
+        metadata["episode_success"] = np.logical_or.reduceat(columns["next.success"].astype(bool).reshape(-1), starts).tolist()
     return EpisodeDataset.from_arrays(
         obs=obs,
         action=columns[action_key].reshape(len(order), -1),

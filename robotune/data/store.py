@@ -41,7 +41,7 @@ import numpy as np
 import zarr
 
 import robotune
-from robotune.core.dataset import DatasetError, EpisodeDataset
+from robotune.core.dataset import ARRAY_FIELDS, DatasetError, EpisodeDataset
 
 SCHEMA_VERSION = 1
 METADATA_KEY = "robotune_dataset"
@@ -142,8 +142,8 @@ def read_store(
             f"dataset store {path} has schema version {version!r}; this robotune reads versions up to "
             f"{SCHEMA_VERSION}: upgrade robotune"
         )
-    names = [n for n in ("obs", "action", "reward", "terminated", "truncated", "episode_ends", "final_obs") if n in root]
-    missing = {"obs", "action", "reward", "terminated", "truncated", "episode_ends"} - set(names)
+    names = [name for name in ARRAY_FIELDS if name in root]
+    missing = set(ARRAY_FIELDS) - {"final_obs"} - set(names)
     if missing:
         raise DatasetError(f"dataset store {path} lacks the array(s) {sorted(missing)}")
     if mmap:

@@ -32,6 +32,7 @@ def record_demonstrations(
     env = task.make_env()
     rng = np.random.default_rng(seed)
     episodes: list[Episode] = []
+    successes: list[bool] = []
     for attempt in range(3 * num_episodes):
         if len(episodes) == num_episodes:
             break
@@ -49,6 +50,7 @@ def record_demonstrations(
             if terminated or truncated:
                 break
         if success or not successful_only:
+            successes.append(success)
             episodes.append(
                 Episode(
                     obs=np.asarray(steps["obs"], dtype=np.float32),
@@ -64,7 +66,11 @@ def record_demonstrations(
         raise RuntimeError(
             f"the expert of task '{task.spec.name}' succeeded in only {len(episodes)} of {3 * num_episodes} episodes"
         )
-    return EpisodeDataset(episodes, source=f"<expert demonstrations of {task.spec.name}>")
+    metadata = {
+        "provenance": {"generator": "robotune.training.demonstrations", "source": None, "task": task.spec.name, "seed": seed},
+        "episode_success": successes,
+    }
+    return EpisodeDataset(episodes, source=f"<expert demonstrations of {task.spec.name}>", metadata=metadata)
 
 
 def cached_demonstrations(

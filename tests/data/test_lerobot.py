@@ -29,6 +29,7 @@ def write_lerobot_by_hand(root, lengths=(3, 5), version="v3.0"):
         "action": rng.normal(size=(steps, 2)).astype(np.float32),
         "next.reward": rng.normal(size=steps).astype(np.float32),
         "next.done": np.zeros(steps, bool),
+        "next.success": np.arange(steps) == 2,  # only the first episode succeeds
         "episode_index": np.repeat(np.arange(len(lengths)), lengths),
         "frame_index": np.concatenate([np.arange(n) for n in lengths]),
         "index": np.arange(steps),
@@ -62,6 +63,7 @@ def test_import_default_keys_are_the_numeric_observation_features(tmp_path):
     np.testing.assert_array_equal(data.obs[:, 2:], frames["observation.environment_state"])
     np.testing.assert_array_equal(data.reward, frames["next.reward"])
     assert data.has_rewards and not data.has_final_obs and data.metadata["fps"] == 10
+    assert data.metadata["episode_success"] == [True, False]
     only_state = load_dataset(tmp_path / "pusht", obs_keys=["observation.state"])
     assert only_state.obs_dim == 2
 
