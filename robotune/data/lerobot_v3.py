@@ -11,7 +11,8 @@ Layout (LeRobot `CODEBASE_VERSION = "v3.0"`):
 
 Mapping: the observation concatenates `obs_keys` (default: every numeric `observation.*` feature in
 info.json's order; images and videos are not read). `next.reward` is the reward, and `next.success`,
-where a dataset has it, gives each episode's success (any of its frames). LeRobot's
+where a dataset has it, gives each episode's success (any of its frames; robotune's exports set it
+on a successful episode's last frame). LeRobot's
 `next.done` marks where an episode ends without saying whether it was terminal, so it is not read;
 robotune's exports add `next.terminated` and `next.truncated`, which are. LeRobot keeps no final
 observation, so imports have `has_final_obs` False. Only pyarrow is used: no lerobot, datasets or
@@ -155,6 +156,10 @@ def write_lerobot(
         "index": np.arange(num_steps, dtype=np.int64),
         "task_index": np.zeros(num_steps, np.int64),
     }
+    if "episode_success" in dataset.metadata:  # marked on each successful episode's last frame
+        success = np.zeros(num_steps, bool)
+        success[dataset.episode_ends - 1] = np.asarray(dataset.metadata["episode_success"], bool)
+        frames["next.success"] = success
     obs_names = dataset.metadata.get("obs_names")
     features = {
         name: {

@@ -70,8 +70,10 @@ def test_import_default_keys_are_the_numeric_observation_features(tmp_path):
 
 def test_export_then_import(dataset, tmp_path):
     dataset.metadata["obs_names"] = ["a", "b", "c", "d"]
+    dataset.metadata["episode_success"] = [False, True, True]
     path = write_lerobot(dataset, tmp_path / "export", fps=50, task="reach")
     back = load_dataset(path)
+    assert back.metadata["episode_success"] == [False, True, True]
     assert_same_episodes(dataset, back, final_obs=False)  # LeRobot keeps no final observation
     info = json.loads((path / "meta" / "info.json").read_text())
     assert info["codebase_version"] == "v3.0" and info["total_frames"] == 15 and info["total_episodes"] == 3
