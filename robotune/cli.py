@@ -1,9 +1,10 @@
-"""The `robotune` command: `train`, `eval`, `deploy` (Hydra apps) and `plugins`.
+"""The `robotune` command: `train`, `eval`, `deploy` (Hydra apps), `data` and `plugins`.
 
     robotune train task=reach_around policy=diffusion algo.steps=2000
     robotune train --multirun policy=diffusion,gaussian
     robotune eval checkpoint=runs/reach_around-diffusion-bc-seed0
     robotune deploy checkpoint=DIR robot=planar_arm transport=sim
+    robotune data info data/lift.zarr
     robotune plugins
 """
 
@@ -21,6 +22,7 @@ commands:
   train     train a policy from a config (demonstrations -> policy -> checkpoint -> evaluation)
   eval      evaluate a checkpoint: robotune eval checkpoint=DIR [episodes=50]
   deploy    run a checkpoint on a robot: robotune deploy checkpoint=DIR robot=NAME transport=ros2|sim
+  data      import, export, inspect and generate datasets: robotune data import|export|info|generate --help
   plugins   list every plugin with its kind and the package it came from
 
 Any Hydra flag works after the command: --multirun, --cfg job, --help."""
@@ -86,6 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     command, overrides = argv[0], argv[1:]
     if command == "plugins":
         list_plugins()
+    elif command == "data":
+        from robotune.data.cli import main as data_main
+
+        data_main(overrides)
     elif command in HYDRA_COMMANDS:
         run_hydra_command(command, overrides)
     else:

@@ -1,7 +1,31 @@
-"""Episodes of (observation, action, reward, terminated, truncated) and windowed chunk sampling.
+"""Episodes stored as flat arrays plus an episode index, and windowed chunk sampling.
 
-On disk a dataset is one safetensors file: the episodes' arrays concatenated along time plus
-`episode_ends`, with JSON metadata in the file header. No pickle.
+A dataset of N steps in E episodes is held as flat arrays, so millions of transitions never become
+Python objects, and any of them may be a read-only `np.memmap`:
+
+    obs          (N, obs_dim)    float32  observation at step t
+    action       (N, action_dim) float32  action taken after observing obs[t]
+    reward       (N,)            float32  reward received for action[t]
+    terminated   (N,)            bool     the environment reached a terminal state after action[t]
+    truncated    (N,)            bool     the episode was cut (time limit, end of recording) after action[t]
+    episode_ends (E,)            int64    cumulative: episode i is steps [episode_ends[i-1], episode_ends[i])
+    final_obs    (E, obs_dim)    float32  the observation after each episode's last action
+
+Within an episode next_obs[t] is obs[t + 1], and at its last step final_obs[i], so a truncated
+episode can be bootstrapped. `Episode` views (`dataset.episode(i)`) slice these arrays without copying.
+
+Optional fields (behaviour-cloning data often has no rewards and no final observation):
+- reward absent: zeros, and `has_rewards` is False; the flag travels with the dataset on disk.
+- terminated absent: False everywhere.
+- truncated absent: True at an episode's last step unless that step is terminated, False elsewhere.
+  An episode whose end is unexplained is treated as cut, never as terminal: a value estimate then
+  bootstraps instead of silently assuming a zero future.
+- final_obs absent: the episode's last observation repeated, and `has_final_obs` is False, so a
+  transition sampler knows the last step of each episode has no true next observation.
+
+Files are read and written by `robotune.data` (imported lazily, so core stays free of zarr, h5py
+and pyarrow): a single `.safetensors` file for small datasets, robotune's chunked store, and the
+formats of other libraries.
 
 Windows follow the chunk convention of `robotune.core.policy`: for time t the observation window is
 obs[t - obs_horizon + 1 .. t] and the action window is action[t .. t + horizon - 1]. Windows that
@@ -11,13 +35,13 @@ episode is a training sample.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file, save_file
 
 
 class DatasetError(ValueError):
@@ -26,57 +50,197 @@ class DatasetError(ValueError):
 
 @dataclass
 class Episode:
+    """One episode; the optional fields take the defaults described in the module docstring."""
+
     obs: np.ndarray  # (T, obs_dim) float32
     action: np.ndarray  # (T, action_dim) float32, the action taken after observing obs[t]
-    reward: np.ndarray  # (T,) float32
-    terminated: np.ndarray  # (T,) bool
-    truncated: np.ndarray  # (T,) bool
+    reward: np.ndarray | None = None  # (T,) float32
+    terminated: np.ndarray | None = None  # (T,) bool
+    truncated: np.ndarray | None = None  # (T,) bool
+    final_obs: np.ndarray | None = None  # (obs_dim,) float32, the observation after action[T-1]
 
     def __len__(self) -> int:
         return len(self.action)
 
 
-FIELDS = ("obs", "action", "reward", "terminated", "truncated")
+STEP_FIELDS = ("obs", "action", "reward", "terminated", "truncated")
+OPTIONAL_STEP_FIELDS = ("reward", "terminated", "truncated")
+# Fields stored on disk; `final_obs` only when the dataset has it.
+ARRAY_FIELDS = (*STEP_FIELDS, "episode_ends", "final_obs")
 
 
 class EpisodeDataset:
-    """An in-memory list of episodes, validated on construction."""
+    """Flat, validated arrays of E episodes (see the module docstring for fields and shapes)."""
 
-    def __init__(self, episodes: list[Episode], source: str = "<memory>", min_length: int = 1) -> None:
-        self.episodes = episodes
-        self.source = source
-        self._validate(min_length)
-        self.obs = np.concatenate([e.obs for e in episodes]).astype(np.float32)
-        self.action = np.concatenate([e.action for e in episodes]).astype(np.float32)
-        self.episode_ends = np.cumsum([len(e) for e in episodes])
+    obs: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    episode_ends: np.ndarray
+    episode_starts: np.ndarray
+    final_obs: np.ndarray
+    has_rewards: bool
+    has_final_obs: bool
 
-    # ---- validation -------------------------------------------------------------------------
-    def _validate(self, min_length: int) -> None:
-        where = f"dataset {self.source}"
-        if not self.episodes:
+    def __init__(
+        self,
+        episodes: Sequence[Episode],
+        source: str = "<memory>",
+        min_length: int = 1,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Concatenate `episodes`; a field given for some episodes must be given for all of them."""
+        where = f"dataset {source}"
+        if not episodes:
             raise DatasetError(f"{where}: contains no episodes")
-        obs_dim = self.episodes[0].obs.shape[-1] if self.episodes[0].obs.ndim == 2 else None
-        action_dim = self.episodes[0].action.shape[-1] if self.episodes[0].action.ndim == 2 else None
-        for i, ep in enumerate(self.episodes):
+        first = episodes[0]
+        obs_dim = first.obs.shape[-1] if first.obs.ndim == 2 else None
+        action_dim = first.action.shape[-1] if first.action.ndim == 2 else None
+        for i, ep in enumerate(episodes):
             at = f"{where}, episode {i}"
             if ep.obs.ndim != 2 or ep.obs.shape[1] != obs_dim:
                 raise DatasetError(f"{at}: 'obs' must have shape (T, {obs_dim}), got {ep.obs.shape}")
             if ep.action.ndim != 2 or ep.action.shape[1] != action_dim:
                 raise DatasetError(f"{at}: 'action' must have shape (T, {action_dim}), got {ep.action.shape}")
-            length = len(ep.action)
-            if length == 0:
-                raise DatasetError(f"{at}: is empty")
-            if length < min_length:
-                raise DatasetError(f"{at}: has {length} steps, fewer than the {min_length} required")
-            for name in FIELDS:
+            for name in ("obs", *OPTIONAL_STEP_FIELDS):
                 value = getattr(ep, name)
-                if len(value) != length:
-                    raise DatasetError(f"{at}: '{name}' has {len(value)} steps but 'action' has {length}")
-                if value.dtype.kind == "f" and not np.isfinite(value).all():
-                    bad = int(np.argwhere(~np.isfinite(value))[0][0])
-                    raise DatasetError(f"{at}: '{name}' has a NaN or infinite value at step {bad}")
+                if value is not None and len(value) != len(ep.action):
+                    raise DatasetError(f"{at}: '{name}' has {len(value)} steps but 'action' has {len(ep.action)}")
+            if ep.final_obs is not None and np.shape(ep.final_obs) != (obs_dim,):
+                raise DatasetError(f"{at}: 'final_obs' must have shape ({obs_dim},), got {np.shape(ep.final_obs)}")
+            for name in (*OPTIONAL_STEP_FIELDS, "final_obs"):
+                if (getattr(ep, name) is None) != (getattr(first, name) is None):
+                    state = "absent" if getattr(ep, name) is None else "given"
+                    raise DatasetError(f"{at}: '{name}' is {state} but not in episode 0; give it for all episodes or none")
 
-    # ---- statistics and sampling ------------------------------------------------------------
+        def joined(name: str) -> np.ndarray | None:
+            return None if getattr(first, name) is None else np.concatenate([getattr(e, name) for e in episodes])
+
+        self._adopt(
+            obs=joined("obs"),
+            action=joined("action"),
+            episode_ends=np.cumsum([len(e) for e in episodes], dtype=np.int64),
+            reward=joined("reward"),
+            terminated=joined("terminated"),
+            truncated=joined("truncated"),
+            final_obs=None if first.final_obs is None else np.stack([e.final_obs for e in episodes]),
+            source=source,
+            min_length=min_length,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        obs: np.ndarray,
+        action: np.ndarray,
+        episode_ends: np.ndarray,
+        reward: np.ndarray | None = None,
+        terminated: np.ndarray | None = None,
+        truncated: np.ndarray | None = None,
+        final_obs: np.ndarray | None = None,
+        source: str = "<memory>",
+        min_length: int = 1,
+        metadata: dict[str, Any] | None = None,
+    ) -> EpisodeDataset:
+        """Adopt flat arrays (shapes in the module docstring) without copying those of the right dtype.
+
+        This is the constructor for importers and file readers: memory-mapped arrays stay mapped.
+        """
+        dataset = cls.__new__(cls)
+        dataset._adopt(obs, action, episode_ends, reward, terminated, truncated, final_obs, source, min_length, metadata)
+        return dataset
+
+    # ---- validation -------------------------------------------------------------------------
+    def _adopt(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        episode_ends: np.ndarray,
+        reward: np.ndarray | None,
+        terminated: np.ndarray | None,
+        truncated: np.ndarray | None,
+        final_obs: np.ndarray | None,
+        source: str,
+        min_length: int,
+        metadata: dict[str, Any] | None,
+    ) -> None:
+        self.source = source
+        self.metadata = dict(metadata or {})
+        where = f"dataset {source}"
+        obs, action = np.asanyarray(obs), np.asanyarray(action)
+        ends = np.asanyarray(episode_ends)
+        if obs.ndim != 2:
+            raise DatasetError(f"{where}: 'obs' must have shape (N, obs_dim), got {obs.shape}")
+        if action.ndim != 2:
+            raise DatasetError(f"{where}: 'action' must have shape (N, action_dim), got {action.shape}")
+        num_steps = len(action)
+        if len(obs) != num_steps:
+            raise DatasetError(f"{where}: 'obs' has {len(obs)} steps but 'action' has {num_steps}")
+        if ends.ndim != 1 or ends.dtype.kind not in "iu":
+            raise DatasetError(f"{where}: 'episode_ends' must be a 1-D integer array, got {ends.dtype} {ends.shape}")
+        if len(ends) == 0:
+            raise DatasetError(f"{where}: contains no episodes")
+        lengths = np.diff(ends, prepend=0)
+        if (lengths < 0).any():
+            i = int(np.argmax(lengths < 0))
+            raise DatasetError(f"{where}: 'episode_ends' decreases at episode {i} ({ends[i - 1]} -> {ends[i]})")
+        if ends[-1] != num_steps:
+            raise DatasetError(f"{where}: 'episode_ends' ends at {ends[-1]} but there are {num_steps} steps")
+        if (lengths == 0).any():
+            raise DatasetError(f"{where}, episode {int(np.argmax(lengths == 0))}: is empty")
+        if (lengths < min_length).any():
+            i = int(np.argmax(lengths < min_length))
+            raise DatasetError(f"{where}, episode {i}: has {lengths[i]} steps, fewer than the {min_length} required")
+        self.episode_ends = ends.astype(np.int64, copy=False)
+        self.episode_starts = np.concatenate([[0], self.episode_ends[:-1]]).astype(np.int64)  # (E,)
+        last_steps = self.episode_ends - 1
+        for name, value in (("reward", reward), ("terminated", terminated), ("truncated", truncated)):
+            if value is not None and np.shape(value) != (num_steps,):
+                raise DatasetError(f"{where}: '{name}' must have shape ({num_steps},), got {np.shape(value)}")
+        if final_obs is not None and np.shape(final_obs) != (len(ends), obs.shape[1]):
+            raise DatasetError(
+                f"{where}: 'final_obs' must have shape ({len(ends)}, {obs.shape[1]}), got {np.shape(final_obs)}"
+            )
+
+        self.obs = _as(obs, np.float32)
+        self.action = _as(action, np.float32)
+        self.has_rewards = reward is not None
+        self.reward = _as(reward, np.float32) if reward is not None else np.zeros(num_steps, np.float32)
+        self.terminated = _as(terminated, np.bool_) if terminated is not None else np.zeros(num_steps, bool)
+        if truncated is not None:
+            self.truncated = _as(truncated, np.bool_)
+        else:
+            self.truncated = np.zeros(num_steps, bool)
+            self.truncated[last_steps] = ~self.terminated[last_steps]
+        self.has_final_obs = final_obs is not None
+        self.final_obs = _as(final_obs, np.float32) if final_obs is not None else self.obs[last_steps]
+        for name in ("obs", "action", "reward", "final_obs"):
+            self._check_finite(name)
+        inside = self.terminated | self.truncated
+        inside[last_steps] = False
+        if inside.any():
+            row = int(np.argmax(inside))
+            episode = int(np.searchsorted(self.episode_ends, row, side="right"))
+            raise DatasetError(
+                f"{where}, episode {episode}: 'terminated' or 'truncated' is set at step "
+                f"{row - self.episode_starts[episode]}, before the episode's last step; check 'episode_ends'"
+            )
+
+    def _check_finite(self, name: str) -> None:
+        value = getattr(self, name)
+        if np.isfinite(value).all():
+            return
+        bad_row = int(np.argmax(~np.isfinite(value.reshape(len(value), -1)).all(axis=1)))
+        where = f"dataset {self.source}"
+        if name == "final_obs":
+            raise DatasetError(f"{where}, episode {bad_row}: 'final_obs' has a NaN or infinite value")
+        episode = int(np.searchsorted(self.episode_ends, bad_row, side="right"))
+        step = bad_row - int(self.episode_starts[episode])
+        raise DatasetError(f"{where}, episode {episode}: '{name}' has a NaN or infinite value at step {step}")
+
+    # ---- shape and episode views --------------------------------------------------------------
     @property
     def obs_dim(self) -> int:
         return self.obs.shape[1]
@@ -86,12 +250,34 @@ class EpisodeDataset:
         return self.action.shape[1]
 
     def __len__(self) -> int:
-        return len(self.episodes)
+        """The number of episodes."""
+        return len(self.episode_ends)
 
     @property
     def num_steps(self) -> int:
         return int(self.episode_ends[-1])
 
+    def episode(self, i: int) -> Episode:
+        """Episode i as views into the flat arrays; fields the dataset was not given are None."""
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"episode {i} out of range for a dataset of {len(self)} episodes")
+        i %= len(self)
+        start, end = int(self.episode_starts[i]), int(self.episode_ends[i])
+        return Episode(
+            obs=self.obs[start:end],
+            action=self.action[start:end],
+            reward=self.reward[start:end] if self.has_rewards else None,
+            terminated=self.terminated[start:end],
+            truncated=self.truncated[start:end],
+            final_obs=self.final_obs[i] if self.has_final_obs else None,
+        )
+
+    @property
+    def episodes(self) -> EpisodeViews:
+        """All episodes as a lazy sequence of views."""
+        return EpisodeViews(self)
+
+    # ---- statistics and sampling ------------------------------------------------------------
     def stats(self) -> dict[str, np.ndarray]:
         """Per-dimension min, max, mean and std of observations and actions."""
         out = {}
@@ -106,71 +292,80 @@ class EpisodeDataset:
             )
         return out
 
+    def episode_returns(self) -> np.ndarray:
+        """(E,) float64 sum of rewards per episode (zeros when the dataset has no rewards)."""
+        return np.add.reduceat(self.reward.astype(np.float64), self.episode_starts)
+
     def window_sampler(self, obs_horizon: int, horizon: int) -> WindowSampler:
         return WindowSampler(self, obs_horizon, horizon)
 
     # ---- files --------------------------------------------------------------------------------
-    def save(self, path: str | Path, metadata: dict | None = None) -> None:
-        """Write atomically: a reader never sees half a file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {name: np.concatenate([getattr(e, name) for e in self.episodes]) for name in FIELDS}
-        arrays["terminated"] = arrays["terminated"].astype(np.uint8)
-        arrays["truncated"] = arrays["truncated"].astype(np.uint8)
-        arrays["episode_ends"] = self.episode_ends.astype(np.int64)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(arrays, str(tmp), metadata={"robotune": json.dumps(metadata or {})})
-        tmp.replace(path)
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays to store, named as in ARRAY_FIELDS; `final_obs` only when it was given."""
+        return {name: getattr(self, name) for name in ARRAY_FIELDS if name != "final_obs" or self.has_final_obs}
+
+    def save(self, path: str | Path, metadata: dict | None = None) -> Path:
+        """Write atomically (a reader never sees half a dataset), in the format the path names.
+
+        A `.safetensors` path gets the single-file format, any other path robotune's chunked store;
+        both live in `robotune.data`. `metadata` is merged over the dataset's own.
+        """
+        from robotune.data import save_dataset
+
+        return save_dataset(self, path, metadata)
 
     @classmethod
-    def load(cls, path: str | Path, min_length: int = 1) -> EpisodeDataset:
-        path = Path(path)
-        if not path.is_file():
-            raise DatasetError(f"dataset file {path} does not exist")
-        try:
-            arrays = load_file(str(path))
-        except Exception as exc:
-            raise DatasetError(f"dataset file {path} is not a readable safetensors file: {exc}") from exc
-        missing = [k for k in (*FIELDS, "episode_ends") if k not in arrays]
-        if missing:
-            raise DatasetError(f"dataset file {path} lacks the field(s) {missing}")
-        ends = arrays["episode_ends"]
-        if ends.ndim != 1 or (np.diff(np.concatenate([[0], ends])) < 0).any() or ends[-1] != len(arrays["action"]):
-            raise DatasetError(f"dataset file {path}: 'episode_ends' must increase and end at the number of steps")
-        starts = np.concatenate([[0], ends[:-1]])
-        episodes = [
-            Episode(
-                obs=arrays["obs"][s:e],
-                action=arrays["action"][s:e],
-                reward=arrays["reward"][s:e],
-                terminated=arrays["terminated"][s:e].astype(bool),
-                truncated=arrays["truncated"][s:e].astype(bool),
-            )
-            for s, e in zip(starts, ends)
-        ]
-        return cls(episodes, source=str(path), min_length=min_length)
+    def load(cls, path: str | Path, min_length: int = 1, **options: Any) -> EpisodeDataset:
+        """Read any supported file or folder; `options` go to `robotune.data.load_dataset`."""
+        from robotune.data import load_dataset
+
+        return load_dataset(path, min_length=min_length, **options)
+
+
+def _as(value: np.ndarray, dtype: type) -> np.ndarray:
+    """`value` as `dtype`, without a copy (a memory map stays mapped) when it already is one."""
+    value = np.asanyarray(value)
+    return value if value.dtype == dtype else value.astype(dtype)
+
+
+class EpisodeViews(Sequence):
+    """`dataset.episodes[i]` is `dataset.episode(i)`: views made on access, never a list of copies."""
+
+    def __init__(self, dataset: EpisodeDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> Episode:  # type: ignore[override]
+        return self.dataset.episode(i)
 
 
 class WindowSampler:
-    """Random (obs window, action chunk) batches as torch tensors, via precomputed index tables."""
+    """Random (obs window, action chunk) batches as torch tensors, via precomputed index tables.
+
+    Gathers with NumPy so memory-mapped, read-only arrays are read only at the sampled rows.
+    """
 
     def __init__(self, dataset: EpisodeDataset, obs_horizon: int, horizon: int) -> None:
         ends = dataset.episode_ends
-        starts = np.concatenate([[0], ends[:-1]])
+        starts = dataset.episode_starts
         episode_of_step = np.repeat(np.arange(len(ends)), ends - starts)
         t = np.arange(dataset.num_steps)
         first, last = starts[episode_of_step], ends[episode_of_step] - 1
-        obs_index = np.clip(t[:, None] + np.arange(-obs_horizon + 1, 1)[None, :], first[:, None], None)
-        action_index = np.clip(t[:, None] + np.arange(horizon)[None, :], None, last[:, None])
-        self.obs_index = torch.from_numpy(obs_index)
-        self.action_index = torch.from_numpy(action_index)
-        self.obs = torch.from_numpy(dataset.obs)
-        self.action = torch.from_numpy(dataset.action)
+        # (N, obs_horizon) and (N, horizon) row indices into the flat arrays
+        self.obs_index = np.clip(t[:, None] + np.arange(-obs_horizon + 1, 1)[None, :], first[:, None], None)
+        self.action_index = np.clip(t[:, None] + np.arange(horizon)[None, :], None, last[:, None])
+        self.obs = dataset.obs
+        self.action = dataset.action
 
     def __len__(self) -> int:
         return len(self.obs_index)
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """{"obs": (B, obs_horizon, obs_dim), "action": (B, horizon, action_dim)}, raw units."""
-        rows = torch.randint(len(self), (batch_size,), generator=generator)
-        return {"obs": self.obs[self.obs_index[rows]], "action": self.action[self.action_index[rows]]}
+        rows = torch.randint(len(self), (batch_size,), generator=generator).numpy()
+        return {
+            "obs": torch.from_numpy(np.asarray(self.obs[self.obs_index[rows]])),
+            "action": torch.from_numpy(np.asarray(self.action[self.action_index[rows]])),
+        }

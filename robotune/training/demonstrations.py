@@ -32,6 +32,7 @@ def record_demonstrations(
     env = task.make_env()
     rng = np.random.default_rng(seed)
     episodes: list[Episode] = []
+    successes: list[bool] = []
     for attempt in range(3 * num_episodes):
         if len(episodes) == num_episodes:
             break
@@ -49,6 +50,7 @@ def record_demonstrations(
             if terminated or truncated:
                 break
         if success or not successful_only:
+            successes.append(success)
             episodes.append(
                 Episode(
                     obs=np.asarray(steps["obs"], dtype=np.float32),
@@ -56,6 +58,7 @@ def record_demonstrations(
                     reward=np.asarray(steps["reward"], dtype=np.float32),
                     terminated=np.asarray(steps["terminated"], dtype=bool),
                     truncated=np.asarray(steps["truncated"], dtype=bool),
+                    final_obs=np.asarray(obs, dtype=np.float32),  # after the last action, for bootstrapping
                 )
             )
     env.close()
@@ -63,7 +66,11 @@ def record_demonstrations(
         raise RuntimeError(
             f"the expert of task '{task.spec.name}' succeeded in only {len(episodes)} of {3 * num_episodes} episodes"
         )
-    return EpisodeDataset(episodes, source=f"<expert demonstrations of {task.spec.name}>")
+    metadata = {
+        "provenance": {"generator": "robotune.training.demonstrations", "source": None, "task": task.spec.name, "seed": seed},
+        "episode_success": successes,
+    }
+    return EpisodeDataset(episodes, source=f"<expert demonstrations of {task.spec.name}>", metadata=metadata)
 
 
 def cached_demonstrations(
@@ -88,6 +95,8 @@ def cached_demonstrations(
             "episodes": num_episodes,
             "seed": seed,
             "demos_per_start": demos_per_start,
+            # bumped when what is recorded changes (2: episodes keep their final observation)
+            "recorder_version": 2,
         }, sort_keys=True
     )
     key = hashlib.sha256(key_source.encode()).hexdigest()[:12]

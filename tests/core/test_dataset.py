@@ -50,6 +50,7 @@ def test_save_load_round_trip_and_bad_files(tmp_path):
     loaded = EpisodeDataset.load(path)
     assert len(loaded) == 2 and loaded.num_steps == 10
     np.testing.assert_array_equal(loaded.episodes[1].obs, data.episodes[1].obs)
+    assert loaded.has_rewards and not loaded.has_final_obs
     with pytest.raises(DatasetError, match="does not exist"):
         EpisodeDataset.load(tmp_path / "missing.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"not a tensor file")
@@ -67,8 +68,8 @@ def test_stats_match_numpy():
 def test_windows_pad_at_episode_edges():
     # Episode 0 holds values 0..3, episode 1 holds 10..15; each value identifies its step.
     sampler = EpisodeDataset([episode(4), episode(6, offset=10)]).window_sampler(obs_horizon=2, horizon=3)
-    obs = sampler.obs[sampler.obs_index][:, :, 0]
-    action = sampler.action[sampler.action_index][:, :, 0]
+    obs = sampler.obs[sampler.obs_index][:, :, 0]  # (N, obs_horizon)
+    action = sampler.action[sampler.action_index][:, :, 0]  # (N, horizon)
     assert obs[0].tolist() == [0, 0]  # first step repeats the first observation
     assert obs[4].tolist() == [10, 10]  # never reaches back into the previous episode
     assert obs[5].tolist() == [10, 11]
@@ -77,3 +78,81 @@ def test_windows_pad_at_episode_edges():
     assert action[4].tolist() == [10, 11, 12]
     batch = sampler.sample(7, torch.Generator().manual_seed(0))
     assert batch["obs"].shape == (7, 2, 3) and batch["action"].shape == (7, 3, 2)
+
+
+def test_episode_views_share_the_flat_arrays():
+    data = EpisodeDataset([episode(4), episode(6, offset=10)])
+    assert data.obs.shape == (10, 3) and data.action.dtype == np.float32
+    assert data.episode_ends.tolist() == [4, 10] and data.episode_ends.dtype == np.int64
+    view = data.episode(1)
+    assert np.shares_memory(view.obs, data.obs) and view.obs[0, 0] == 10
+    assert len(data.episodes) == 2 and data.episodes[-1].obs[-1, 0] == 15
+    with pytest.raises(IndexError, match="episode 2 out of range"):
+        data.episode(2)
+
+
+def test_absent_optional_fields_take_documented_defaults():
+    # Behaviour-cloning data: no reward, no terminal flags, no final observation.
+    data = EpisodeDataset([Episode(obs=e.obs, action=e.action) for e in (episode(3), episode(2, offset=10))])
+    assert not data.has_rewards and not data.has_final_obs
+    assert data.reward.tolist() == [0] * 5 and not data.terminated.any()
+    assert data.truncated.tolist() == [False, False, True, False, True]  # cut at each episode's end
+    np.testing.assert_array_equal(data.final_obs, data.obs[[2, 4]])  # last observation repeated
+    assert data.episode(0).reward is None and data.episode(0).final_obs is None
+    # A terminal last step is not also marked truncated.
+    terminal = EpisodeDataset.from_arrays(
+        obs=data.obs, action=data.action, episode_ends=np.array([3, 5]), terminated=np.array([0, 0, 1, 0, 0], bool)
+    )
+    assert terminal.truncated.tolist() == [False, False, False, False, True]
+
+
+def test_final_obs_kept_and_saved(tmp_path):
+    eps = [episode(3), episode(2, offset=10)]
+    for i, e in enumerate(eps):
+        e.final_obs = np.full(3, 100.0 + i, np.float32)
+    data = EpisodeDataset(eps)
+    assert data.has_final_obs and data.final_obs[:, 0].tolist() == [100, 101]
+    data.save(tmp_path / "d.safetensors")
+    loaded = EpisodeDataset.load(tmp_path / "d.safetensors")
+    assert loaded.has_final_obs and loaded.final_obs[:, 0].tolist() == [100, 101]
+    eps[1].final_obs = None
+    with pytest.raises(DatasetError, match="episode 1: 'final_obs' is absent but not in episode 0"):
+        EpisodeDataset(eps)
+
+
+def test_rewardless_dataset_round_trips_as_rewardless(tmp_path):
+    data = EpisodeDataset([Episode(obs=e.obs, action=e.action) for e in (episode(3), episode(2))])
+    data.save(tmp_path / "bc.safetensors", metadata={"generator": "test"})
+    loaded = EpisodeDataset.load(tmp_path / "bc.safetensors")
+    assert not loaded.has_rewards and loaded.metadata["generator"] == "test"
+
+
+def test_from_arrays_validates_the_episode_index():
+    obs, action = np.zeros((5, 3), np.float32), np.zeros((5, 2), np.float32)
+    with pytest.raises(DatasetError, match="'episode_ends' ends at 4 but there are 5 steps"):
+        EpisodeDataset.from_arrays(obs, action, np.array([2, 4]))
+    with pytest.raises(DatasetError, match="'episode_ends' decreases at episode 1"):
+        EpisodeDataset.from_arrays(obs, action, np.array([3, 2, 5]))
+    with pytest.raises(DatasetError, match="episode 1: is empty"):
+        EpisodeDataset.from_arrays(obs, action, np.array([2, 2, 5]))
+    with pytest.raises(DatasetError, match=r"'reward' must have shape \(5,\)"):
+        EpisodeDataset.from_arrays(obs, action, np.array([5]), reward=np.zeros(4))
+    with pytest.raises(DatasetError, match=r"'final_obs' must have shape \(2, 3\)"):
+        EpisodeDataset.from_arrays(obs, action, np.array([2, 5]), final_obs=np.zeros((1, 3)))
+    early_end = np.array([0, 1, 0, 0, 0], bool)
+    with pytest.raises(DatasetError, match="episode 0: 'terminated' or 'truncated' is set at step 1"):
+        EpisodeDataset.from_arrays(obs, action, np.array([3, 5]), terminated=early_end)
+
+
+def test_read_only_memory_maps_are_adopted_without_copy(tmp_path):
+    source = EpisodeDataset([episode(4), episode(6, offset=10)])
+    np.save(tmp_path / "obs.npy", source.obs)
+    np.save(tmp_path / "action.npy", source.action)
+    obs = np.load(tmp_path / "obs.npy", mmap_mode="r")
+    data = EpisodeDataset.from_arrays(obs, np.load(tmp_path / "action.npy", mmap_mode="r"), source.episode_ends)
+    assert isinstance(data.obs, np.memmap) and not data.obs.flags.writeable
+    sampler = data.window_sampler(obs_horizon=2, horizon=3)
+    batch = sampler.sample(5, torch.Generator().manual_seed(0))
+    expected = source.window_sampler(obs_horizon=2, horizon=3).sample(5, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(batch["obs"], expected["obs"])
+    torch.testing.assert_close(batch["action"], expected["action"])
