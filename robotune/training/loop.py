@@ -35,6 +35,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.regularizer import Regularizer
 from robotune.core.task import Task, build_task
+from robotune.data import load_dataset as load_dataset_file
 from robotune.rollout.evaluation import EvalResult, evaluate
 from robotune.rollout.vector import make_vector_env
 from robotune.training.demonstrations import cached_demonstrations
@@ -53,7 +54,9 @@ class Components:
 
 def load_dataset(cfg: DictConfig, task: Task, console: Console | None) -> EpisodeDataset:
     if cfg.data.path:
-        dataset = EpisodeDataset.load(cfg.data.path)
+        dataset = load_dataset_file(
+            cfg.data.path, obs_keys=cfg.data.obs_keys, action_key=cfg.data.action_key, format=cfg.data.format
+        )
     else:
         task_config = OmegaConf.to_container(cfg.task, resolve=True)
         dataset, _ = cached_demonstrations(
