@@ -37,12 +37,6 @@ class Normalizer(nn.Module):
         self.register_buffer("half_range", half_range)
 
     @classmethod
-    def from_data(cls, data: np.ndarray) -> Normalizer:
-        """Bounds from samples of shape (N, D)."""
-        data = np.asarray(data)
-        return cls(data.min(axis=0), data.max(axis=0))
-
-    @classmethod
     def identity(cls, dim: int) -> Normalizer:
         return cls(-np.ones(dim), np.ones(dim))
 
