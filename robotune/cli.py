@@ -80,7 +80,7 @@ def _selected_plugins(overrides: list[str]) -> list[tuple[str, str]]:
             if kind is None or override.is_delete():
                 continue
             names = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
-            selected += [(kind, str(name)) for name in names]
+            selected += [(kind, str(name)) for name in names if name is not None]  # `policy=null` selects none
         except Exception:  # left to Hydra, which reports malformed overrides itself
             continue
     return selected

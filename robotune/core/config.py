@@ -55,6 +55,12 @@ def validate_plugin_groups(cfg: DictConfig) -> None:
         node = cfg.get(group)
         if isinstance(node, DictConfig) and "name" in node:
             build_config(registry.get(kind, node.name).config_class, node, group)
+        elif isinstance(node, str):  # `+critic=NAME` while no critic plugin exists adds a plain string
+            registry.get(kind, node)  # names what exists when it is not a plugin
+            raise ValueError(
+                f"invalid config '{group}: {node}': a plain value; select the {kind} plugin as a config group "
+                f"({group}={node} on the command line, or in the defaults list)"
+            )
 
 
 def store_plugin_configs() -> None:

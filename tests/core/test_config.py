@@ -5,6 +5,7 @@ import sys
 
 import pytest
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
 from robotune.core import registry
@@ -75,6 +76,14 @@ def test_a_key_added_with_plus_is_rejected_naming_it():
     with pytest.raises(ValueError, match="invalid config 'policy.unknown_key'"):
         build_config(registry.get("policy", "diffusion").config_class, cfg.policy, "policy")  # as training does
     validate_plugin_groups(compose_config("train", ["policy=gaussian", "policy.horizon=4", "policy.act_steps=2"]))
+
+
+def test_a_plugin_group_given_as_a_plain_value_is_rejected():
+    """`+critic=NAME` while no critic plugin is installed adds the string NAME, not a plugin."""
+    with pytest.raises(registry.PluginError, match="no critic plugin named 'nope'"):
+        validate_plugin_groups(OmegaConf.create({"critic": "nope"}))
+    with pytest.raises(ValueError, match=r"invalid config 'algo: bc': a plain value; select the algorithm plugin"):
+        validate_plugin_groups(OmegaConf.create({"algo": "bc"}))
 
 
 def test_train_rejects_a_plus_key_in_one_line_before_training(tmp_path):
