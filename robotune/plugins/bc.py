@@ -23,6 +23,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from robotune.core.algorithm import Algorithm, AlgorithmConfig, TrainingContext
 from robotune.core.policy import Policy
 from robotune.core.registry import register
+from robotune.training.samplers import WindowSampler
 
 
 @dataclass
@@ -45,7 +46,7 @@ class BehaviourCloning(Algorithm):
     def __init__(self, config: BCConfig, context: TrainingContext) -> None:
         super().__init__(config, context)
         policy = self.policy
-        self.sampler = context.dataset.window_sampler(policy.config.obs_horizon, policy.config.horizon)
+        self.sampler = WindowSampler(context.dataset, policy.config.obs_horizon, policy.config.horizon)
         self.batch_generator = torch.Generator().manual_seed(context.seed)
         self.parameters = [p for p in policy.parameters() if p.requires_grad]
         self.optimizer = (

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from robotune.core.dataset import Episode, EpisodeDataset
-from robotune.training.transitions import TransitionSampler
+from robotune.training.samplers import TransitionSampler
 
 GAMMA = 0.5
 
