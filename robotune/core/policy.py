@@ -126,7 +126,8 @@ class SupportsLikelihood(Protocol):
 
     `sample_with_trace` draws a normalised chunk together with everything needed to score that same
     sample again later (a Gaussian: the chunk itself; diffusion: the denoising chain; flow
-    matching: the noise and times). `log_prob` scores a stored trace under the current weights:
+    matching: the noise and times), and its log-likelihood under the sampling weights (computed
+    while sampling where that is free). `log_prob` scores a stored trace under the current weights:
     the exact log-density where the policy has one, or the surrogate its method uses. Both score
     only the chunk's first `act_steps` actions, the part that is executed.
     Fine-tuning calls these torch methods directly, never a NumPy fast path.
@@ -134,8 +135,8 @@ class SupportsLikelihood(Protocol):
 
     def sample_with_trace(
         self, obs_norm: torch.Tensor, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """obs_norm (B, To, Do) -> chunk_norm (B, H, Da) and a trace of tensors with leading dim B."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """obs_norm (B, To, Do) -> chunk_norm (B, H, Da), a trace of tensors with leading dim B, log-likelihood (B,)."""
         ...
 
     def log_prob(self, obs_norm: torch.Tensor, trace: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -240,21 +240,24 @@ class DiffusionPolicy(NumpyFastPath, Policy):
 
     def sample_with_trace(
         self, obs_norm: torch.Tensor, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """obs_norm (B, To, Do) -> chunk_norm (B, H, Da) and {"chain": (B, K + 1, H, Da)}, noise first."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """obs_norm (B, To, Do) -> chunk_norm (B, H, Da), {"chain": (B, K + 1, H, Da)} (noise first), log π (B,)."""
         coef = self._rl_coefficients()
         cond = self.obs_encoder(obs_norm)
         batch = obs_norm.shape[0]
         shape = (batch, self.config.horizon, self.action_dim)
         x = torch.randn(shape, generator=generator, device=obs_norm.device)
-        chain = [x]
+        chain, log_prob = [x], torch.zeros(batch, device=x.device)
+        executed = self.config.act_steps
         for k, t in enumerate(coef.timesteps):
             out = self.network(x, cond, torch.full((batch,), t, device=x.device))
             step = {name: getattr(coef, name)[k] for name in ("r_xt", "r_out", "c_x0", "c_out", "c_xt")}
             std = max(coef.sigma[k], self.config.rl_min_std)
-            x = self._step_mean(x, out, step) + std * torch.randn(shape, generator=generator, device=x.device)
+            z = torch.randn(shape, generator=generator, device=x.device)  # = (x_{k+1} − μ_k) / σ_k
+            x = self._step_mean(x, out, step) + std * z
+            log_prob += (-0.5 * z[:, :executed].square() - math.log(std) - 0.5 * math.log(2 * math.pi)).flatten(1).sum(-1)
             chain.append(x)
-        return x, {"chain": torch.stack(chain, dim=1)}
+        return x, {"chain": torch.stack(chain, dim=1)}, log_prob
 
     def log_prob(self, obs_norm: torch.Tensor, trace: dict[str, torch.Tensor]) -> torch.Tensor:
         """Σ over denoising steps of log N(x_{k+1}; μ_k, σ_k²), first act_steps actions -> (B,)."""

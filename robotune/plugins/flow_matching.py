@@ -95,13 +95,14 @@ class FlowMatchingPolicy(NumpyFastPath, Policy):
 
     def sample_with_trace(
         self, obs_norm: torch.Tensor, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """obs_norm (B, To, Do) -> chunk_norm (B, H, Da) and {"action", "noise": (B, N, H, Da), "time": (B, N)}."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """obs_norm (B, To, Do) -> chunk_norm (B, H, Da), {"action", "noise": (B, N, H, Da), "time": (B, N)}, surrogate (B,)."""
         chunk = self.sample_chunk_norm(obs_norm, False, generator)
         pairs = (chunk.shape[0], self.config.rl_mc_samples)
         noise = torch.randn((*pairs, *chunk.shape[1:]), generator=generator, device=chunk.device)
         time = torch.rand(pairs, generator=generator, device=chunk.device)
-        return chunk, {"action": chunk, "noise": noise, "time": time}
+        trace = {"action": chunk, "noise": noise, "time": time}
+        return chunk, trace, self.log_prob(obs_norm, trace)
 
     def log_prob(self, obs_norm: torch.Tensor, trace: dict[str, torch.Tensor]) -> torch.Tensor:
         """FPO's surrogate (see the module docstring) -> (B,)."""

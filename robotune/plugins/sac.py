@@ -23,6 +23,7 @@ pass, and metrics kept as tensors so nothing synchronises until the loop logs th
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ import torch
 from robotune.core.algorithm import Algorithm, AlgorithmConfig, TrainingContext
 from robotune.core.registry import register
 from robotune.rollout.chunk_rollout import ChunkRollout
+from robotune.training.optimizers import make_adam
 from robotune.training.replay import ReplayBuffer
 
 
@@ -53,14 +55,6 @@ class SACConfig(AlgorithmConfig):
     init_alpha: float = 1.0
     autotune_alpha: bool = True
     target_entropy: float | None = None  # None: −(executed action dimensions)
-
-
-def make_adam(parameters: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
-    """Fused Adam (one kernel for all parameters) where torch has it for the device, else foreach."""
-    try:
-        return torch.optim.Adam(parameters, lr=lr, fused=True)
-    except RuntimeError:
-        return torch.optim.Adam(parameters, lr=lr, foreach=True)
 
 
 @register("algorithm", "sac")
@@ -127,8 +121,10 @@ class SAC(Algorithm):
         )
         metrics: dict[str, Any] = episodes.summary()
         if self.env_steps >= cfg.learning_starts:
+            started = time.perf_counter()
             for _ in range(cfg.updates_per_step):
                 metrics.update(self.update(self.buffer.sample(cfg.batch_size, self.sample_generator, self.context.device)))
+            self.update_seconds += time.perf_counter() - started
         return metrics
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -76,7 +76,7 @@ def test_denoising_chain_log_prob_equals_the_gaussian_density_by_hand(toy):
 
     policy = toy.make(DiffusionPolicy, num_inference_steps=4, act_steps=3, rl_min_std=0.05)
     obs_norm = policy.obs_normalizer.normalize(toy.obs[:3])
-    chunk, trace = policy.sample_with_trace(obs_norm, torch.Generator().manual_seed(0))
+    chunk, trace, sampled_log_prob = policy.sample_with_trace(obs_norm, torch.Generator().manual_seed(0))
     chain = trace["chain"]
     assert chain.shape == (3, 5, *chunk.shape[1:]) and torch.equal(chain[:, -1], chunk)
     coef = policy._rl_coefficients()
@@ -91,4 +91,5 @@ def test_denoising_chain_log_prob_equals_the_gaussian_density_by_hand(toy):
         z = (chain[:, k + 1, :3] - mean[:, :3]) / std
         expected += (-0.5 * z**2 - math.log(std) - 0.5 * math.log(2 * math.pi)).flatten(1).sum(-1)
     torch.testing.assert_close(policy.log_prob(obs_norm, trace), expected, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(sampled_log_prob, expected, rtol=1e-5, atol=1e-4)  # accumulated while sampling
     assert all(s > 0 for s in coef.sigma[:-1])  # eta = 1: every step but the last is stochastic

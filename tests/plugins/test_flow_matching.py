@@ -62,9 +62,10 @@ def test_fpo_surrogate_ratio_is_one_for_unchanged_weights_and_moves_with_them(to
 
     policy = toy.make(FlowMatchingPolicy, num_steps=2, rl_mc_samples=4)
     obs_norm = policy.obs_normalizer.normalize(toy.obs[:5])
-    chunk, trace = policy.sample_with_trace(obs_norm, torch.Generator().manual_seed(0))
+    chunk, trace, sampled_log_prob = policy.sample_with_trace(obs_norm, torch.Generator().manual_seed(0))
     assert trace["noise"].shape == (5, 4, *chunk.shape[1:]) and trace["time"].shape == (5, 4)
     old = policy.log_prob(obs_norm, trace)
+    assert torch.equal(sampled_log_prob, old)
     assert torch.equal(torch.exp(policy.log_prob(obs_norm, trace) - old), torch.ones(5))
     # By hand for sample 0: minus the mean over pairs of the squared velocity error on the executed actions.
     a, eps, t = trace["action"][0], trace["noise"][0], trace["time"][0]
