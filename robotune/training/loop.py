@@ -103,7 +103,7 @@ def policy_from_checkpoint(cfg: DictConfig, task: Task) -> tuple[Policy, dict]:
     with open_dict(cfg):
         cfg.policy = parent.config.policy  # the saved config must rebuild this exact policy
     policy = parent.policy.train()
-    return policy, {"checkpoint": str(path), "step": parent.meta["step"], "run_config": parent.meta["plugins"]}
+    return policy, {"checkpoint": str(path), "step": parent.meta["step"], "plugins": parent.meta["plugins"]}
 
 
 def resolve_device(name: str) -> torch.device:
