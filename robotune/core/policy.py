@@ -18,6 +18,9 @@ Rules a policy author can rely on (and must respect):
   building the policy from its config, then loading the weights into it.
 - A policy without parameters is valid (BC then only fits its normalisers); the optimiser is built
   only over parameters that exist.
+- A policy never sees the dataset: what it needs from the data reaches it through its normalisers.
+  A model fitted to the data (a behaviour density, a random network) is a regularizer's job.
+- An EMA copy (BC) averages parameters only; buffers keep the values the policy was built with.
 
 Policies that RL fine-tuning can improve by policy gradient also implement `SupportsLikelihood`.
 """

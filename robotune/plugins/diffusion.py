@@ -301,7 +301,7 @@ class DiffusionPolicy(NumpyFastPath, Policy):
         return twin.sample(obs, x, coef.timesteps, coef.table, noise, clip)
 
     def sample_chunk_norm_with_scheduler(
-        self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None, scheduler_name: str | None = None
+        self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None
     ) -> torch.Tensor:
         """The textbook loop that calls a diffusers scheduler's `step()` every denoising step.
 
@@ -309,7 +309,7 @@ class DiffusionPolicy(NumpyFastPath, Policy):
         chunk); it is the path for schedulers without precomputed constants, and the reference the
         fast samplers are tested and timed against.
         """
-        name = "ddim" if deterministic else (scheduler_name or self.config.scheduler)
+        name = "ddim" if deterministic else self.config.scheduler
         if name not in self._schedulers:
             self._schedulers[name] = make_scheduler(self.config, name)
         scheduler = self._schedulers[name]
