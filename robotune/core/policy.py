@@ -119,6 +119,12 @@ class Policy(nn.Module, ABC):
         if obs.ndim != 3 or tuple(obs.shape[1:]) != expected:
             raise ValueError(f"policy expects obs of shape (B, {expected[0]}, {expected[1]}), got {tuple(obs.shape)}")
 
+    def export_for_inference(self) -> "Policy":
+        """A frozen, fast version for evaluation and deployment, with the same `predict_chunk`; the
+        policy itself (in eval mode) unless the policy has a faster inference path. Training and
+        fine-tuning never go through it. Export again after the weights change."""
+        return self.eval()
+
     def reset(self) -> None:
         """Forget any per-episode state. Stateless chunk policies need nothing here."""
 

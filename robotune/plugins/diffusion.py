@@ -38,7 +38,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import AFFINE_STEP_COLUMNS, NumpyFastPath, NumpyResidualMLP
+from robotune.plugins.fast_inference import AFFINE_STEP_COLUMNS, FastInference, NumpyResidualMLP
 from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 # name -> diffusers scheduler class, imported on first use: importing diffusers takes ~2.6 s (it loads
@@ -155,7 +155,7 @@ def step_coefficients(config: DiffusionConfig, sampler: str, eta: float) -> Step
 
 
 @register("policy", "diffusion")
-class DiffusionPolicy(NumpyFastPath, Policy):
+class DiffusionPolicy(FastInference, Policy):
     """Denoising diffusion over the normalised action chunk, conditioned on the encoded observation history."""
 
     config_class: ClassVar[type[DiffusionConfig]] = DiffusionConfig

@@ -29,7 +29,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import NumpyFastPath, NumpyResidualMLP
+from robotune.plugins.fast_inference import FastInference, NumpyResidualMLP
 from robotune.plugins.networks import UNIT_TIME_SCALE, BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 
@@ -59,7 +59,7 @@ class FlowConfig(BackbonePolicyConfig):
 
 
 @register("policy", "flow")
-class FlowMatchingPolicy(NumpyFastPath, Policy):
+class FlowMatchingPolicy(FastInference, Policy):
     """A velocity field over normalised chunks, conditioned on the encoded observation history."""
 
     config_class: ClassVar[type[FlowConfig]] = FlowConfig

@@ -29,7 +29,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import NumpyFastPath, NumpyResidualMLP
+from robotune.plugins.fast_inference import FastInference, NumpyResidualMLP
 from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 
@@ -51,7 +51,7 @@ class GaussianConfig(BackbonePolicyConfig):
 
 
 @register("policy", "gaussian")
-class GaussianPolicy(NumpyFastPath, Policy):
+class GaussianPolicy(FastInference, Policy):
     """Unimodal Gaussian over the chunk; the baseline that multimodal demos should defeat."""
 
     config_class: ClassVar[type[GaussianConfig]] = GaussianConfig

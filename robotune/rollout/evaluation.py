@@ -49,7 +49,7 @@ def evaluate(
 ) -> EvalResult:
     if episodes < 1:
         raise ValueError(f"eval.episodes must be >= 1, got {episodes}")
-    policy.eval()
+    policy = policy.export_for_inference()  # the deployment path: weights frozen, the fast sampler where there is one
     envs = [task.make_env() for _ in range(min(num_envs, episodes))]
     successes: list[bool] = []
     returns: list[float] = []
