@@ -104,5 +104,9 @@ class Algorithm(ABC):
         """The policy to evaluate and deploy (an EMA copy, for example)."""
         return self.policy
 
+    def action_correctors(self) -> list[Regularizer]:
+        """Regularizers that correct actions at inference time; checkpoints ship them with the policy."""
+        return []
+
     def close(self) -> None:
         """Release environments and files; called once at the end of the run."""

@@ -32,6 +32,7 @@ import torch
 
 from robotune.core.algorithm import Algorithm, AlgorithmConfig, TrainingContext
 from robotune.core.registry import register
+from robotune.core.regularizer import ActionCorrectedPolicy
 from robotune.rollout.chunk_rollout import ChunkRollout
 from robotune.training.optimizers import make_adam
 from robotune.training.replay import ReplayBuffer
@@ -216,7 +217,11 @@ class SAC(Algorithm):
         )
 
     def inference_policy(self):
-        return self.policy.eval()
+        correctors = self.action_correctors()
+        return ActionCorrectedPolicy(self.policy.eval(), correctors) if correctors else self.policy.eval()
+
+    def action_correctors(self) -> list:
+        return [r for r in self.regularizers if r.corrects_actions]
 
     def close(self) -> None:
         self.envs.close()

@@ -207,6 +207,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             cfg,
             keep=cfg.keep_checkpoints,
             parent=parts.parent,
+            correctors=algo.action_correctors(),
         )
 
     total = cfg.algo.steps
