@@ -40,7 +40,7 @@ EVAL_EPISODES = 10
 def robotune_run(algo: str, env_id: str, steps: int, seed: int) -> dict:
     from hydra import compose, initialize_config_module
 
-    from robotune.core.config import store_plugin_configs
+    from robotune.configs import store_plugin_configs
     from robotune.core.registry import load_plugins
     from robotune.rollout.evaluation import evaluate
     from robotune.training.loop import build_components
