@@ -121,24 +121,26 @@ def main() -> None:
     records = []
     for algo in args.algos:
         env_id, steps = (PPO_ENV, args.ppo_steps) if algo == "ppo" else (SAC_ENV, args.sac_steps)
-        for library, run in (("robotune", robotune_run), ("sb3", sb3_run)):
-            runs = []
-            for seed in args.seeds:  # the two libraries alternate per algorithm, seeds in the same order
-                runs.append(run(algo, env_id, steps, seed))
-                print(f"{library} {algo} {env_id} seed {seed}: return {runs[-1]['return']:.1f}, "
-                      f"{runs[-1]['grad_steps'] / runs[-1]['update_seconds']:.0f} updates/s, {runs[-1]['wall_s']:.0f} s", flush=True)
-            returns = [r["return"] for r in runs]
+        runs: dict[str, list[dict]] = {"robotune": [], "sb3": []}
+        for seed in args.seeds:  # the libraries alternate run by run, so machine noise hits both alike
+            for library, run in (("robotune", robotune_run), ("sb3", sb3_run)):
+                result = run(algo, env_id, steps, seed)
+                runs[library].append(result)
+                print(f"{library} {algo} {env_id} seed {seed}: return {result['return']:.1f}, "
+                      f"{result['grad_steps'] / result['update_seconds']:.0f} updates/s, {result['wall_s']:.0f} s", flush=True)
+        for library, library_runs in runs.items():
+            returns = [r["return"] for r in library_runs]
             records.append({
                 "library": library,
                 "algo": algo,
                 "env": env_id,
-                "env_steps": runs[0]["env_steps"],
+                "env_steps": library_runs[0]["env_steps"],
                 "seeds": args.seeds,
                 "return_mean": round(statistics.fmean(returns), 2),
                 "return_std": round(float(np.std(returns)), 2),
-                "updates_per_s": round(sum(r["grad_steps"] for r in runs) / sum(r["update_seconds"] for r in runs), 1),
-                "env_steps_per_s": round(sum(r["env_steps"] for r in runs) / sum(r["wall_s"] for r in runs), 1),
-                "wall_s": round(sum(r["wall_s"] for r in runs), 1),
+                "updates_per_s": round(sum(r["grad_steps"] for r in library_runs) / sum(r["update_seconds"] for r in library_runs), 1),
+                "env_steps_per_s": round(sum(r["env_steps"] for r in library_runs) / sum(r["wall_s"] for r in library_runs), 1),
+                "wall_s": round(sum(r["wall_s"] for r in library_runs), 1),
             })
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(records, indent=2))
