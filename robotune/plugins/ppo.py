@@ -206,11 +206,7 @@ class PPO(Algorithm):
         self.critic.load_state_dict(state["critic"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration = int(state["iteration"])
-        # Environment state cannot be restored: episodes restart from a seed derived from the iteration.
-        self.rollout = ChunkRollout(
-            self.envs, self.policy.config.obs_horizon, self.policy.config.act_steps, self.config.gamma,
-            seed=self.context.seed + 7919 * self.iteration,
-        )
+        self.rollout.restart(seed=self.context.seed + self.env_steps)  # new episodes: env state is not checkpointed
 
     def inference_policy(self):
         return self.policy.eval()

@@ -210,11 +210,7 @@ class SAC(Algorithm):
             regularizer.load_extra_state(saved["extra"])
         self.buffer.load_state_dict(state["buffer"])
         self.sample_generator.set_state(state["sample_generator"])
-        # Environment state cannot be restored: episodes restart from a seed derived from the step count.
-        self.rollout = ChunkRollout(
-            self.envs, self.policy.config.obs_horizon, self.policy.config.act_steps, self.config.gamma,
-            seed=self.context.seed + self.env_steps,
-        )
+        self.rollout.restart(seed=self.context.seed + self.env_steps)  # new episodes: env state is not checkpointed
 
     def inference_policy(self):
         correctors = self.action_correctors()
