@@ -1,6 +1,7 @@
 """PPO and SAC learn a small continuous-control problem from scratch, in a few seconds each."""
 
 import numpy as np
+import pytest
 import torch
 
 from robotune.core.normalization import Normalizer
@@ -38,11 +39,13 @@ def test_ppo_raises_the_return_from_scratch(tmp_path):
     assert ppo.env_steps == 25 * 4 * 40 and ppo.grad_steps == 25 * 4 * 4
 
 
-def test_sac_raises_the_return_from_scratch_and_persists_its_buffer(tmp_path):
+@pytest.mark.parametrize("bf16_autocast", [False, True])
+def test_sac_raises_the_return_from_scratch_and_persists_its_buffer(tmp_path, bf16_autocast):
     task = TargetTask()
     policy = make_policy(task, tanh_squash=True, state_dependent_std=True, init_std=1.0, min_std=1e-4, max_std=7.0)
     context = make_context(policy, task=task, work_dir=tmp_path, critic_overrides={"hidden_dims": (32, 32)})
-    sac = SAC(SACConfig(steps=600, batch_size=64, learning_starts=100, buffer_size=1000, lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3), context)
+    config = SACConfig(steps=600, batch_size=64, learning_starts=100, buffer_size=1000, lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3, bf16_autocast=bf16_autocast)
+    sac = SAC(config, context)
     returns = returns_of(sac, 600)
     sac.close()
     assert np.mean(returns[-10:]) > np.mean(returns[:10]) + 1.5, returns
