@@ -226,6 +226,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         final = checkpoint(total) if start_step < total else checkpoints[-1]
         train_seconds = time.monotonic() - started
         result = run_evaluation(cfg, algo, parts.task, cfg.eval.episodes)
+        result.write_records(run_dir / "eval_episodes.jsonl")
         log.log(total, result.summary(), prefix="eval", counters=algo.counters())
     algo.close()
     plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png", f"{cfg.policy.name} on {cfg.task.name}")
