@@ -30,6 +30,26 @@ import torch
 from robotune.core.dataset import EpisodeDataset
 
 
+def episode_range(dataset: EpisodeDataset, start: int, stop: int) -> EpisodeDataset:
+    """Episodes [start, stop) as a dataset of views into the same arrays (a memory map stays mapped)."""
+    if not 0 <= start < stop <= len(dataset):
+        raise ValueError(f"episodes [{start}, {stop}) are not inside dataset {dataset.source} of {len(dataset)} episodes")
+    first = int(dataset.episode_starts[start])
+    last = int(dataset.episode_ends[stop - 1])
+    rows = slice(first, last)
+    return EpisodeDataset.from_arrays(
+        obs=dataset.obs[rows],
+        action=dataset.action[rows],
+        episode_ends=dataset.episode_ends[start:stop] - first,
+        reward=dataset.reward[rows] if dataset.has_rewards else None,
+        terminated=dataset.terminated[rows],
+        truncated=dataset.truncated[rows],
+        final_obs=dataset.final_obs[start:stop] if dataset.has_final_obs else None,
+        source=f"{dataset.source} episodes {start}..{stop - 1}",
+        metadata=dataset.metadata,
+    )
+
+
 class WindowSampler:
     """Random (obs window, action chunk) batches as torch tensors, via precomputed index tables.
 
