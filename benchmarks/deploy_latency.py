@@ -3,7 +3,7 @@
     python benchmarks/deploy_latency.py [--seconds 10] [--rates 100 500] [--checkpoint DIR]
                                         [--realtime-priority 80] [--cpu-latency-us 0] [--repeats 3]
 
-For each rate, the MuJoCo ROS 2 simulator (`robotune.deploy.sim_robot`, realtime mode) runs in its
+For each rate, the MuJoCo ROS 2 simulator (`robotune.deploy.ros.simulator_driver`, realtime mode) runs in its
 own process and publishes /joint_states at 1 kHz; the runner (this process) ticks at the rate,
 plans with a policy (the checkpoint's, or a small random MLP chunk policy with the same shapes),
 and publishes Float64MultiArray commands carrying the stamp of the JointState they came from.
@@ -112,7 +112,7 @@ def state_age_transport(*args, **kwargs):
     The simulator stamps joint states with the wall clock of this machine, so the age is from the
     stamp to the read: the part of obs_to_cmd before the tick starts computing.
     """
-    from robotune.deploy.ros2_transport import Ros2Transport
+    from robotune.deploy.ros.transport import Ros2Transport
 
     class StateAgeTransport(Ros2Transport):
         def __init__(self) -> None:
@@ -141,7 +141,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
 
     from robotune.deploy.cli import default_observation_topics
     from robotune.deploy.runner import PolicyRunner, RunnerConfig
-    from robotune.deploy.transport import RosTopics
+    from robotune.deploy.ros.topics import RosTopics
     from robotune.robots.reach_around.task import ReachAroundTask
 
     torch.set_num_threads(1)
@@ -157,7 +157,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
     bare_jitter_p99_ms = bare_loop_jitter_p99_ms(rate_hz, min(seconds, 5.0), priority, cpu_latency_us)
     bare_steal_pct = bare_steal.percent()
     loadavg_before = os.getloadavg()[0]
-    sim_argv = [sys.executable, "-m", "robotune.deploy.sim_robot", "--task", "reach_around", "--episodes", "100000",
+    sim_argv = [sys.executable, "-m", "robotune.deploy.ros.simulator_driver", "--task", "reach_around", "--episodes", "100000",
                 "--mode", "realtime", "--joint-state-rate", str(joint_state_rate), "--domain-id", str(domain_id),
                 "--startup-s", str(startup_s), "--duration-s", str(seconds), "--max-wall-s", str(seconds + 90)]
     if priority:
@@ -168,7 +168,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
                                     RosTopics(episode="/episode", observation_topics=topics), domain_id=domain_id)
     runner = PolicyRunner(policy, spec, transport, RunnerConfig(
         rate_hz=rate_hz, configure_timeout_s=60.0, realtime_priority=priority, cpu_latency_us=cpu_latency_us,
-        inference_checkpoint=checkpoint if inference == "process" else None, plan_on_tick=plan_on_tick),
+        plan_on_tick=plan_on_tick),
                           observation_topics=topics)
     try:
         runner.configure()

@@ -6,7 +6,7 @@ Runs the same seeded episodes three ways and prints their success rates (last st
   direct  robotune's evaluation harness (ChunkController, no deploy code)
   sim     the deploy runner, planner and safety layer stepping MuJoCo directly (transport=sim)
   ros2    the deploy runner over real ROS 2 (rclpy, Fast DDS) driving the MuJoCo simulator node
-          (`robotune.deploy.sim_robot --mode lockstep`) in another process
+          (`robotune.deploy.ros.simulator_driver --mode lockstep`) in another process
 
 Lockstep makes the ROS 2 run faster than real time at the same per-step semantics: the simulator
 advances one 50 ms control step per command computed from its latest state, and the runner ticks
@@ -63,13 +63,13 @@ def run_direct(args) -> dict:
 def run_sim(args) -> dict:
     from robotune.deploy.cli import default_observation_topics
     from robotune.deploy.runner import PolicyRunner
-    from robotune.deploy.sim_transport import SimTransport
-    from robotune.deploy.simulated_robot import SimulatedRobot
+    from robotune.deploy.stepped_transport import SteppedEnvTransport
+    from robotune.deploy.task_env_robot import TaskEnvRobot
 
     checkpoint, task = load(args.checkpoint)
     spec = checkpoint.task_spec
-    sim = SimulatedRobot(task.make_env(), spec, spec.robot, seed=args.seed, episodes=args.episodes)
-    runner = PolicyRunner(checkpoint.policy, spec, SimTransport(sim),
+    sim = TaskEnvRobot(task.make_env(), spec, spec.robot, seed=args.seed, episodes=args.episodes)
+    runner = PolicyRunner(checkpoint.policy, spec, SteppedEnvTransport(sim),
                           runner_config(args, spec.control_rate_hz, spec.control_rate_hz),
                           observation_topics=default_observation_topics(spec, spec.robot))
     runner.configure()
@@ -100,14 +100,14 @@ def describe(sim: subprocess.Popen) -> str:
 
 def run_ros2(args) -> dict:
     from robotune.deploy.cli import default_observation_topics
-    from robotune.deploy.ros2_transport import Ros2Transport
+    from robotune.deploy.ros.transport import Ros2Transport
     from robotune.deploy.runner import PolicyRunner
-    from robotune.deploy.transport import RosTopics
+    from robotune.deploy.ros.topics import RosTopics
 
     checkpoint, _ = load(args.checkpoint)
     spec = checkpoint.task_spec
     domain_id = 61
-    sim_argv = [sys.executable, "-m", "robotune.deploy.sim_robot", "--checkpoint", args.checkpoint, "--episodes",
+    sim_argv = [sys.executable, "-m", "robotune.deploy.ros.simulator_driver", "--checkpoint", args.checkpoint, "--episodes",
                 str(args.episodes), "--seed", str(args.seed), "--mode", "lockstep", "--domain-id", str(domain_id),
                 "--max-wall-s", str(args.max_wall_s)]
     sim = subprocess.Popen(sim_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)

@@ -7,9 +7,9 @@
        │  SafetyLayer: limits, rate limit, stale watchdog, NaN latch, e-stop, warm-up
        ▼
     Transport ── Ros2Transport (JointState by name, Float64MultiArray / JointTrajectory out, /emergency_stop)
-              └─ SimTransport  (steps the env directly; transport=sim)
+              └─ SteppedEnvTransport  (steps the env directly; transport=sim)
 
-    python -m robotune.deploy.sim_robot   a MuJoCo robot driver that speaks ROS 2
+    python -m robotune.deploy.ros.simulator_driver   a MuJoCo robot driver that speaks ROS 2
     robotune deploy checkpoint=DIR robot=planar_arm transport=sim|ros2
 
 Modules that need rclpy (`ros2_transport`, `ros_node`, `sim_robot`) import it themselves; the rest

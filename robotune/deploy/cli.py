@@ -5,7 +5,7 @@
 
 With `transport=ros2` a robot driver must be running, e.g. the MuJoCo one:
 
-    python -m robotune.deploy.sim_robot --checkpoint DIR --episodes 20 --mode lockstep
+    python -m robotune.deploy.ros.simulator_driver --checkpoint DIR --episodes 20 --mode lockstep
 
 The last stdout line is a JSON summary (success rate when episodes are reported, safety counters,
 timing). Everything a deployment needs comes from the checkpoint; the config only adds how to reach
@@ -24,7 +24,7 @@ from robotune.core.spec import RobotSpec, TaskSpec
 from robotune.deploy.observation import JOINT_FIELDS, ArrayTopic
 from robotune.deploy.runner import DeployError, PolicyRunner, RunnerConfig
 from robotune.deploy.safety import SafetyConfig
-from robotune.deploy.transport import RosTopics
+from robotune.deploy.ros.topics import RosTopics
 
 
 def resolve_robot(robot_config: DictConfig | dict, task: TaskSpec) -> RobotSpec:
@@ -94,12 +94,12 @@ def deploy(cfg: DictConfig) -> dict:
     summary: dict = {"checkpoint": str(checkpoint.path), "transport": cfg.transport, "robot": robot.name, "rate_hz": config.rate_hz}
 
     if cfg.transport == "sim":
-        from robotune.deploy.sim_transport import SimTransport
-        from robotune.deploy.simulated_robot import SimulatedRobot
+        from robotune.deploy.stepped_transport import SteppedEnvTransport
+        from robotune.deploy.task_env_robot import TaskEnvRobot
 
         task = build_task(checkpoint.config.task)
-        sim = SimulatedRobot(task.make_env(), task_spec, robot, seed=cfg.seed, episodes=cfg.episodes)
-        runner = PolicyRunner(checkpoint.policy, task_spec, SimTransport(sim), config, robot, topics)
+        sim = TaskEnvRobot(task.make_env(), task_spec, robot, seed=cfg.seed, episodes=cfg.episodes)
+        runner = PolicyRunner(checkpoint.policy, task_spec, SteppedEnvTransport(sim), config, robot, topics)
         runner.configure()
         runner.activate()
         try:
@@ -109,7 +109,7 @@ def deploy(cfg: DictConfig) -> dict:
             runner.shutdown()
         summary.update(sim.summary())
     elif cfg.transport == "ros2":
-        from robotune.deploy.ros2_transport import Ros2Transport
+        from robotune.deploy.ros.transport import Ros2Transport
 
         transport = Ros2Transport(robot.joint_names, config.rate_hz, ros_topics(cfg, topics), domain_id=cfg.ros.domain_id,
                                   record_path=cfg.record)

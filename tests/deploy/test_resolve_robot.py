@@ -22,6 +22,20 @@ def test_unknown_robot_lists_the_known_ones():
 
 def test_a_robot_with_other_joints_is_refused_naming_both():
     task = ReachAroundTask().spec
-    other = replace(task.robot, name="other_arm", joints=(JointSpec("elbow", -1, 1), JointSpec("shoulder", -1, 1)))
-    with pytest.raises(DeployError, match=r"trained for robot 'other_arm' with joints \['elbow', 'shoulder'\]"):
+    other = replace(task.robot, name="other_arm", joints=(JointSpec("elbow", -1, 1), JointSpec("wrist", -1, 1)))
+    with pytest.raises(DeployError, match=r"trained for robot 'other_arm' with joints \['elbow', 'wrist'\] "
+                                          r"\(missing \['wrist'\], not trained for \['shoulder'\]"):
         resolve_robot({"name": "planar_arm"}, replace(task, robot=other))
+
+
+def test_a_robot_listing_the_joints_in_controller_order_is_accepted():
+    task = ReachAroundTask().spec
+    trained_in_other_order = replace(task.robot, joints=task.robot.joints[::-1])
+    robot = resolve_robot({"name": "planar_arm"}, replace(task, robot=trained_in_other_order))
+    assert robot.joint_names == ("shoulder", "elbow")
+
+
+def test_command_joints_must_list_each_joint_once():
+    task = ReachAroundTask().spec
+    with pytest.raises(ValueError, match=r"command_joints \['elbow', 'elbow'\] must list each of the joints"):
+        replace(task.robot, command_joints=("elbow", "elbow"))

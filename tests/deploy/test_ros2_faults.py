@@ -23,11 +23,11 @@ from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from robotune.deploy.observation import ArrayTopic  # noqa: E402
-from robotune.deploy.ros2_transport import Ros2Transport, command_source_stamp  # noqa: E402
-from robotune.deploy.ros_node import COMMAND_QOS, EVENT_QOS, SpinningNode  # noqa: E402
+from robotune.deploy.ros.transport import Ros2Transport, command_source_stamp  # noqa: E402
+from robotune.deploy.ros.node import COMMAND_QOS, EVENT_QOS, SpinningNode  # noqa: E402
 from robotune.deploy.runner import DeployError, PolicyRunner, RunnerConfig  # noqa: E402
 from robotune.deploy.safety import SafetyConfig, is_within_limits  # noqa: E402
-from robotune.deploy.transport import RosTopics  # noqa: E402
+from robotune.deploy.ros.topics import RosTopics  # noqa: E402
 from tests.deploy.fakes import ARM, TASK, GoalPolicy  # noqa: E402
 
 RATE = 50.0
@@ -327,7 +327,7 @@ def run_sim_robot_episodes(domain_id, mode: str, episodes: int, rate_hz: float, 
     from tests.deploy.fakes import ExpertPolicy
 
     spec = ReachAroundTask().spec
-    argv = [sys.executable, "-m", "robotune.deploy.sim_robot", "--task", "reach_around", "--episodes", str(episodes),
+    argv = [sys.executable, "-m", "robotune.deploy.ros.simulator_driver", "--task", "reach_around", "--episodes", str(episodes),
             "--mode", mode, "--domain-id", str(domain_id), "--startup-s", "0.2", "--max-wall-s", "60", "--seed", "100000"]
     sim = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=netns.REPO)
     topics = default_observation_topics(spec, spec.robot)

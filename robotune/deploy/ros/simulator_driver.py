@@ -1,6 +1,6 @@
 """A MuJoCo task simulator that speaks ROS 2 like a robot driver (ros2_control conventions).
 
-    python -m robotune.deploy.sim_robot --task reach_around --episodes 20 --mode lockstep
+    python -m robotune.deploy.ros.simulator_driver --task reach_around --episodes 20 --mode lockstep
 
 Publishes
   /joint_states                     sensor_msgs/JointState, in a deliberately scrambled joint order
@@ -102,8 +102,8 @@ class StampLedger:
         self.ended, self.open = self.open, {}
 
 
-class SimRobotNode:
-    """Owns a SimulatedRobot and its ROS 2 interfaces; `run()` plays all episodes, bounded in wall time."""
+class SimulatorDriverNode:
+    """Owns a TaskEnvRobot and its ROS 2 interfaces; `run()` plays all episodes, bounded in wall time."""
 
     def __init__(self, sim, args: argparse.Namespace) -> None:
         from builtin_interfaces.msg import Time
@@ -112,7 +112,7 @@ class SimRobotNode:
         from std_msgs.msg import Float64MultiArray, String
         from trajectory_msgs.msg import JointTrajectory
 
-        from robotune.deploy.ros_node import COMMAND_QOS, EVENT_QOS, lean_node
+        from robotune.deploy.ros.node import COMMAND_QOS, EVENT_QOS, lean_node
 
         self._msg = {"Time": Time, "Clock": Clock, "JointState": JointState, "Array": Float64MultiArray, "String": String}
         self.sim = sim
@@ -150,19 +150,19 @@ class SimRobotNode:
 
     # -- commands (taken by the main loop) ---------------------------------------------------
     def _take_commands(self, max_takes: int = 100) -> None:
-        from robotune.deploy.ros_node import take_waiting
+        from robotune.deploy.ros.node import take_waiting
 
         for sub, msg_type, handler in self._command_subs:
             for msg, received_ns in take_waiting(sub, msg_type, max_takes):
                 handler(msg, received_ns)
 
     def _on_array(self, msg, received_ns: int) -> None:
-        from robotune.deploy.ros2_transport import command_source_stamp
+        from robotune.deploy.ros.transport import command_source_stamp
 
         self._accept(np.asarray(msg.data, dtype=np.float64), command_source_stamp(msg), received_ns)
 
     def _on_trajectory(self, msg, received_ns: int) -> None:
-        from robotune.deploy.ros2_transport import command_source_stamp
+        from robotune.deploy.ros.transport import command_source_stamp
 
         if not msg.points or len(msg.points[-1].positions) != len(msg.joint_names):
             self.malformed_commands += 1
@@ -357,7 +357,7 @@ class SimRobotNode:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m robotune.deploy.sim_robot", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m robotune.deploy.ros.simulator_driver", description=__doc__.split("\n")[0])
     p.add_argument("--task", help="registered task name, e.g. reach_around")
     p.add_argument("--checkpoint", help="take the task (and its config) from this checkpoint directory")
     p.add_argument("--import", dest="imports", action="append", default=[], help="import a module first (registers out-of-tree tasks)")
@@ -386,7 +386,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     from rclpy.executors import ExternalShutdownException
 
-    from robotune.deploy.simulated_robot import SimulatedRobot
+    from robotune.deploy.task_env_robot import TaskEnvRobot
 
     args = parse_args(argv)
     for module in args.imports:
@@ -396,8 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     if spec.robot is None:
         print(f"task '{spec.name}' has no RobotSpec; cannot simulate a robot for it", file=sys.stderr)
         return 2
-    sim = SimulatedRobot(task.make_env(), spec, spec.robot, seed=args.seed, episodes=args.episodes)
-    node = SimRobotNode(sim, args)
+    sim = TaskEnvRobot(task.make_env(), spec, spec.robot, seed=args.seed, episodes=args.episodes)
+    node = SimulatorDriverNode(sim, args)
     try:
         summary = node.run()
     except (KeyboardInterrupt, ExternalShutdownException):

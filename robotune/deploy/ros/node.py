@@ -37,6 +37,15 @@ SENSOR_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=1,
 )
+# /joint_states: best effort like SENSOR_QOS, but queued, because several publishers share the topic
+# (an arm, a gripper, a mock) and the runner merges them by joint name: with depth 1 any other
+# publisher's message displaced the arm's. 50 covers 1 kHz of joint states at a 20 Hz tick.
+JOINT_STATE_QOS = QoSProfile(
+    reliability=qos_profile_sensor_data.reliability,
+    durability=qos_profile_sensor_data.durability,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=50,
+)
 # Events (e-stop, episode markers): reliable with a deeper queue, none may be lost.
 EVENT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=50)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from robotune.deploy.sim_robot import StampLedger
+from robotune.deploy.ros.simulator_driver import StampLedger
 
 MS = 1_000_000  # ns
 

@@ -9,15 +9,15 @@ from robotune.deploy.observation import ObservationError
 from robotune.deploy.planner import ChunkPlanner
 from robotune.deploy.runner import PolicyRunner, RunnerConfig
 from robotune.deploy.safety import SafetyConfig
-from robotune.deploy.sim_transport import SimTransport
-from robotune.deploy.simulated_robot import SimulatedRobot
+from robotune.deploy.stepped_transport import SteppedEnvTransport
+from robotune.deploy.task_env_robot import TaskEnvRobot
 from tests.deploy.fakes import ARM, TASK, FirstOrderArmEnv, GoalPolicy
 
 
 def run_episodes(policy, episodes=5, lead_ticks=1, blend_steps=2, task=TASK, plan_on_tick=None):
-    robot = SimulatedRobot(FirstOrderArmEnv(), task, ARM, seed=3, episodes=episodes)
-    transport = SimTransport(robot)
-    config = RunnerConfig(rate_hz=20.0, lead_ticks=lead_ticks, blend_steps=blend_steps, safety=SafetyConfig(warmup_ticks=0),
+    robot = TaskEnvRobot(FirstOrderArmEnv(), task, ARM, seed=3, episodes=episodes)
+    transport = SteppedEnvTransport(robot)
+    config = RunnerConfig(rate_hz=20.0, lead_ticks=lead_ticks, blend_steps=blend_steps, safety=SafetyConfig(warmup_ticks=0, ramp_speed=None),
                           plan_on_tick=plan_on_tick)
     runner = PolicyRunner(policy, task, transport, config, observation_topics=transport.observation_topics())
     runner.configure()
@@ -57,10 +57,10 @@ def test_unknown_observation_name_is_reported_at_construction():
     from robotune.deploy.observation import ArrayTopic
 
     task = replace(TASK, obs_names=TASK.obs_names[:-1] + ("wrist.pos",))
-    robot = SimulatedRobot(FirstOrderArmEnv(), task, ARM, episodes=1)
+    robot = TaskEnvRobot(FirstOrderArmEnv(), task, ARM, episodes=1)
     goal_only = {"goal": ArrayTopic("goal", "/goal", ("x", "y"))}
     with pytest.raises(ObservationError, match="'wrist.pos'.*entry 5"):
-        PolicyRunner(GoalPolicy(), task, SimTransport(robot), RunnerConfig(rate_hz=20.0), observation_topics=goal_only)
+        PolicyRunner(GoalPolicy(), task, SteppedEnvTransport(robot), RunnerConfig(rate_hz=20.0), observation_topics=goal_only)
 
 
 def test_planner_without_lead_matches_open_loop_chunking():
@@ -95,6 +95,6 @@ def test_planner_with_lead_uses_aligned_entries_and_blends(on_tick):
 
 
 def test_missing_observation_topic_is_reported_at_construction():
-    robot = SimulatedRobot(FirstOrderArmEnv(), TASK, ARM, episodes=1)
+    robot = TaskEnvRobot(FirstOrderArmEnv(), TASK, ARM, episodes=1)
     with pytest.raises(ObservationError, match="'goal.x'.*configured observation topic"):
-        PolicyRunner(GoalPolicy(), TASK, SimTransport(robot), RunnerConfig(rate_hz=20.0), observation_topics={})
+        PolicyRunner(GoalPolicy(), TASK, SteppedEnvTransport(robot), RunnerConfig(rate_hz=20.0), observation_topics={})
