@@ -96,6 +96,9 @@ class Ros2Transport(Transport):
         self.finished = threading.Event()  # set by a simulator's "finished" event
 
     def start(self) -> None:
+        """Create the node, subscriptions and the command publisher; a second call does nothing."""
+        if self._context is not None:
+            return
         if self.record_path:
             from robotune.deploy.ros.recorder import McapRecorder
 
