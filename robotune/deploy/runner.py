@@ -216,8 +216,9 @@ class PolicyRunner:
                  self.warmup_plan_s * 1e3, "on the tick" if on_tick else "in a thread")
 
     def _other_joints_seen(self) -> str:
-        names = getattr(getattr(self.transport, "cache", None), "last_seen_names", ())
-        return f"; the last JointState without this robot's joints named {list(names)}" if names else ""
+        cache = getattr(self.transport, "cache", None)
+        names = getattr(cache, "last_seen_names", ())
+        return f"; the last JointState on {cache.joint_topic} without this robot's joints named {list(names)}" if names else ""
 
     def activate(self, start_thread: bool = True) -> None:
         """Check the command topic and the start pose, anchor the safety layer and start ticking
