@@ -126,7 +126,7 @@ def state_age_transport(*args, **kwargs):
             new_episode, self._last_episode = snapshot.episode != self._last_episode, snapshot.episode
             if snapshot.source_stamp_ns != self._last_stamp and len(self.ages_ms) < 1_000_000:
                 self._last_stamp = snapshot.source_stamp_ns
-                if not new_episode:  # as the simulator's latency samples (see sim_robot's docstring)
+                if not new_episode:  # as the simulator's latency samples (see simulator_driver's docstring)
                     self.ages_ms.append((time.time_ns() - snapshot.source_stamp_ns) / 1e6)
             return snapshot
 
@@ -188,7 +188,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
             sim.terminate()
             sim.wait(timeout=5)
     if sim.returncode != 0:
-        raise RuntimeError(f"sim_robot failed: {err[-2000:]}")
+        raise RuntimeError(f"simulator_driver failed: {err[-2000:]}")
     robot = json.loads(out.strip().splitlines()[-1])
     return {
         "transport": "ros2",
@@ -215,7 +215,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         "episode_wait_ticks": stats["episode_wait_ticks"],
         "sim_episodes": robot.get("episodes"),
         "latency_samples": robot["latency_samples"],
-        "commands_after_episode_end": robot["commands_after_episode_end"],  # not latency samples, see sim_robot
+        "commands_after_episode_end": robot["commands_after_episode_end"],  # not latency samples, see simulator_driver
         "inference_ms_max": round(stats["planner"]["inference_ms_max"], 3),
         "plan_on_tick": stats["planner"]["on_tick"],
         "policy": "checkpoint" if checkpoint else "random_mlp_2x256",

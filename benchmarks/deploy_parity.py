@@ -133,7 +133,7 @@ def run_ros2(args) -> dict:
         raise RuntimeError(f"ROS 2 leg failed: {exc}\nsimulator {state}; stdout tail: {out[-500:]!r}\n"
                            f"stderr tail:\n{err[-4000:]}") from exc
     if sim.returncode != 0:
-        raise RuntimeError(f"sim_robot {describe(sim)}; its stderr:\n{err[-4000:]}")
+        raise RuntimeError(f"simulator_driver {describe(sim)}; its stderr:\n{err[-4000:]}")
     summary = json.loads(out.strip().splitlines()[-1])
     return {**{k: v for k, v in summary.items() if k != "results"}, "wall_s": round(time.monotonic() - started, 1),
             "runner": {k: stats[k] for k in ("ticks", "policy_ticks", "stale_ticks", "no_action_ticks", "rate_limited_ticks",

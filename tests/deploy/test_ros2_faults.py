@@ -543,7 +543,7 @@ class FirstStateLost(Ros2Transport):
         super()._on_joint_state(msg, received_at)
 
 
-def run_sim_robot_episodes(domain_id, mode: str, episodes: int, rate_hz: float, command_type: str = "array",
+def run_simulator_driver_episodes(domain_id, mode: str, episodes: int, rate_hz: float, command_type: str = "array",
                            transport_class: type[Ros2Transport] = Ros2Transport) -> tuple[dict, dict]:
     """The ROS 2 MuJoCo simulator in its own process, driven by reach_around's expert through the runner."""
     import json
@@ -577,23 +577,23 @@ def run_sim_robot_episodes(domain_id, mode: str, episodes: int, rate_hz: float, 
     return json.loads(out.strip().splitlines()[-1]), stats
 
 
-def test_sim_robot_lockstep_episodes_over_ros2(domain_id):
-    summary, stats = run_sim_robot_episodes(domain_id, "lockstep", episodes=3, rate_hz=100.0)
+def test_simulator_driver_lockstep_episodes_over_ros2(domain_id):
+    summary, stats = run_simulator_driver_episodes(domain_id, "lockstep", episodes=3, rate_hz=100.0)
     assert summary["episodes"] == 3 and summary["success_rate"] == 1.0, summary
     assert summary["commands_outside_limits"] == 0 and summary["invalid_commands"] == 0
     assert stats["latched"] is None
 
 
-def test_sim_robot_realtime_with_trajectory_commands(domain_id):
-    summary, stats = run_sim_robot_episodes(domain_id, "realtime", episodes=1, rate_hz=20.0, command_type="trajectory")
+def test_simulator_driver_realtime_with_trajectory_commands(domain_id):
+    summary, stats = run_simulator_driver_episodes(domain_id, "realtime", episodes=1, rate_hz=20.0, command_type="trajectory")
     assert summary["episodes"] == 1 and summary["success_rate"] == 1.0, summary
     assert summary["commands_outside_limits"] == 0 and summary["malformed_commands"] == 0
 
 
-def test_sim_robot_lockstep_recovers_from_a_lost_state(domain_id):
+def test_simulator_driver_lockstep_recovers_from_a_lost_state(domain_id):
     # Lockstep advances only on a command for the latest state; if that state is lost (best-effort
     # /joint_states, or published before discovery matched) both sides used to wait forever.
-    summary, stats = run_sim_robot_episodes(domain_id, "lockstep", episodes=1, rate_hz=100.0, transport_class=FirstStateLost)
+    summary, stats = run_simulator_driver_episodes(domain_id, "lockstep", episodes=1, rate_hz=100.0, transport_class=FirstStateLost)
     assert summary["states_resent"] >= 1, summary
     assert summary["episodes"] == 1 and summary["success_rate"] == 1.0, summary
     assert stats["latched"] is None

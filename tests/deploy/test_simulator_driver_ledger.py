@@ -1,4 +1,4 @@
-"""The simulator's observation-to-command bookkeeping (sim_robot.StampLedger), without ROS."""
+"""The simulator's observation-to-command bookkeeping (simulator_driver.StampLedger), without ROS."""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -30,7 +32,7 @@ def run_episodes(policy, episodes=5, lead_ticks=1, blend_steps=2, task=TASK, pla
 
 
 @pytest.mark.parametrize("lead_ticks,plan_on_tick", [(0, None), (1, False), (1, True), (2, False)])
-def test_goal_policy_succeeds_through_the_sim_transport(lead_ticks, plan_on_tick):
+def test_goal_policy_succeeds_through_the_stepped_transport(lead_ticks, plan_on_tick):
     summary, stats = run_episodes(GoalPolicy(), lead_ticks=lead_ticks, plan_on_tick=plan_on_tick)
     assert summary["episodes"] == 5
     assert summary["success_rate"] == 1.0
@@ -85,8 +87,16 @@ def test_planner_with_lead_uses_aligned_entries_and_blends(on_tick):
         planner.observe(np.array([0, 0, 0, 0, tick, 0], dtype=np.float32))
         actions.append(planner.action(tick, wait=not on_tick))
         planner.run_pending()  # what the runner does after sending; a no-op for the thread
+    # Planning on the tick never starts the planner thread; otherwise that thread computed the plans
+    # and close() stops it.
+    worker = planner._worker
+    if on_tick:
+        assert worker is None and not any(t.name == "chunk-planner" for t in threading.enumerate())
+    else:
+        assert worker is not None and worker.is_alive()
     planner.close()
-    assert planner._worker is None if on_tick else planner.stats.plans == 3
+    assert planner.stats.plans == 3
+    assert worker is None or not worker.is_alive()
     # Plans at ticks 0, 4, 8; each covers ticks t+1.. ; the first tick has no plan yet.
     assert actions[0] is None
     assert [a[0] for a in actions[1:5]] == [0, 0, 0, 0]

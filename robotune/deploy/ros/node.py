@@ -2,7 +2,7 @@
 
 - `lean_node`: a node in a `Context` of its own (so that a runner, a simulator and test peers can
   live in one process without sharing rclpy's global init), with no parameter services and no
-  /rosout. The runner (`Ros2Transport`) and the simulator (`sim_robot`) poll its subscriptions
+  /rosout. The runner (`Ros2Transport`) and the simulator driver (`simulator_driver`) poll its subscriptions
   with `take_waiting` from their own loops, without an executor: an executor rebuilds its wait set
   from every entity on each wait, in Python, holding the GIL the control thread needs (profiled at
   100 Hz with 1 kHz joint states: ~0.8 ms of spin-thread CPU per callback, most of it in

@@ -123,7 +123,7 @@ class SimulatorDriverNode:
         # No executor: the main loop takes commands itself (`_take_commands`), as the runner does
         # (ros2_transport.py). An executor thread here held the GIL ~0.8 ms per command and delayed
         # this loop's 1 kHz /joint_states, which aged the states the runner computed from.
-        self.context, self.node = lean_node("robotune_sim_robot", args.domain_id)
+        self.context, self.node = lean_node("robotune_simulator_driver", args.domain_id)
         node = self.node
         self.pub_joints = node.create_publisher(JointState, "/joint_states", COMMAND_QOS)
         self.pub_arrays = {key: node.create_publisher(Float64MultiArray, f"/{key}", COMMAND_QOS) for key in sim.arrays()}
@@ -252,7 +252,7 @@ class SimulatorDriverNode:
                 time.sleep(self.args.startup_s)  # let the other endpoints (/goal, /episode) match too
                 return time.monotonic() - start
             time.sleep(0.05)
-        print(f"sim_robot: no runner matched /joint_states and a command topic within "
+        print(f"simulator_driver: no runner matched /joint_states and a command topic within "
               f"{self.args.peer_timeout_s:.0f} s; starting anyway", file=sys.stderr, flush=True)
         return time.monotonic() - start
 
