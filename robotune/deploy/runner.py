@@ -177,8 +177,27 @@ class PolicyRunner:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def configure(self) -> None:
-        """Start the transport, wait for a complete observation and warm the policy up."""
+        """Warm the policy up, start the transport and wait for a complete observation.
+
+        The warm-up comes first and uses the centre of the checkpoint's observation range: its cost
+        (loading the compiled inference kernel, building the NumPy twin) does not depend on the
+        observation, and a transport started earlier (see cli.py) keeps discovering meanwhile.
+        """
         self._expect(RunnerState.UNCONFIGURED, "configure")
+        self.planner = ChunkPlanner(
+            self.policy,
+            lead_ticks=self.config.lead_ticks,
+            blend_steps=self.config.blend_steps,
+            deterministic=self.config.deterministic,
+            seed=self.config.seed,
+        )
+        self.warmup_plan_s = self.planner.warm_up(self.policy.obs_normalizer.center.numpy())
+        on_tick = self.config.plan_on_tick
+        if on_tick is None:
+            on_tick = self.warmup_plan_s <= 0.5 * self.period_s
+        self.planner.on_tick = on_tick
+        log.info("policy warmed up: slowest warm-up plan %.1f ms, planning %s", self.warmup_plan_s * 1e3,
+                 "on the tick" if on_tick else "in a thread")
         self.transport.start()
         log.info("waiting for a complete observation (%.1f s at most)", self.config.configure_timeout_s)
         deadline = time.monotonic() + self.config.configure_timeout_s
@@ -199,21 +218,8 @@ class PolicyRunner:
         if not np.all(np.isfinite(obs)):
             self.transport.close()
             raise DeployError(f"the first observation has non-finite entries: {dict(zip(self.task.obs_names, obs.tolist()))}")
-        self.planner = ChunkPlanner(
-            self.policy,
-            lead_ticks=self.config.lead_ticks,
-            blend_steps=self.config.blend_steps,
-            deterministic=self.config.deterministic,
-            seed=self.config.seed,
-        )
-        self.warmup_plan_s = self.planner.warm_up(obs)
-        on_tick = self.config.plan_on_tick
-        if on_tick is None:
-            on_tick = self.warmup_plan_s <= 0.5 * self.period_s
-        self.planner.on_tick = on_tick
         self.state = RunnerState.INACTIVE
-        log.info("configured: observation complete, slowest warm-up plan %.1f ms, planning %s",
-                 self.warmup_plan_s * 1e3, "on the tick" if on_tick else "in a thread")
+        log.info("configured: observation complete")
 
     def _other_joints_seen(self) -> str:
         cache = getattr(self.transport, "cache", None)

@@ -108,3 +108,42 @@ def test_missing_observation_topic_is_reported_at_construction():
     robot = TaskEnvRobot(FirstOrderArmEnv(), TASK, ARM, episodes=1)
     with pytest.raises(ObservationError, match="'goal.x'.*configured observation topic"):
         PolicyRunner(GoalPolicy(), TASK, SteppedEnvTransport(robot), RunnerConfig(rate_hz=20.0), observation_topics={})
+
+
+class CountingTransport(SteppedEnvTransport):
+    """Counts the commands that reach the simulated robot."""
+
+    sends = 0
+
+    def send(self, command, source_stamp_ns):
+        self.sends += 1
+        super().send(command, source_stamp_ns)
+
+
+@pytest.mark.parametrize("after_latch", ["hold", "silent"])
+def test_after_a_fault_the_runner_holds_or_goes_silent_as_configured(after_latch):
+    transport = CountingTransport(TaskEnvRobot(FirstOrderArmEnv(), TASK, ARM, seed=3, episodes=1))
+    config = RunnerConfig(rate_hz=20.0, safety=SafetyConfig(warmup_ticks=0, ramp_speed=None, after_latch=after_latch))
+    runner = PolicyRunner(GoalPolicy(nan_after=2), TASK, transport, config, observation_topics=transport.observation_topics())
+    runner.configure()
+    runner.activate()
+    runner.run_stepped(max_ticks=30)
+    stats = runner.stats()
+    runner.shutdown()
+    assert stats["latched"] == "fault" and runner.outcome == "fault"
+    latched_at = stats["ticks"] - stats["fault_ticks"]
+    assert transport.sends == (30 if after_latch == "hold" else latched_at)
+
+
+def test_a_start_state_outside_the_training_range_is_reported():
+    robot = TaskEnvRobot(FirstOrderArmEnv(), TASK, ARM, seed=3, episodes=1)
+    transport = SteppedEnvTransport(robot)
+    config = RunnerConfig(rate_hz=20.0, ood_warn_norm=0.9)
+    runner = PolicyRunner(GoalPolicy(), TASK, transport, config, observation_topics=transport.observation_topics())
+    runner.configure()
+    runner.activate()
+    runner.shutdown()
+    # GoalPolicy's observation normaliser maps [-1, 1] to itself: entries beyond 0.9 in magnitude are flagged
+    expected = [name for name, value in zip(TASK.obs_names, robot.obs) if abs(value) > 0.9]
+    assert expected, "seed 3 should start with a goal coordinate beyond 0.9"
+    assert [entry.split("=")[0] for entry in runner.stats()["start_out_of_distribution"]] == expected
