@@ -86,7 +86,10 @@ class RobotSpec:
         return np.array([j.max_velocity for j in self.joints], dtype=np.float64)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.command_joints:  # omitted when it says nothing, so older robotune reads the checkpoint
+            del d["command_joints"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> RobotSpec:

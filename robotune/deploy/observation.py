@@ -92,6 +92,7 @@ class SignalCache:
         self.last_seen_names: tuple[str, ...] = ()  # of the last JointState that named none of this robot's joints
         # per publisher (publisher_key): {"accepted": n, "other_joints": n, "rejected": n, "last_rejection": str}
         self.by_publisher: dict[str, dict] = {}
+        self._publisher_keys: dict[tuple[str, ...], str] = {}
 
     def _count(self, source: str, outcome: str, reason: str = "") -> None:
         if source not in self.by_publisher and len(self.by_publisher) >= MAX_SOURCES:
@@ -111,7 +112,11 @@ class SignalCache:
         """Merge one JointState by joint name; returns False (and records why) if it was rejected."""
         now = time.monotonic() if now is None else now
         names = tuple(names)
-        source = publisher_key(names)
+        source = self._publisher_keys.get(names)
+        if source is None:  # computed once per joint-name list: this runs for every JointState
+            source = publisher_key(names)
+            if len(self._publisher_keys) < 4 * MAX_SOURCES:
+                self._publisher_keys[names] = source
         n = len(names)
         if len(position) != n or (len(velocity) not in (0, n)):
             self._reject(f"JointState on {self.joint_topic} from publisher {source}: {n} names but "

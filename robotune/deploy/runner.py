@@ -71,6 +71,11 @@ class RunnerConfig:
     seed: int = 0
     configure_timeout_s: float = 5.0  # how long configure() waits for a complete first observation
     spin_s: float = 0.0003  # busy-wait this long before each deadline instead of sleeping
+    # Take the messages that arrived during the period this long before each deadline (Transport.prefetch),
+    # so the tick parses only the last ones: with 1 kHz joint states, parsing a period's worth in the
+    # tick took its read-to-send p50 from ~0.7 ms to ~1.5 ms at 100 Hz. Skipped when the period is
+    # shorter than twice this.
+    prefetch_lead_s: float = 0.001
     max_timing_records: int = 200_000  # bound on the tick-time log (about 7 min at 500 Hz)
     # Python hands the GIL between threads every 5 ms by default, so a control thread waking while
     # the middleware thread runs Python could start its tick up to 5 ms late. 0.5 ms bounds that.
@@ -459,10 +464,14 @@ class PolicyRunner:
         if cpu_latency.error:
             self.last_error = cpu_latency.error
         period, spin = self.period_s, self.config.spin_s
+        prefetch_lead = self.config.prefetch_lead_s if period > 2 * self.config.prefetch_lead_s else None
         t0 = time.perf_counter()
         k = 0
         try:
             while not self._stop.is_set():
+                if prefetch_lead is not None and k > 0:
+                    wait_until(t0 + k * period - prefetch_lead, spin)
+                    self.transport.prefetch()
                 start = wait_until(t0 + k * period, spin)
                 self.tick()
                 end = time.perf_counter()

@@ -39,6 +39,10 @@ class Transport(ABC):
     def snapshot(self) -> ObservationSnapshot:
         """The latest value of every observation source."""
 
+    def prefetch(self) -> None:
+        """Take what has arrived into the latest-value store ahead of the next `snapshot`, off the tick's
+        read-to-send path (the runner calls it shortly before each deadline). Nothing to do by default."""
+
     @abstractmethod
     def send(self, command: np.ndarray, source_stamp_ns: int) -> None:
         """Send a command (`command_joints` order). `source_stamp_ns` is the stamp of the observation it came from."""

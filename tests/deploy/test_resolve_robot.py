@@ -39,3 +39,14 @@ def test_command_joints_must_list_each_joint_once():
     task = ReachAroundTask().spec
     with pytest.raises(ValueError, match=r"command_joints \['elbow', 'elbow'\] must list each of the joints"):
         replace(task.robot, command_joints=("elbow", "elbow"))
+
+
+def test_command_joints_round_trip_and_are_left_out_of_checkpoints_when_empty():
+    from robotune.core.spec import RobotSpec
+
+    robot = ReachAroundTask().spec.robot
+    assert "command_joints" not in robot.to_dict()  # older robotune can read the checkpoint
+    reordered = replace(robot, command_joints=("elbow", "shoulder"))
+    assert RobotSpec.from_dict(reordered.to_dict()) == reordered
+    assert reordered.in_joint_order(("elbow", "shoulder")).joint_names == ("elbow", "shoulder")
+    assert reordered.in_joint_order(("elbow", "shoulder")).command_order == ("elbow", "shoulder")

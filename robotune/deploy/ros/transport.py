@@ -19,7 +19,9 @@ arrival order: with KEEP_LAST 1, any other publisher's message (a gripper, a sec
 displaced the arm's before the tick took it, and up to 87 % of ticks held. Array topics keep only
 their newest sample (KEEP_LAST 1). A reading's age is from DDS's reception time, so a sample that
 waited in the queue is not taken for a fresh one. Events (e-stop, reset, episodes) queue
-(reliable, depth 50) and are all taken, so an e-stop acts on the next tick.
+(reliable, depth 50) and are all taken, so an e-stop acts on the next tick. Taking and parsing a
+JointState costs ~70-90 µs of Python here, so with 1 kHz joint states the runner takes the queue
+once `prefetch_lead_s` before each deadline (`prefetch`) and the tick itself only the last ones.
 """
 
 from __future__ import annotations
@@ -181,6 +183,9 @@ class Ros2Transport(Transport):
     def snapshot(self) -> ObservationSnapshot:
         self._take_all()
         return self.cache.snapshot()
+
+    def prefetch(self) -> None:
+        self._take_all()
 
     def _take_all(self) -> None:
         """Hand every waiting message to its handler (bounded per subscription), with its DDS reception time."""
