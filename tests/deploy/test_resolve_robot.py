@@ -11,8 +11,8 @@ from robotune.robots.reach_around.task import ReachAroundTask
 
 def test_robot_plugin_resolves_to_its_spec():
     task = ReachAroundTask().spec
-    robot = resolve_robot({"name": "planar_arm"}, task)
-    assert robot.joint_names == ("shoulder", "elbow") and robot == task.robot
+    robot, topics = resolve_robot({"name": "planar_arm"}, task)
+    assert robot.joint_names == ("shoulder", "elbow") and robot == task.robot and topics == {}
 
 
 def test_unknown_robot_lists_the_known_ones():
@@ -31,7 +31,7 @@ def test_a_robot_with_other_joints_is_refused_naming_both():
 def test_a_robot_listing_the_joints_in_controller_order_is_accepted():
     task = ReachAroundTask().spec
     trained_in_other_order = replace(task.robot, joints=task.robot.joints[::-1])
-    robot = resolve_robot({"name": "planar_arm"}, replace(task, robot=trained_in_other_order))
+    robot, _ = resolve_robot({"name": "planar_arm"}, replace(task, robot=trained_in_other_order))
     assert robot.joint_names == ("shoulder", "elbow")
 
 
