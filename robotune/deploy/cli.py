@@ -229,11 +229,20 @@ def run_deployment(cfg: DictConfig) -> dict:
             runner.shutdown()
         summary.update(sim.summary())
     elif cfg.transport == "ros2":
-        transport = start_ros_transport_in_background(cfg, robot, config.rate_hz, ros_topics(cfg, topics, robot_topics))
+        starting = start_ros_transport_in_background(cfg, robot, config.rate_hz, ros_topics(cfg, topics, robot_topics))
         log.info("loading the policy from %s (ROS 2 starts meanwhile)", checkpoint_dir)
-        checkpoint = load_checkpoint(checkpoint_dir)
-        transport = transport.result()
-        runner = PolicyRunner(checkpoint.policy, task_spec, transport, config, robot, topics)
+        try:
+            checkpoint = load_checkpoint(checkpoint_dir)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                starting.result().close()
+            raise
+        transport = starting.result()
+        try:
+            runner = PolicyRunner(checkpoint.policy, task_spec, transport, config, robot, topics)
+        except BaseException:
+            transport.close()
+            raise
         try:
             runner.configure()
             runner.activate()

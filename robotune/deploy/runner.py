@@ -176,6 +176,7 @@ class PolicyRunner:
         self.shadow_errors: list[np.ndarray] = []  # |would-be command - next measured position| per tick
         self._shadow_last: np.ndarray | None = None
         self._hold_logged: dict[str, tuple[float, int]] = {}  # reason kind -> (last log time, suppressed since)
+        self._armed_at_tick = 0  # the tick of the last activation or operator reset
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._fatal: BaseException | None = None
@@ -372,6 +373,8 @@ class PolicyRunner:
     def _report(self, verdict: Verdict, snapshot: ObservationSnapshot, obs: np.ndarray | None) -> None:
         """One log line when the tick's verdict changes: a hold and its reason, a latch, a recovery."""
         previous, self.verdict = self.verdict, verdict
+        if verdict is Verdict.NO_ACTION and self.tick_index < self._armed_at_tick + self.config.lead_ticks + 1:
+            return  # the first plan is still lead_ticks away: expected, not worth a warning
         if verdict in HOLDS:
             reason = {
                 Verdict.STALE: lambda: f"no fresh observation within {self.safety.timeout_s * 1e3:.0f} ms: "
@@ -397,8 +400,10 @@ class PolicyRunner:
                       self.safety.latch_reason, self._after_latch_words())
         elif verdict is Verdict.RAMP:
             log.info("ramping to the first policy command at %s rad/s", self.config.safety.ramp_speed)
-        elif verdict is Verdict.POLICY and previous is not None:
-            log.info("policy commands resume at tick %d (after %s)", self.tick_index, previous.value)
+        elif verdict is Verdict.POLICY and previous in HOLDS:
+            log.info("policy commands resume at tick %d (after the %s hold)", self.tick_index, previous.value)
+        elif verdict is Verdict.POLICY:
+            log.info("policy commands from tick %d on", self.tick_index)
 
     def _after_latch_words(self) -> str:
         return "holding the last safe target" if self.config.safety.after_latch == "hold" else "sending nothing"
@@ -421,6 +426,7 @@ class PolicyRunner:
             self.safety.reset(measured)
             self.transport.clear_estop()
             self.planner.reset()
+            self._armed_at_tick = self.tick_index
             record["outcome"] = "re-armed through the ramp"
         self.resets.append(record)
         log.warning("operator reset at tick %d (latched: %s): %s", self.tick_index, record["latched"], record["outcome"])
