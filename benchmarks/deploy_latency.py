@@ -134,7 +134,7 @@ def state_age_transport(*args, **kwargs):
 
 
 def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | None, priority: int | None,
-             cpu_latency_us: int | None = None, joint_state_rate: float = 1000.0, inference: str = "thread",
+             cpu_latency_us: int | None = None, joint_state_rate: float = 1000.0,
              plan_on_tick: bool | None = None) -> dict:
     import numpy as np
     import torch
@@ -219,7 +219,6 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         "inference_ms_max": round(stats["planner"]["inference_ms_max"], 3),
         "plan_on_tick": stats["planner"]["on_tick"],
         "policy": "checkpoint" if checkpoint else "random_mlp_2x256",
-        "inference": inference if checkpoint else "thread",
         "realtime_priority": priority,
         "cpu_latency_us": cpu_latency_us,
         "runner_error": stats["last_error"],
@@ -244,9 +243,6 @@ def main() -> int:
                    help="SCHED_FIFO priority for the runner's control thread (the simulator's loop gets one less)")
     p.add_argument("--cpu-latency-us", type=int, default=None,
                    help="hold CPUs' idle wake-up latency at or below this while measuring (PM QoS, root); 0: idle CPUs poll")
-    p.add_argument("--inference", choices=["thread", "process"], default="thread",
-                   help="where the planner runs a --checkpoint policy: a thread (default), or a child process with "
-                        "its own GIL (RunnerConfig.inference_checkpoint; slower on 2 cores, see inference_process.py)")
     p.add_argument("--plan-on-tick", choices=sorted(PLAN_ON_TICK), default="auto",
                    help="RunnerConfig.plan_on_tick: auto (when warm-up plans fit half a period), on, off")
     args = p.parse_args()
@@ -258,7 +254,7 @@ def main() -> int:
             record = run_cell(rate, args.seconds, domain_id=40 + i, checkpoint=args.checkpoint,
                               priority=args.realtime_priority, cpu_latency_us=args.cpu_latency_us,
                               joint_state_rate=args.joint_state_rate,
-                              inference=args.inference, plan_on_tick=PLAN_ON_TICK[args.plan_on_tick])
+                              plan_on_tick=PLAN_ON_TICK[args.plan_on_tick])
             record["repeat"] = repeat
             print(record, file=sys.stderr, flush=True)
             records.append(record)

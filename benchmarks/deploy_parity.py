@@ -47,10 +47,12 @@ def runner_config(args, rate_hz: float, control_rate_hz: float):
 
     # Lockstep: the next state arrives about one runner period after a command, so allow 3 periods.
     # Each command advances the robot one control period of the task, not one runner period: scale
-    # the rate limiter's per-tick step (max_velocity * velocity_scale / rate_hz) to the robot's time.
+    # the rate limiter's per-tick step (max_velocity * velocity_scale / rate_hz) and the activation
+    # ramp's (ramp_speed / rate_hz) to the robot's time.
+    robot_time = rate_hz / control_rate_hz
     return RunnerConfig(rate_hz=rate_hz, lead_ticks=args.lead_ticks, blend_steps=args.blend_steps, configure_timeout_s=60.0,
-                        safety=SafetyConfig(warmup_ticks=0, obs_timeout_s=3.0 / rate_hz,
-                                            velocity_scale=rate_hz / control_rate_hz))
+                        safety=SafetyConfig(warmup_ticks=0, obs_timeout_s=3.0 / rate_hz, velocity_scale=robot_time,
+                                            ramp_speed=SafetyConfig().ramp_speed * robot_time))
 
 
 def run_direct(args) -> dict:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from robotune.deploy.cli import EXIT_CODES, StatusLine, configure_logging, seconds_since_launch
 from tests.deploy.netns import REPO
 
@@ -61,3 +63,30 @@ def test_status_line_redraws_in_place_and_clears_itself():
     text = stream.getvalue()
     assert runner.calls >= 3 and "\n" not in text
     assert text.startswith("\r\033[Kactive tick 1 policy\r\033[Kactive tick 2 policy") and text.endswith("\r\033[K")
+
+
+def test_a_fault_latched_at_the_end_exits_with_the_fault_code(checkpoint_dir, tmp_path, capsys):
+    """A checkpoint with NaN network weights makes every action non-finite: the fault latches, exit code 4."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from robotune.core.checkpoint import resolve_checkpoint
+    from robotune.deploy.cli import deploy
+    from tests.helpers import compose_config
+
+    broken = tmp_path / "broken"
+    shutil.copytree(resolve_checkpoint(checkpoint_dir), broken)
+    weights = load_file(str(broken / "policy.safetensors"))
+    for name, value in weights.items():  # every network weight, not the normalisers
+        if value.is_floating_point() and "normalizer" not in name:
+            value.fill_(float("nan"))
+    save_file(weights, str(broken / "policy.safetensors"))
+    cfg = compose_config("deploy", [f"checkpoint={broken}", "transport=sim", "episodes=1"])
+    with pytest.raises(SystemExit) as exit_info:
+        deploy(cfg)
+    assert exit_info.value.code == EXIT_CODES["fault"] == 4
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["outcome"] == "fault" and "invalid action" in summary["runner"]["latch_reason"]
+    assert summary["commands_outside_limits"] == 0 and summary["invalid_commands"] == 0

@@ -78,16 +78,6 @@ def test_bad_yaml_is_refused_naming_the_file_and_the_key(tmp_path, task, text, m
     assert str(path) in str(error.value)
 
 
-@pytest.fixture(scope="module")
-def checkpoint_dir(tmp_path_factory):
-    from robotune.training.loop import train
-    from tests.helpers import compose_config, tiny_train_overrides
-
-    tmp_path = tmp_path_factory.mktemp("checkpoint")
-    train(compose_config("train", tiny_train_overrides(tmp_path, policy="gaussian", steps=10)))
-    return tmp_path / "run"
-
-
 @pytest.mark.parametrize("kind", ["yaml", "urdf"])
 def test_a_described_robot_deploys_the_built_in_tasks_checkpoint_with_transport_sim(tmp_path, checkpoint_dir, kind):
     from robotune.deploy.cli import deploy
