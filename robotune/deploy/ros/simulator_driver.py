@@ -22,7 +22,7 @@ Timing, honestly:
   at `--joint-state-rate` Hz, repeating the latest physics state with a fresh stamp between
   steps. Like a real robot, the world does not wait for the policy.
 - `--mode lockstep`: physics advances one control step for each command computed from the latest
-  published state (matched by the echoed observation stamp, see ros2_transport.py) and publishes
+  published state (matched by the echoed observation stamp, see ros/transport.py) and publishes
   the next state at once. Simulated time then runs at the runner's rate, faster than real time
   when the runner ticks faster than the task's control rate. This is what parity checks use.
 
@@ -121,7 +121,7 @@ class SimulatorDriverNode:
         order = list(reversed(self.joint_names))
         self.published_order = order[:1] + [EXTRA_JOINT] + order[1:]
         # No executor: the main loop takes commands itself (`_take_commands`), as the runner does
-        # (ros2_transport.py). An executor thread here held the GIL ~0.8 ms per command and delayed
+        # (ros/transport.py). An executor thread here held the GIL ~0.8 ms per command and delayed
         # this loop's 1 kHz /joint_states, which aged the states the runner computed from.
         self.context, self.node = lean_node("robotune_simulator_driver", args.domain_id)
         node = self.node
