@@ -147,3 +147,17 @@ def test_a_start_state_outside_the_training_range_is_reported():
     expected = [name for name, value in zip(TASK.obs_names, robot.obs) if abs(value) > 0.9]
     assert expected, "seed 3 should start with a goal coordinate beyond 0.9"
     assert [entry.split("=")[0] for entry in runner.stats()["start_out_of_distribution"]] == expected
+
+
+def test_planner_and_evaluation_controller_share_one_schedule():
+    """Planned synchronously (lead 0, no blending), the deploy planner sends what evaluation's ChunkController sends."""
+    from robotune.rollout.chunking import ChunkController
+
+    rng = np.random.default_rng(0)
+    observations = rng.uniform(-1.5, 1.5, size=(23, 6)).astype(np.float32)
+    controller = ChunkController(GoalPolicy(offset=0.1), num_envs=1)
+    planner = ChunkPlanner(GoalPolicy(offset=0.1), lead_ticks=0, blend_steps=0)
+    for tick, obs in enumerate(observations):
+        planner.observe(obs)
+        np.testing.assert_allclose(planner.action(tick), controller.act(obs[None])[0], rtol=1e-6)
+    assert planner.stats.plans == controller.policy.calls == 6
