@@ -225,6 +225,12 @@ class ObservationLayout:
             if oldest is None or reading.received_at < oldest:
                 oldest = reading.received_at
                 text = f"joint '{name}' last came {now - reading.received_at:.3f} s ago from publisher {reading.source}"
+        for key, source in self.array_topics.items():
+            item = snapshot.arrays.get(key)
+            if item is None:
+                return f"nothing yet on {source.topic}"
+            if source.max_age_s is not None and now - item[1] > source.max_age_s:
+                return f"{source.topic} last came {now - item[1]:.3f} s ago (max_age_s {source.max_age_s})"
         return text
 
     def nonfinite_inputs(self, obs: np.ndarray, snapshot: ObservationSnapshot) -> str:

@@ -343,7 +343,8 @@ class PolicyRunner:
         if self.transport.take_reset_request():
             self._operator_reset(snapshot)
         obs, age, measured = None, float("inf"), None
-        if snapshot.episode != self.episode and not self._start_episode(snapshot):
+        waiting_for_episode = snapshot.episode != self.episode and not self._start_episode(snapshot)
+        if waiting_for_episode:
             self.episode_wait_ticks += 1
         else:
             try:
@@ -357,7 +358,7 @@ class PolicyRunner:
             self.planner.observe(obs)
             action = self.planner.action(self.tick_index, wait=self.transport.stepped)
         command, verdict = self.safety.command(action, obs, age, measured)
-        if verdict is not self.verdict:
+        if verdict is not self.verdict and not waiting_for_episode:  # a simulator reset is no hold to report
             self._report(verdict, snapshot, obs)
         if self.safety.latched is None or self.config.safety.after_latch == "hold":
             self.transport.send(command[self.command_index], snapshot.source_stamp_ns)
@@ -452,6 +453,7 @@ class PolicyRunner:
         self.episode = snapshot.episode
         self.planner.reset()
         self.safety.anchor(self.layout.joint_positions(snapshot), warmup=False, ramp=False)
+        self._armed_at_tick = self.tick_index
         return True
 
     def _raise_priority(self) -> None:
