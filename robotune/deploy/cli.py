@@ -63,9 +63,11 @@ class _LaunchClock(logging.Filter):
 
 def configure_logging(stream=None) -> logging.Handler:
     """Log lines on stderr as `[deploy  1.23s] LEVEL message`, the seconds counted from launch."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
     handler.addFilter(_LaunchClock())
-    handler.setFormatter(logging.Formatter("[deploy %(since_launch)6.2fs] %(levelname)s %(message)s"))
+    clear_status_line = "\r\033[K" if stream.isatty() else ""  # a log line replaces the live status line
+    handler.setFormatter(logging.Formatter(clear_status_line + "[deploy %(since_launch)6.2fs] %(levelname)s %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False
@@ -196,6 +198,8 @@ def deploy(cfg: DictConfig) -> dict:
 
 def run_deployment(cfg: DictConfig) -> dict:
     """Staged startup, the run, and its summary (`outcome`: clean, estop or fault)."""
+    if cfg.transport not in ("sim", "ros2"):
+        raise DeployError(f"transport must be 'sim' or 'ros2', got '{cfg.transport}'")
     log.info("importing torch and the checkpoint reader")
     import torch
 
@@ -228,7 +232,7 @@ def run_deployment(cfg: DictConfig) -> dict:
             stats = runner.stats()
             runner.shutdown()
         summary.update(sim.summary())
-    elif cfg.transport == "ros2":
+    else:
         starting = start_ros_transport_in_background(cfg, robot, config.rate_hz, ros_topics(cfg, topics, robot_topics))
         log.info("loading the policy from %s (ROS 2 starts meanwhile)", checkpoint_dir)
         try:
@@ -253,8 +257,6 @@ def run_deployment(cfg: DictConfig) -> dict:
             stats = runner.stats()
             runner.shutdown()
         summary.update(episode_summary(transport.episode_results))
-    else:
-        raise DeployError(f"transport must be 'sim' or 'ros2', got '{cfg.transport}'")
     if runner.first_command_at is not None:
         summary["first_command_s"] = round(seconds_since_launch() - (time.perf_counter() - runner.first_command_at), 3)
     summary["outcome"] = runner.outcome
