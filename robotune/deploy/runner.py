@@ -485,7 +485,8 @@ class PolicyRunner:
                 end = time.perf_counter()
                 if len(self.tick_starts) < self.config.max_timing_records:
                     self.tick_starts.append(start)
-                    self.tick_durations.append(self.sent_at - start)  # read to send, without on-tick planning
+                    if self.sent_at >= start:  # nothing is sent after a latch with after_latch=silent
+                        self.tick_durations.append(self.sent_at - start)  # read to send, without on-tick planning
                 k += 1
                 if end > t0 + k * period + period:  # more than a whole period late: skip, do not burst
                     skipped = int((end - t0) / period) - k + 1
