@@ -71,11 +71,14 @@ class RunnerConfig:
     seed: int = 0
     configure_timeout_s: float = 5.0  # how long configure() waits for a complete first observation
     spin_s: float = 0.0003  # busy-wait this long before each deadline instead of sleeping
-    # Take the messages that arrived during the period this long before each deadline (Transport.prefetch),
-    # so the tick parses only the last ones: with 1 kHz joint states, parsing a period's worth in the
-    # tick took its read-to-send p50 from ~0.7 ms to ~1.5 ms at 100 Hz. Skipped when the period is
-    # shorter than twice this.
+    # While waiting for a deadline, take what has arrived (Transport.prefetch) every prefetch_every_s
+    # until prefetch_lead_s before it, so the tick parses only the last messages: with 1 kHz joint
+    # states, parsing a period's worth in the tick took its read-to-send p50 from ~0.7 ms to ~1.5 ms
+    # at 100 Hz, and one prefetch of a whole period just before the deadline (~1 ms of parsing)
+    # made the tick start late (100 Hz jitter p99 3.5-4.2 ms against 0.5-0.6 ms). Skipped when the
+    # period is shorter than twice the lead.
     prefetch_lead_s: float = 0.001
+    prefetch_every_s: float = 0.002
     max_timing_records: int = 200_000  # bound on the tick-time log (about 7 min at 500 Hz)
     # Python hands the GIL between threads every 5 ms by default, so a control thread waking while
     # the middleware thread runs Python could start its tick up to 5 ms late. 0.5 ms bounds that.
@@ -477,9 +480,8 @@ class PolicyRunner:
         k = 0
         try:
             while not self._stop.is_set():
-                if prefetch_lead is not None and k > 0:
-                    wait_until(t0 + k * period - prefetch_lead, spin)
-                    self.transport.prefetch()
+                if prefetch_lead is not None:
+                    self._prefetch_until(t0 + k * period - prefetch_lead)
                 start = wait_until(t0 + k * period, spin)
                 self.tick()
                 end = time.perf_counter()
@@ -497,6 +499,12 @@ class PolicyRunner:
             log.exception("policy runner loop failed")
         finally:
             cpu_latency.close()
+
+    def _prefetch_until(self, until: float) -> None:
+        """Sleep until `until` (perf_counter) in slices of prefetch_every_s, taking what has arrived after each."""
+        while (remaining := until - time.perf_counter()) > 0:
+            time.sleep(min(remaining, self.config.prefetch_every_s))
+            self.transport.prefetch()
 
     # -- reporting ---------------------------------------------------------------------------
     @property

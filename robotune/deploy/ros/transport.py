@@ -21,7 +21,8 @@ their newest sample (KEEP_LAST 1). A reading's age is from DDS's reception time,
 waited in the queue is not taken for a fresh one. Events (e-stop, reset, episodes) queue
 (reliable, depth 50) and are all taken, so an e-stop acts on the next tick. Taking and parsing a
 JointState costs ~70-90 µs of Python here, so with 1 kHz joint states the runner takes the queue
-once `prefetch_lead_s` before each deadline (`prefetch`) and the tick itself only the last ones.
+every few milliseconds while it waits for a deadline (`prefetch`) and the tick itself only the
+last ones.
 """
 
 from __future__ import annotations
