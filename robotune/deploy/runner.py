@@ -76,8 +76,8 @@ class RunnerConfig:
     # states, parsing a period's worth in the tick took its read-to-send p50 from ~0.7 ms to ~1.5 ms
     # at 100 Hz, and one prefetch of a whole period just before the deadline (~1 ms of parsing)
     # made the tick start late (100 Hz jitter p99 3.5-4.2 ms against 0.5-0.6 ms). Skipped when the
-    # period is shorter than twice the lead.
-    prefetch_lead_s: float = 0.001
+    # period is shorter than twice the lead (above 1 kHz).
+    prefetch_lead_s: float = 0.0005
     prefetch_every_s: float = 0.002
     max_timing_records: int = 200_000  # bound on the tick-time log (about 7 min at 500 Hz)
     # Python hands the GIL between threads every 5 ms by default, so a control thread waking while
