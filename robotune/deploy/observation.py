@@ -182,7 +182,6 @@ class ObservationLayout:
                     f"'<joint>.pos|vel' for a joint of robot '{robot.name}' {list(robot.joint_names)}, or "
                     f"'<key>.<field>' for a configured observation topic {self._describe_topics()}"
                 )
-        self.needs_velocity = any(kind == "joint" and f == "velocity" for kind, f, _ in self._entries)
 
     def _describe_topics(self) -> dict[str, list[str]]:
         return {k: list(t.fields) for k, t in self.array_topics.items()}

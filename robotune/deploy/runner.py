@@ -150,7 +150,7 @@ class PolicyRunner:
                               f"{list(trained_order)}")
         if config.cpu_latency_us is not None and config.cpu_latency_us < 0:
             raise DeployError(f"RunnerConfig.cpu_latency_us must be >= 0 µs or None, got {config.cpu_latency_us}")
-        self.policy = policy
+        self.policy = policy.export_for_inference()  # frozen weights on the fast sampler where the policy has one
         self.task = task
         self.robot = robot.in_joint_order(trained_order)  # actions, limits and the safety layer in trained order
         # command[k] is the trained-order entry for the controller's k-th joint: mapped by name, never by index
