@@ -166,6 +166,7 @@ class EpisodeDataset:
         min_length: int,
         metadata: dict[str, Any] | None,
     ) -> None:
+        """Validate the flat arrays, fill absent fields with their documented defaults, and keep them."""
         self.source = source
         self.metadata = dict(metadata or {})
         where = f"dataset {source}"

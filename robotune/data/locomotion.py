@@ -62,7 +62,7 @@ ENVS = {
     env.name: env
     for env in (
         LocomotionEnv("hopper", "Hopper-v5", "Hopper.npz", -20.272305, 3234.3, medium_noise=0.75),
-        LocomotionEnv("walker2d", "Walker2d-v5", "Walker2d.npz", 1.629008, 4592.3, medium_noise=0.55),
+        LocomotionEnv("walker2d", "Walker2d-v5", "Walker2d.npz", 1.629008, 4592.3, medium_noise=0.6),
         LocomotionEnv("halfcheetah", "HalfCheetah-v5", "HalfCheetah.npz", -280.178953, 12135.0, medium_noise=0.5),
     )
 }
