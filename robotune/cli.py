@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 from typing import Any, Callable
@@ -23,7 +24,7 @@ commands:
   eval      evaluate a checkpoint: robotune eval checkpoint=DIR [episodes=50]
   deploy    run a checkpoint on a robot: robotune deploy checkpoint=DIR robot=NAME transport=ros2|sim
   data      import, export, inspect and generate datasets: robotune data import|export|info|generate --help
-  plugins   list every plugin with its kind and the package it came from
+  plugins   list every plugin with its kind and the package it came from (exit 1 on any loading problem)
 
 Any Hydra flag works after the command: --multirun, --cfg job, --help."""
 
@@ -35,9 +36,76 @@ HYDRA_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# commands whose composed config selects plugins to build, checked before the command runs
+PLUGIN_CONFIG_COMMANDS = ("train",)
+
+
 def _resolve(target: str) -> Callable[[DictConfig], Any]:
     module, function = target.split(":")
     return getattr(importlib.import_module(module), function)
+
+
+def _validating_plugin_configs(command: str, function: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """`function`, run only once every selected plugin's typed config builds from the composed config.
+
+    A bad key is a config error: one line naming it, as Hydra's own config errors print, not a traceback.
+    """
+    from robotune.core.config import validate_plugin_groups
+    from robotune.core.registry import PluginError
+
+    @functools.wraps(function)
+    def validated(cfg: DictConfig) -> Any:
+        try:
+            validate_plugin_groups(cfg)
+        except (ValueError, PluginError) as exc:
+            sys.exit(f"robotune {command}: {exc}")
+        return function(cfg)
+
+    return validated
+
+
+def _selected_plugins(overrides: list[str]) -> list[tuple[str, str]]:
+    """(kind, name) for every `group=name` override that selects a plugin, sweeps included."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from robotune.core.registry import KINDS
+
+    kind_of_group = {group: kind for kind, group in KINDS.items()}
+    parser = OverridesParser.create()
+    selected = []
+    for text in overrides:
+        if text.startswith("-") or "=" not in text:
+            continue
+        try:
+            override = parser.parse_override(text)
+            kind = kind_of_group.get(override.key_or_group)
+            if kind is None or override.is_delete():
+                continue
+            names = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
+            selected += [(kind, str(name)) for name in names if name is not None]  # `policy=null` selects none
+        except Exception:  # left to Hydra, which reports malformed overrides itself
+            continue
+    return selected
+
+
+def _explain_unloadable_selection(command: str, overrides: list[str]) -> None:
+    """Exit with the registry's message when an override selects a plugin that is not registered
+    while some plugin module failed to import.
+
+    Hydra would say only "Could not find 'policy/NAME'", since a module that failed to import
+    registered nothing; the registry's message lists what is available and each import error.
+    """
+    from robotune.core import registry
+
+    if not any(problem.kind is None for problem in registry.problems()):
+        return
+    registered = {(p.kind, p.name) for p in registry.plugins()}
+    for kind, name in _selected_plugins(overrides):
+        if (kind, name) not in registered:
+            try:
+                registry.get(kind, name)
+            except registry.PluginError as exc:
+                sys.exit(f"robotune {command}: {exc}")
 
 
 def run_hydra_command(command: str, overrides: list[str]) -> None:
@@ -47,16 +115,22 @@ def run_hydra_command(command: str, overrides: list[str]) -> None:
     from robotune.core.registry import load_plugins
 
     load_plugins()
+    _explain_unloadable_selection(command, overrides)
     store_plugin_configs()
     config_name, target = HYDRA_COMMANDS[command]
     function = _resolve(target)
+    if command in PLUGIN_CONFIG_COMMANDS:
+        function = _validating_plugin_configs(command, function)
     app = hydra.main(config_path="pkg://robotune.configs", config_name=config_name, version_base=None)(function)
     sys.argv = [f"robotune {command}", *overrides]
     app()
 
 
-def list_plugins() -> None:
-    """A table on a terminal; plain aligned columns when piped, so that grep and tests see whole lines."""
+def list_plugins() -> int:
+    """A table on a terminal; plain aligned columns when piped, so that grep and tests see whole lines.
+
+    Returns the number of problems, each also printed to stderr.
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -76,8 +150,10 @@ def list_plugins() -> None:
         widths = [max(len(r[i]) for r in [columns, *rows]) for i in range(len(columns))]
         for row in [columns, *rows]:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    for problem in registry.problems():
+    problems = registry.problems()
+    for problem in problems:
         print(f"problem: {problem.message}", file=sys.stderr)
+    return len(problems)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,7 +163,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, overrides = argv[0], argv[1:]
     if command == "plugins":
-        list_plugins()
+        if list_plugins():
+            sys.exit(1)  # scripts and CI see that an installed plugin cannot be used
     elif command == "data":
         from robotune.data.cli import main as data_main
 

@@ -36,3 +36,28 @@ def tiny_train_overrides(tmp_path: Path, policy: str = "gaussian", steps: int = 
         "logger.log_every=10",
         "checkpoint_every=20",
     ]
+
+
+def make_context(policy, task=None, dataset=None, work_dir: Path | None = None, seed: int = 0, critic_overrides=None):
+    """A TrainingContext for unit tests: the built-in `mlp` critic, no regularizers, CPU."""
+    import torch
+
+    from robotune.core.algorithm import TrainingContext
+    from robotune.plugins.ensemble_critic import EnsembleCritic, EnsembleCriticConfig
+    from robotune.rollout.vector import make_vector_env
+
+    def build_critic(obs_dim: int, action_dim: int):
+        return EnsembleCritic(EnsembleCriticConfig(**(critic_overrides or {})), obs_dim, action_dim)
+
+    return TrainingContext(
+        policy=policy,
+        task=task,
+        dataset=dataset,
+        make_envs=lambda num_envs, mode="sync": make_vector_env(task, num_envs, mode),
+        build_critic=build_critic,
+        build_regularizers=lambda obs_dim, action_dim: [],
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(seed),
+        work_dir=work_dir or Path("."),
+        seed=seed,
+    )

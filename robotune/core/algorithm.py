@@ -1,39 +1,90 @@
-"""The Algorithm contract: it owns the optimisers, targets and critics, and updates a policy.
+"""The Algorithm contract: it owns optimisers, critics, buffers and regularizers, and improves a policy.
 
-Keeping these out of the policy (as LeRobot's RL algorithms do) means the deployable artefact is the
-policy alone, while a checkpoint's training state holds the rest for resuming.
+One contract covers every kind of learning, so that `robotune train` runs behaviour cloning,
+on-policy RL, off-policy RL and offline RL through the same loop, logger, checkpoints and
+evaluation. The loop builds a `TrainingContext` (the policy, the task, the dataset if the algorithm
+wants one, an environment factory, critic and regularizer builders, device and generator) and
+calls `step()` until `config.steps` is reached. What one step is belongs to the algorithm: one
+gradient update for BC, one rollout plus its epochs for PPO, a batch of environment steps plus
+updates for SAC. An algorithm counts its own gradient and environment steps, and the loop logs
+metrics against both.
+
+Keeping critics and optimisers out of the policy (as LeRobot's RL algorithms do) means the
+deployable artefact is the policy alone; the checkpoint's training state holds the rest.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 
 from robotune.core.config import PluginConfig
 from robotune.core.policy import Policy
 
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+    from robotune.core.critic import Critic
+    from robotune.core.dataset import EpisodeDataset
+    from robotune.core.regularizer import Regularizer
+    from robotune.core.task import Task
+
 
 @dataclass
 class AlgorithmConfig(PluginConfig):
-    steps: int = 1000  # gradient updates in the whole run
+    steps: int = 1000  # calls to Algorithm.step() in the whole run (an update, or an RL iteration)
     batch_size: int = 256
 
 
+@dataclass
+class TrainingContext:
+    """Everything an algorithm may use. Built by the training loop from the run config.
+
+    `make_envs(num_envs, mode)` returns a Gymnasium vector env, "sync" or "async" (subprocess
+    workers), that autoresets with the final observation kept in `info["final_obs"]`; seed it at
+    its first reset. `build_critic(obs_dim, action_dim)` builds the configured `critic=` plugin
+    (action_dim 0 for a state-value critic) on `device`; `build_regularizers(obs_dim, action_dim)`
+    builds the configured `regularizer=` list. `generator` (on `device`) is the run's source of
+    randomness, saved with every checkpoint. `work_dir` is the run directory, for large state that
+    lives beside the checkpoints (a memory-mapped replay buffer).
+    """
+
+    policy: Policy
+    task: Task
+    dataset: EpisodeDataset | None
+    make_envs: Callable[..., gym.vector.VectorEnv]
+    build_critic: Callable[[int, int], Critic]
+    build_regularizers: Callable[[int, int], list[Regularizer]]
+    device: torch.device
+    generator: torch.Generator
+    work_dir: Path
+    seed: int
+
+
 class Algorithm(ABC):
-    """Register subclasses with `@register("algorithm", name)`; select with `algo=<name>`."""
+    """Register subclasses with `@register("algorithm", name)`; select with `algo=<name>`.
+
+    Set `needs_dataset = True` when the algorithm learns from a dataset (BC, offline RL): the loop
+    then loads or records one and passes it in the context.
+    """
 
     config_class: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
+    needs_dataset: ClassVar[bool] = False
 
-    def __init__(self, config: AlgorithmConfig, policy: Policy) -> None:
+    def __init__(self, config: AlgorithmConfig, context: TrainingContext) -> None:
         self.config = config
-        self.policy = policy
+        self.context = context
+        self.policy = context.policy
+        self.grad_steps = 0  # gradient updates made so far
+        self.env_steps = 0  # environment steps taken so far, over all environments
 
     @abstractmethod
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One update on a raw batch {"obs": (B, To, Do), "action": (B, H, Da), ...}; returns metrics."""
+    def step(self) -> dict[str, float]:
+        """Advance by one step (see the module docstring) and return metrics to log."""
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:
@@ -42,6 +93,15 @@ class Algorithm(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    def counters(self) -> dict[str, int]:
+        return {"grad_steps": self.grad_steps, "env_steps": self.env_steps}
+
+    def load_counters(self, state: dict[str, int]) -> None:
+        self.grad_steps, self.env_steps = int(state["grad_steps"]), int(state["env_steps"])
+
     def inference_policy(self) -> Policy:
         """The policy to evaluate and deploy (an EMA copy, for example)."""
         return self.policy
+
+    def close(self) -> None:
+        """Release environments and files; called once at the end of the run."""

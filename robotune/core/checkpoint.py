@@ -83,8 +83,11 @@ def save_checkpoint(
     training_state: dict[str, Any],
     config: DictConfig,
     keep: int = 2,
+    parent: dict | None = None,
 ) -> Path:
-    """Write `checkpoints_dir/step_<step>` atomically and keep only the newest `keep` checkpoints."""
+    """Write `checkpoints_dir/step_<step>` atomically and keep only the newest `keep` checkpoints.
+
+    `parent` names the checkpoint a fine-tuning run started from; meta.json records it."""
     checkpoints_dir = Path(checkpoints_dir)
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
     final = checkpoints_dir / f"{STEP_PREFIX}{step:07d}"
@@ -95,7 +98,7 @@ def save_checkpoint(
         save_file(tensors, str(tmp / "training_state.safetensors"))
         (tmp / "training_state.json").write_text(json.dumps(tree))
         (tmp / "config.yaml").write_text(OmegaConf.to_yaml(config, resolve=True))
-        (tmp / "meta.json").write_text(json.dumps(_meta(step, policy, config), indent=2))
+        (tmp / "meta.json").write_text(json.dumps({**_meta(step, policy, config), "parent": parent}, indent=2))
         for f in tmp.iterdir():  # data on disk before the rename makes it visible
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -168,6 +171,21 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint file {path} is not a readable safetensors file: {exc}") from None
 
 
+def _recorded_plugin(path: Path, meta: dict, kind: str) -> Any:
+    """The plugin class `meta.json` names for `kind`; if none is registered under that name, the
+    error names the package and version that provided it when the checkpoint was written."""
+    recorded = meta["plugins"][kind]
+    try:
+        return registry.get(kind, recorded["name"])
+    except registry.PluginError as exc:
+        source = recorded.get("source", "an unrecorded package")
+        package, _, version = source.rpartition(" ")
+        install = f" Install it: pip install '{package}=={version}'." if package and version[:1].isdigit() else ""
+        raise CheckpointError(
+            f"{path} was trained with {kind} '{recorded['name']}' from {source}, which is not available here.{install}\n{exc}"
+        ) from None
+
+
 @dataclass
 class Checkpoint:
     path: Path
@@ -188,7 +206,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint file {config_file} is missing")
     config = OmegaConf.load(config_file)
     spec = TaskSpec.from_dict(meta["task_spec"])
-    policy_class = registry.get("policy", meta["plugins"]["policy"]["name"])
+    policy_class = _recorded_plugin(path, meta, "policy")
     policy_config = build_config(policy_class.config_class, config.policy, "policy")
     policy = policy_class(policy_config, spec, Normalizer.identity(spec.obs_dim), Normalizer.identity(spec.action_dim))
     try:

@@ -1,7 +1,9 @@
 """The Critic contract: state values V(s) and action values Q(s, a), as ensembles.
 
 Every method returns one estimate per ensemble member, shape (E, B), so that pessimistic
-(min over members) or optimistic aggregations are the caller's explicit choice.
+(min over members) or optimistic aggregations are the caller's explicit choice. Inputs are flat
+vectors in the units the algorithm chooses (normalised observation histories and normalised,
+flattened action chunks for the built-in algorithms).
 """
 
 from __future__ import annotations
@@ -20,9 +22,16 @@ from robotune.core.config import PluginConfig
 class CriticConfig(PluginConfig):
     num_members: int = 2  # ensemble size
 
+    def __post_init__(self) -> None:
+        if self.num_members < 1:
+            raise ValueError(f"critic.num_members must be >= 1, got {self.num_members}")
+
 
 class Critic(nn.Module, ABC):
-    """Register subclasses with `@register("critic", name)`. Inputs are normalised observations/actions."""
+    """Register subclasses with `@register("critic", name)`; select with `critic=<name>`.
+
+    Built as `Critic(config, obs_dim, action_dim)`; action_dim is 0 for a state-value critic.
+    """
 
     config_class: ClassVar[type[CriticConfig]] = CriticConfig
 

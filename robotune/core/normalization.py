@@ -3,6 +3,12 @@
 Diffusion and flow policies sample in [-1, 1], so actions must map there exactly; observations use
 the same map so that one mechanism covers both. Dimensions that barely vary keep unit scale instead
 of exploding (a constant joint would otherwise divide by ~0).
+
+What a plugin author can rely on: the training loop builds a policy's two normalisers from the
+training dataset's per-dimension minimum and maximum (`EpisodeDataset.stats()`), not from the
+task's declared limits, so the demonstrated range maps to [-1, 1]. `Policy.predict_chunk` clamps
+every predicted chunk to [-1, 1] before unnormalising, so a policy never commands an action outside
+the range its demonstrations covered. A loaded checkpoint gets them back from its weights.
 """
 
 from __future__ import annotations
@@ -29,12 +35,6 @@ class Normalizer(nn.Module):
         half_range = torch.where(half_range < MIN_RANGE, torch.ones_like(half_range), half_range)
         self.register_buffer("center", (high + low) / 2)
         self.register_buffer("half_range", half_range)
-
-    @classmethod
-    def from_data(cls, data: np.ndarray) -> Normalizer:
-        """Bounds from samples of shape (N, D)."""
-        data = np.asarray(data)
-        return cls(data.min(axis=0), data.max(axis=0))
 
     @classmethod
     def identity(cls, dim: int) -> Normalizer:

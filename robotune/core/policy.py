@@ -7,13 +7,26 @@ Shapes (raw, un-normalised units unless the name says `_norm`):
 
 A policy carries its normalisers as submodules, so saving its state dict saves them too.
 Subclasses implement `compute_loss` and `sample_chunk_norm`; everything else is shared.
+
+Rules a policy author can rely on (and must respect):
+- Normalisers map the dataset's per-dimension min/max to [-1, 1] (RL from scratch: the task's action
+  bounds, identity for observations); predicted chunks are clamped to [-1, 1] before
+  unnormalising, so actions never leave the demonstrated (or allowed) range.
+- Every random draw, in training and sampling, comes from the `generator` passed in: a run and its
+  resumption draw the same numbers.
+- The module's buffers must have sizes fixed by the config and spec: a checkpoint is loaded by
+  building the policy from its config, then loading the weights into it.
+- A policy without parameters is valid (BC then only fits its normalisers); the optimiser is built
+  only over parameters that exist.
+
+Policies that RL fine-tuning can improve by policy gradient also implement `SupportsLikelihood`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -63,8 +76,12 @@ class Policy(nn.Module, ABC):
         return self.spec.action_dim
 
     @abstractmethod
-    def compute_loss(self, obs_norm: torch.Tensor, action_norm: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """Training loss on a normalised batch: obs_norm (B, To, Do), action_norm (B, H, Da)."""
+    def compute_loss(
+        self, obs_norm: torch.Tensor, action_norm: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss on a normalised batch: obs_norm (B, To, Do), action_norm (B, H, Da).
+
+        Any noise the loss needs (diffusion timesteps and noise) is drawn from `generator`."""
 
     @abstractmethod
     def sample_chunk_norm(
@@ -72,10 +89,12 @@ class Policy(nn.Module, ABC):
     ) -> torch.Tensor:
         """A normalised chunk (B, H, Da) for obs_norm (B, To, Do). All randomness comes from `generator`."""
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Training loss on a raw batch {"obs": (B, To, Do), "action": (B, H, Da)}."""
         return self.compute_loss(
-            self.obs_normalizer.normalize(batch["obs"]), self.action_normalizer.normalize(batch["action"])
+            self.obs_normalizer.normalize(batch["obs"]), self.action_normalizer.normalize(batch["action"]), generator
         )
 
     @torch.inference_mode()
@@ -99,3 +118,26 @@ class Policy(nn.Module, ABC):
 
     def reset(self) -> None:
         """Forget any per-episode state. Stateless chunk policies need nothing here."""
+
+
+@runtime_checkable
+class SupportsLikelihood(Protocol):
+    """What policy-gradient fine-tuning (PPO and its generative variants) needs from a policy.
+
+    `sample_with_trace` draws a normalised chunk together with everything needed to score that same
+    sample again later (a Gaussian: the chunk itself; diffusion: the denoising chain; flow
+    matching: the noise and times). `log_prob` scores a stored trace under the current weights:
+    the exact log-density where the policy has one, or the surrogate its method uses. Both score
+    only the chunk's first `act_steps` actions, the part that is executed.
+    Fine-tuning calls these torch methods directly, never a NumPy fast path.
+    """
+
+    def sample_with_trace(
+        self, obs_norm: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """obs_norm (B, To, Do) -> chunk_norm (B, H, Da) and a trace of tensors with leading dim B."""
+        ...
+
+    def log_prob(self, obs_norm: torch.Tensor, trace: dict[str, torch.Tensor]) -> torch.Tensor:
+        """obs_norm (B, To, Do), a trace from `sample_with_trace` -> log-likelihood (B,)."""
+        ...

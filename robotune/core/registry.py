@@ -7,15 +7,21 @@ their `@register(...)` decorators. Out-of-tree packages declare, in their pyproj
     my_policy = "my_package.my_policy"
 
 and the module (or object) named there is imported the same way. Installing the package is the
-only step: no list in robotune is edited. A plugin that fails to import, or that reuses a name, is
-recorded with both sides named; every other plugin stays usable.
+only step: no list in robotune is edited. A plugin that fails to import, that reuses a name, or whose
+module two packages both install, is recorded with both sides named; every other plugin stays usable.
+
+A plugin names its config dataclass once, as the class annotation `config: MyConfig`, from which
+registration sets `config_class` (setting `config_class = MyConfig` directly works too). Registration
+also checks that the class subclasses its kind's base class (a policy is a `robotune.core.policy.Policy`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import importlib.metadata
+import inspect
 import pkgutil
 import traceback
 from collections.abc import Iterator
@@ -35,6 +41,17 @@ KINDS: dict[str, str] = {
     "regularizer": "regularizer",
     "task": "task",
     "robot": "robot",
+}
+
+# kind -> "module:class" that every plugin of that kind subclasses. Imported when first needed,
+# because those modules import this one.
+BASE_CLASSES: dict[str, str] = {
+    "policy": "robotune.core.policy:Policy",
+    "critic": "robotune.core.critic:Critic",
+    "algorithm": "robotune.core.algorithm:Algorithm",
+    "regularizer": "robotune.core.regularizer:Regularizer",
+    "task": "robotune.core.task:Task",
+    "robot": "robotune.core.robot:Robot",
 }
 
 
@@ -71,16 +88,54 @@ def _location(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
 
 
+def _check_base_class(kind: str, name: str, obj: Any) -> None:
+    module_name, class_name = BASE_CLASSES[kind].split(":")
+    base = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(obj, type) and issubclass(obj, base)):
+        raise PluginError(
+            f"{_location(obj)} is registered as {kind} '{name}' but is not a subclass of "
+            f"{module_name}.{class_name}; a {kind} plugin must subclass it"
+        )
+
+
+def _derive_config_class(cls: type) -> None:
+    """Set `cls.config_class` from the class annotation `config: MyConfig`, so a plugin names its
+    config once; where both are written, the annotation must be a base of (or equal to) config_class."""
+    if "config" not in inspect.get_annotations(cls):
+        return
+    declared = vars(cls).get("config_class")
+    try:
+        annotated = inspect.get_annotations(cls, eval_str=True)["config"]
+    except Exception as exc:  # e.g. a config class imported only under TYPE_CHECKING
+        if declared is not None:
+            return
+        raise PluginError(
+            f"{_location(cls)}: cannot resolve the annotation 'config: {inspect.get_annotations(cls)['config']}' "
+            f"({exc}); import the config class at module level, or set config_class"
+        ) from None
+    if not (isinstance(annotated, type) and dataclasses.is_dataclass(annotated)):
+        return
+    if declared is None:
+        cls.config_class = annotated
+    elif not issubclass(declared, annotated):
+        raise PluginError(
+            f"{_location(cls)} sets config_class = {declared.__qualname__} but annotates config: "
+            f"{annotated.__qualname__}; write only the annotation"
+        )
+
+
 def register(kind: str, name: str) -> Callable[[Any], Any]:
     """Class decorator: `@register("policy", "diffusion")`. The name is what users type in config."""
     if kind not in KINDS:
         raise PluginError(f"unknown plugin kind '{kind}'; expected one of {sorted(KINDS)}")
 
     def decorator(obj: Any) -> Any:
+        _check_base_class(kind, name, obj)
+        _derive_config_class(obj)
         info = PluginInfo(kind, name, obj, _current_source, _location(obj))
         key = (kind, name)
         existing = _plugins.get(key)
-        if existing is not None and existing.location != info.location:
+        if existing is not None and (existing.location, existing.source) != (info.location, info.source):
             _clashes.setdefault(key, [existing]).append(info)
             _problems.append(
                 PluginProblem(
@@ -121,9 +176,32 @@ def _import_builtin_modules() -> None:
                 _problems.append(PluginProblem(None, module.name, f"failed to import {module.name}: {exc!r}"))
 
 
+def _report_shared_module(module: str, first: tuple[str, str], second: tuple[str, str]) -> None:
+    """Two distributions install the same module: one's files overwrote the other's, so nobody can
+    tell which version runs. Every plugin that module registered becomes ambiguous."""
+    (first_dist, first_entry), (second_dist, second_entry) = first, second
+    _problems.append(
+        PluginProblem(
+            None,
+            second_entry,
+            f"module '{module}' is installed by both {first_dist} (entry point '{first_entry}') and {second_dist} "
+            f"(entry point '{second_entry}'): one package's files overwrote the other's. Uninstall one of them.",
+        )
+    )
+    for key, info in list(_plugins.items()):
+        defined_in = info.location.split(":")[0]
+        if defined_in == module or defined_in.startswith(module + "."):
+            _clashes.setdefault(key, [info]).append(dataclasses.replace(info, source=second_dist))
+
+
 def _load_entry_points() -> None:
+    loaded_by: dict[str, tuple[str, str]] = {}  # module -> (distribution, entry point) that first named it
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "unknown package"
+        first = loaded_by.setdefault(ep.module, (dist, ep.name))
+        if first[0] != dist:  # importing it again would register nothing, so the clash would go unseen
+            _report_shared_module(ep.module, first, (dist, ep.name))
+            continue
         with _source(dist):
             try:
                 ep.load()

@@ -1,16 +1,24 @@
-"""The Regularizer contract: extra terms for an algorithm's actor and critic losses.
+"""The Regularizer contract: what an offline (or online) actor-critic method adds to a generic engine.
 
-Offline RL methods differ mostly here (TD3+BC's behaviour-cloning term, SPOT's density penalty,
-SAC-RND's anti-exploration bonus), so an algorithm stays generic and the method lives in one file.
+Offline RL methods differ mostly here (TD3+BC's Q-scaled behaviour-cloning term, SPOT's density
+penalty, SAC-RND's anti-exploration bonus, CDSA's inference-time action correction), so the
+engine stays generic and each method lives in one file. A regularizer is an `nn.Module`: its
+auxiliary models (a behaviour VAE, a random network) are submodules, and their weights and
+optimiser state are saved with the run.
+
+Batches are dicts of flat tensors in the engine's normalised units:
+    obs (B, obs_dim), action (B, action_dim), reward (B,), next_obs (B, obs_dim),
+    discount (B,) (gamma**k, zero after termination), and for dataset batches next_action (B, action_dim).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 from robotune.core.config import PluginConfig
 from robotune.core.dataset import EpisodeDataset
@@ -21,24 +29,48 @@ class RegularizerConfig(PluginConfig):
     weight: float = 1.0
 
 
-class Regularizer(ABC):
-    """Register subclasses with `@register("regularizer", name)`."""
+class Regularizer(nn.Module, ABC):
+    """Register subclasses with `@register("regularizer", name)`; select with `regularizer=[name, ...]`.
+
+    Built as `Regularizer(config, obs_dim, action_dim)`.
+    """
 
     config_class: ClassVar[type[RegularizerConfig]] = RegularizerConfig
+    corrects_actions: ClassVar[bool] = False  # True when `correct_action` changes actions at inference time
 
-    def __init__(self, config: RegularizerConfig) -> None:
+    def __init__(self, config: RegularizerConfig, obs_dim: int, action_dim: int) -> None:
+        super().__init__()
         self.config = config
+        self.obs_dim = obs_dim
+        self.action_dim = action_dim
 
     def fit(self, dataset: EpisodeDataset) -> dict[str, float]:
-        """Fit auxiliary models (a behaviour density, a random network) before training; none by default."""
+        """Pre-train auxiliary models on the dataset before the engine starts (none by default)."""
+        return {}
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One training step of the auxiliary models, once per engine gradient step (none by default)."""
         return {}
 
     @abstractmethod
-    def actor_term(self, batch: dict[str, torch.Tensor], policy_action: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """A scalar added to the actor loss, given the policy's actions for the batch's observations."""
+    def actor_term(
+        self, batch: dict[str, torch.Tensor], policy_action: torch.Tensor, q_value: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """A scalar added to the actor loss, given the policy's actions (B, action_dim) for the batch's
+        observations and their Q value (B,) (TD3+BC and SPOT scale their term by its magnitude)."""
 
     def critic_term(
         self, batch: dict[str, torch.Tensor], next_action: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """A penalty subtracted from the critic's bootstrap target, shape (B,); zero by default."""
+        """A penalty (B,) subtracted from the critic's bootstrap target; zero by default."""
         return torch.zeros(next_action.shape[0], device=next_action.device), {}
+
+    def correct_action(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Inference-time correction of actions (B, action_dim); identity unless `corrects_actions`."""
+        return action
+
+    def extra_state(self) -> dict[str, Any]:
+        """Non-module state to resume (optimiser states); nested dicts of tensors and plain values."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None: ...

@@ -1,7 +1,10 @@
 """The Task contract: a spec, a Gymnasium environment and, optionally, a scripted expert.
 
-Environments follow Gymnasium's API and report `info["is_success"]` on every step, so the
-evaluation harness and the data generator need nothing task-specific.
+Environments follow Gymnasium's API. A task whose episodes can succeed reports
+`info["is_success"]` (a bool) on every step; the evaluation harness and the data generator read it
+with `info.get("is_success")`, and for a task without it (MuJoCo locomotion) they report returns
+alone. A task may also turn a return into a normalised score (D4RL's convention: 0 for a random
+policy, 100 for an expert) with `normalized_score`.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ class Task(ABC):
 
     def make_expert(self) -> Expert | None:
         """A scripted expert for demonstrations, or None if the task has none."""
+        return None
+
+    def normalized_score(self, episode_return: float) -> float | None:
+        """100 * (R - random) / (expert - random) where reference returns exist, else None."""
         return None
 
 

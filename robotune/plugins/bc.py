@@ -2,7 +2,13 @@
 
 AdamW with linear warm-up then cosine decay, gradient clipping, and an exponential moving average
 of the weights that is what gets evaluated and deployed (Diffusion Policy found EMA weights
-markedly better for diffusion models; it costs nothing at inference).
+markedly better for diffusion models; it costs nothing at inference). The EMA averages parameters
+only: buffers (the normalisers, fixed during training) are never averaged.
+
+One `step()` is one gradient update on a batch of (observation window, action chunk) windows.
+Batches are drawn with BC's own CPU generator and the loss noise with the run's generator, both
+saved with the checkpoint, so an interrupted run resumes to the same weights bit for bit.
+A policy without parameters is trained by fitting nothing: its normalisers already hold the data.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from robotune.core.algorithm import Algorithm, AlgorithmConfig
+from robotune.core.algorithm import Algorithm, AlgorithmConfig, TrainingContext
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 
@@ -34,17 +40,23 @@ class BCConfig(AlgorithmConfig):
 class BehaviourCloning(Algorithm):
     config_class = BCConfig
     config: BCConfig
+    needs_dataset = True
 
-    def __init__(self, config: BCConfig, policy: Policy) -> None:
-        super().__init__(config, policy)
-        self.optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+    def __init__(self, config: BCConfig, context: TrainingContext) -> None:
+        super().__init__(config, context)
+        policy = self.policy
+        self.sampler = context.dataset.window_sampler(policy.config.obs_horizon, policy.config.horizon)
+        self.batch_generator = torch.Generator().manual_seed(context.seed)
+        self.parameters = [p for p in policy.parameters() if p.requires_grad]
+        self.optimizer = (
+            torch.optim.AdamW(self.parameters, lr=config.lr, weight_decay=config.weight_decay) if self.parameters else None
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor) if self.optimizer else None
         self.ema = (
-            AveragedModel(policy, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-            if config.ema_decay > 0
+            AveragedModel(policy, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False)
+            if config.ema_decay > 0 and self.parameters
             else None
         )
-        self.step = 0
 
     def _lr_factor(self, step: int) -> float:
         if step < self.config.warmup_steps:
@@ -52,17 +64,20 @@ class BehaviourCloning(Algorithm):
         progress = (step - self.config.warmup_steps) / max(1, self.config.steps - self.config.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def step(self) -> dict[str, float]:
+        batch = {k: v.to(self.context.device) for k, v in self.sampler.sample(self.config.batch_size, self.batch_generator).items()}
         self.policy.train()
-        loss, metrics = self.policy.loss(batch)
+        loss, metrics = self.policy.loss(batch, self.context.generator)
+        self.grad_steps += 1
+        if self.optimizer is None:
+            return {"loss": loss.item(), **metrics}
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.policy)
-        self.step += 1
         return {"loss": loss.item(), "grad_norm": grad_norm.item(), "lr": self.scheduler.get_last_lr()[0], **metrics}
 
     def inference_policy(self) -> Policy:
@@ -72,16 +87,17 @@ class BehaviourCloning(Algorithm):
     def state_dict(self) -> dict[str, Any]:
         return {
             "policy": self.policy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "step": self.step,
+            "batch_generator": self.batch_generator.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if self.optimizer:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
-        self.step = state["step"]
+        self.batch_generator.set_state(state["batch_generator"])

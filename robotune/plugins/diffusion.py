@@ -164,11 +164,13 @@ class DiffusionPolicy(NumpyFastPath, Policy):
 
     # ------------------------------------------------------------------ training
 
-    def compute_loss(self, obs_norm: torch.Tensor, action_norm: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def compute_loss(
+        self, obs_norm: torch.Tensor, action_norm: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """obs_norm (B, To, Do), action_norm (B, H, Da) -> MSE on ε or x0 at a random timestep."""
         batch = action_norm.shape[0]
-        noise = torch.randn_like(action_norm)
-        t = torch.randint(0, self.config.num_train_timesteps, (batch,), device=action_norm.device)
+        noise = torch.randn(action_norm.shape, generator=generator, device=action_norm.device)
+        t = torch.randint(0, self.config.num_train_timesteps, (batch,), generator=generator, device=action_norm.device)
         noisy = self.train_scheduler.add_noise(action_norm, noise, t)
         prediction = self.network(noisy, self.obs_encoder(obs_norm), t)
         target = noise if self.config.prediction_type == "epsilon" else action_norm

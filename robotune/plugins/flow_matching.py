@@ -64,10 +64,12 @@ class FlowMatchingPolicy(NumpyFastPath, Policy):
             config, in_channels=spec.action_dim, out_channels=spec.action_dim, cond_dim=self.obs_encoder.out_dim, uses_time=True
         )
 
-    def compute_loss(self, obs_norm: torch.Tensor, action_norm: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def compute_loss(
+        self, obs_norm: torch.Tensor, action_norm: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """obs_norm (B, To, Do), action_norm (B, H, Da) -> MSE between predicted and straight-path velocity."""
-        noise = torch.randn_like(action_norm)
-        t = torch.rand(action_norm.shape[0], device=action_norm.device)
+        noise = torch.randn(action_norm.shape, generator=generator, device=action_norm.device)
+        t = torch.rand(action_norm.shape[0], generator=generator, device=action_norm.device)
         x_t = (1 - t[:, None, None]) * noise + t[:, None, None] * action_norm
         velocity = self.network(x_t, self.obs_encoder(obs_norm), t * UNIT_TIME_SCALE)
         loss = nn.functional.mse_loss(velocity, action_norm - noise)

@@ -6,6 +6,13 @@
 actor) or a second network head. The distribution is unimodal by construction: given demos that
 go around an obstacle on either side it averages the two, and that is the baseline's job here.
 Deterministic sampling returns μ.
+
+With `tanh_squash` (SAC's actor) the chunk is a = tanh(u), u ~ N(μ, σ²), and its log-density gains
+the change of variables −Σ log(1 − tanh²(u)), computed as −Σ 2(log 2 − u − softplus(−2u)) for
+stability (Haarnoja et al. 2018, appendix C).
+
+For policy-gradient fine-tuning (`SupportsLikelihood`) the trace of a sample is its latent u, and
+`log_prob` scores the chunk's first `act_steps` actions, the ones executed.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ class GaussianConfig(BackbonePolicyConfig):
     init_std: float = 0.5  # σ at initialisation, in normalised action units ([-1, 1] spans the action range)
     min_std: float = 0.01  # σ floor: near-deterministic demos would otherwise drive log σ and the loss to -inf
     max_std: float = 1.0  # σ ceiling: wider than the whole normalised range is never useful
+    tanh_squash: bool = False  # a = tanh(u): bounded actions with an exact density (SAC's actor)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -75,7 +83,9 @@ class GaussianPolicy(NumpyFastPath, Policy):
             mean, log_std = out, self.log_std
         return mean, log_std.clamp(math.log(self.config.min_std), math.log(self.config.max_std))
 
-    def compute_loss(self, obs_norm: torch.Tensor, action_norm: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def compute_loss(
+        self, obs_norm: torch.Tensor, action_norm: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Negative log-likelihood per chunk entry of action_norm (B, H, Da)."""
         mean, log_std = self.distribution(obs_norm)
         z = (action_norm - mean) * torch.exp(-log_std)
@@ -84,7 +94,41 @@ class GaussianPolicy(NumpyFastPath, Policy):
         return nll, {"loss": nll.item(), "mse": mse.item(), "std": log_std.exp().mean().item()}
 
     def sample_chunk_norm(self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
-        return self.sample(*self.distribution(obs_norm), deterministic, generator)
+        return self.sample(*self.distribution(obs_norm), deterministic, generator, self.config.tanh_squash)
+
+    # ------------------------------------------------------------------ likelihood (RL)
+
+    def sample_with_trace(
+        self, obs_norm: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """obs_norm (B, To, Do) -> chunk_norm (B, H, Da) and {"latent": u (B, H, Da)}."""
+        mean, log_std = self.distribution(obs_norm)
+        latent = mean + log_std.exp() * torch.randn(mean.shape, generator=generator, device=mean.device)
+        return self._squash(latent), {"latent": latent}
+
+    def log_prob(self, obs_norm: torch.Tensor, trace: dict[str, torch.Tensor]) -> torch.Tensor:
+        """log π(a | o) (B,) of a traced sample, over its first act_steps actions."""
+        mean, log_std = self.distribution(obs_norm)
+        return self._log_density(trace["latent"], mean, log_std)
+
+    def rsample(self, obs_norm: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised sample (gradients flow to μ and σ) and its log-density: (B, H, Da), (B,)."""
+        mean, log_std = self.distribution(obs_norm)
+        latent = mean + log_std.exp() * torch.randn(mean.shape, generator=generator, device=mean.device)
+        return self._squash(latent), self._log_density(latent, mean, log_std)
+
+    def _squash(self, latent: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(latent) if self.config.tanh_squash else latent
+
+    def _log_density(self, latent: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+        executed = self.config.act_steps
+        latent, mean = latent[:, :executed], mean[:, :executed]
+        log_std = log_std[..., :executed, :]
+        z = (latent - mean) * torch.exp(-log_std)
+        log_density = -0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)
+        if self.config.tanh_squash:
+            log_density = log_density - 2 * (math.log(2) - latent - nn.functional.softplus(-2 * latent))
+        return log_density.flatten(1).sum(-1)
 
     def sample_chunk_norm_numpy(
         self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
@@ -93,10 +137,12 @@ class GaussianPolicy(NumpyFastPath, Policy):
         batch = obs.shape[0]
         with torch.inference_mode():
             out = torch.from_numpy(twin(None, obs)).view(batch, self.config.horizon, -1)
-            return self.sample(*self.head(out), deterministic, generator).numpy().reshape(batch, -1)
+            mean, log_std = self.head(out)
+            return self.sample(mean, log_std, deterministic, generator, self.config.tanh_squash).numpy().reshape(batch, -1)
 
     @staticmethod
-    def sample(mean: torch.Tensor, log_std: torch.Tensor, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
-        if deterministic:
-            return mean
-        return mean + log_std.exp() * torch.randn(mean.shape, generator=generator, device=mean.device)
+    def sample(
+        mean: torch.Tensor, log_std: torch.Tensor, deterministic: bool, generator: torch.Generator | None, squash: bool
+    ) -> torch.Tensor:
+        latent = mean if deterministic else mean + log_std.exp() * torch.randn(mean.shape, generator=generator, device=mean.device)
+        return torch.tanh(latent) if squash else latent

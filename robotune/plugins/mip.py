@@ -65,12 +65,14 @@ class MinimumIterativePolicy(NumpyFastPath, Policy):
     def _call(self, chunk_in: torch.Tensor, cond: torch.Tensor, t: float) -> torch.Tensor:
         return self.network(chunk_in, cond, torch.full((cond.shape[0],), t * UNIT_TIME_SCALE, device=cond.device))
 
-    def compute_loss(self, obs_norm: torch.Tensor, action_norm: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def compute_loss(
+        self, obs_norm: torch.Tensor, action_norm: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """obs_norm (B, To, Do), action_norm (B, H, Da) -> the weighted two-step regression loss."""
         t_star = self.config.t_star
         cond = self.obs_encoder(obs_norm)
         step0 = self._call(torch.zeros_like(action_norm), cond, 0.0)
-        noisy = action_norm + (1 - t_star) * torch.randn_like(action_norm)
+        noisy = action_norm + (1 - t_star) * torch.randn(action_norm.shape, generator=generator, device=action_norm.device)
         step1 = self._call(noisy, cond, t_star)
         mse0 = nn.functional.mse_loss(step0, action_norm)
         mse1 = nn.functional.mse_loss(step1, action_norm)

@@ -35,10 +35,13 @@ UNIT_TIME_SCALE = 100.0
 class BackbonePolicyConfig(PolicyConfig):
     """Network fields shared by every built-in chunk policy."""
 
-    backbone: str = "mlp"  # "mlp" (ResidualMLP over the flattened chunk) or "unet" (ConditionalUnet1D over time)
+    # "mlp" (ResidualMLP over the flattened chunk), "unet" (ConditionalUnet1D over time) or "plain_mlp"
+    # (PlainMLP: the Linear-activation stack RL baselines use, for like-for-like comparisons)
+    backbone: str = "mlp"
     obs_encoder: str = "flatten"  # a key of OBSERVATION_ENCODERS; "flatten" concatenates the obs history
     hidden_dim: int = 512  # mlp: width of every residual block
-    num_blocks: int = 2  # mlp: residual blocks (2 blocks at width 512 is ~1.1M parameters)
+    num_blocks: int = 2  # mlp: residual blocks (2 blocks at width 512 is ~1.1M parameters); plain_mlp: hidden layers
+    activation: str = "tanh"  # plain_mlp: hidden activation, "tanh", "relu" or "mish"
     time_embed_dim: int = 64  # sinusoidal time-embedding width, for policies that condition on a time
     unet_channels: tuple[int, ...] = (64, 128, 256)  # unet: channels per level; horizon must divide by 2**(levels-1)
     unet_kernel_size: int = 5  # unet: temporal convolution width
@@ -253,6 +256,54 @@ class ConditionalUnet1D(nn.Module):
         return self.final(x).transpose(1, 2)
 
 
+class PlainMLP(nn.Module):
+    """A ChunkNetwork as RL baselines build their actors: [chunk_in, cond, time embedding] -> (Linear, act) x L -> Linear.
+
+    Orthogonal init, gain sqrt(2) on hidden layers and 0.01 on the output (the PPO convention of SB3
+    and CleanRL: the initial policy sits near its mean action), zero biases.
+    """
+
+    ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "mish": nn.Mish}
+
+    def __init__(
+        self,
+        horizon: int,
+        in_channels: int,
+        out_channels: int,
+        cond_dim: int,
+        hidden_dim: int,
+        num_layers: int,
+        activation: str,
+        time_embed_dim: int = 0,
+    ) -> None:
+        super().__init__()
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f"policy.activation must be one of {sorted(self.ACTIVATIONS)}, got '{activation}'")
+        self.horizon, self.in_channels, self.out_channels = horizon, in_channels, out_channels
+        self.time_embedding = time_embedding(time_embed_dim) if time_embed_dim else None
+        widths = [horizon * in_channels + cond_dim + time_embed_dim] + [hidden_dim] * num_layers
+        layers: list[nn.Module] = []
+        for width_in, width_out in zip(widths[:-1], widths[1:]):
+            layers += [self._linear(width_in, width_out, math.sqrt(2)), self.ACTIVATIONS[activation]()]
+        self.layers = nn.Sequential(*layers, self._linear(widths[-1], horizon * out_channels, 0.01))
+
+    @staticmethod
+    def _linear(width_in: int, width_out: int, gain: float) -> nn.Linear:
+        linear = nn.Linear(width_in, width_out)
+        nn.init.orthogonal_(linear.weight, gain=gain)
+        nn.init.zeros_(linear.bias)
+        return linear
+
+    def forward(self, chunk_in: torch.Tensor | None, cond: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """chunk_in (B, H, D_in) or None, cond (B, C), t (B,) or None -> (B, H, D_out)."""
+        parts = [cond]
+        if self.in_channels:
+            parts.insert(0, chunk_in.flatten(1))
+        if self.time_embedding is not None:
+            parts.append(self.time_embedding(t))
+        return self.layers(torch.cat(parts, dim=-1)).view(-1, self.horizon, self.out_channels)
+
+
 def make_chunk_network(
     config: BackbonePolicyConfig, in_channels: int, out_channels: int, cond_dim: int, uses_time: bool
 ) -> nn.Module:
@@ -271,4 +322,8 @@ def make_chunk_network(
             config.unet_groups,
             time_dim,
         )
-    raise ValueError(f"policy.backbone must be 'mlp' or 'unet', got '{config.backbone}'")
+    if config.backbone == "plain_mlp":
+        return PlainMLP(
+            config.horizon, in_channels, out_channels, cond_dim, config.hidden_dim, config.num_blocks, config.activation, time_dim
+        )
+    raise ValueError(f"policy.backbone must be 'mlp', 'unet' or 'plain_mlp', got '{config.backbone}'")

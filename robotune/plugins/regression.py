@@ -40,7 +40,9 @@ class RegressionPolicy(NumpyFastPath, Policy):
             config, in_channels=0, out_channels=spec.action_dim, cond_dim=self.obs_encoder.out_dim, uses_time=False
         )
 
-    def compute_loss(self, obs_norm: torch.Tensor, action_norm: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def compute_loss(
+        self, obs_norm: torch.Tensor, action_norm: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """obs_norm (B, To, Do), action_norm (B, H, Da) -> MSE."""
         loss = nn.functional.mse_loss(self.network(None, self.obs_encoder(obs_norm)), action_norm)
         return loss, {"loss": loss.item()}

@@ -1,4 +1,5 @@
-"""The evaluation harness: N seeded episodes, success rate and return, policy inference batched.
+"""The evaluation harness: N seeded episodes, success rate (where the task reports one), return and
+normalised score (where the task defines one), policy inference batched.
 
 Episodes run in waves of `num_envs` environments stepped in lockstep, so one policy call serves a
 whole wave; episode i is reset with seed + i whatever `num_envs` is, so the result does not depend
@@ -22,15 +23,19 @@ from robotune.core.task import Task, build_task
 @dataclass
 class EvalResult:
     episodes: int
-    success_rate: float
+    success_rate: float | None  # None when the task reports no `is_success`
     mean_return: float
+    std_return: float
     mean_length: float
+    normalized_score: float | None  # the task's normalised score of the mean return, if it has one
     successes: list[bool]
+    returns: list[float]
 
     def summary(self) -> dict:
         d = asdict(self)
-        d.pop("successes")
-        return d
+        for per_episode in ("successes", "returns"):
+            d.pop(per_episode)
+        return {k: v for k, v in d.items() if v is not None}
 
 
 def evaluate(
@@ -48,6 +53,7 @@ def evaluate(
     envs = [task.make_env() for _ in range(min(num_envs, episodes))]
     successes: list[bool] = []
     returns: list[float] = []
+    reports_success = False
     lengths: list[int] = []
     for wave_start in range(0, episodes, len(envs)):
         wave = envs[: min(len(envs), episodes - wave_start)]
@@ -65,7 +71,9 @@ def evaluate(
                 obs[i], reward, terminated, truncated, info = wave[i].step(actions[i])
                 total[i] += reward
                 length[i] += 1
-                success[i] |= bool(info["is_success"])
+                if "is_success" in info:
+                    reports_success = True
+                    success[i] |= bool(info["is_success"])
                 running[i] = not (terminated or truncated)
         successes += success.tolist()
         returns += total.tolist()
@@ -74,10 +82,13 @@ def evaluate(
         env.close()
     return EvalResult(
         episodes=episodes,
-        success_rate=float(np.mean(successes)),
+        success_rate=float(np.mean(successes)) if reports_success else None,
         mean_return=float(np.mean(returns)),
+        std_return=float(np.std(returns)),
         mean_length=float(np.mean(lengths)),
+        normalized_score=task.normalized_score(float(np.mean(returns))),
         successes=successes,
+        returns=returns,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,10 +85,11 @@ def cached_demonstrations(
 ) -> tuple[EpisodeDataset, Path]:
     """Load demonstrations from the cache, or record and cache them.
 
-    The key covers everything that shapes them, the task module's source included, so editing the
-    expert or the environment never silently reuses stale demonstrations.
+    The key covers everything that shapes them, the source and assets of the task's package
+    included (see `task_source_digest`), so editing the expert, the environment or its MJCF never
+    silently reuses stale demonstrations.
     """
-    task_source = hashlib.sha256(Path(inspect.getfile(type(task))).read_bytes()).hexdigest()[:12]
+    task_source = task_source_digest(type(task))
     key_source = json.dumps(
         {
             "task": task_config,
@@ -108,3 +110,26 @@ def cached_demonstrations(
     dataset = record_demonstrations(task, num_episodes, seed, demos_per_start)
     dataset.save(path, metadata=json.loads(key_source))
     return dataset, path
+
+
+# Files that can shape a task's demonstrations: code, and the models and configs it loads.
+TASK_SOURCE_SUFFIXES = (".py", ".xml", ".urdf", ".yaml", ".yml")
+
+
+def task_source_digest(task_class: type) -> str:
+    """A hash of every source and asset file in the package directory of the task's module.
+
+    A task's environment, expert and MJCF usually live in sibling files of the task class (as
+    `robotune/robots/reach_around/` does), so hashing the class's own file alone missed edits to
+    them. A task module outside any package has only its own file hashed.
+    """
+    module_file = Path(inspect.getfile(task_class))
+    root = module_file.parent
+    files = [module_file]
+    if sys.modules[task_class.__module__].__package__:
+        files = sorted(p for p in root.rglob("*") if p.suffix in TASK_SOURCE_SUFFIXES and p.is_file())
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.relative_to(root)}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]

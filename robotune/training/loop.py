@@ -1,7 +1,13 @@
-"""`robotune train`: demonstrations -> policy -> checkpoints -> evaluation, resumable at any point.
+"""`robotune train`: one loop for behaviour cloning, on-policy, off-policy and offline RL.
+
+    task -> [dataset] -> policy (fresh, or `init_from` a checkpoint) -> algorithm.step() x algo.steps
+         -> checkpoints -> evaluation
 
 The run directory is derived from the config (task, policy, algorithm, seed) unless given, so
-running the same command again after an interruption resumes from the newest checkpoint.
+running the same command again after an interruption resumes from the newest checkpoint: the
+algorithm's state (weights, optimisers, counters, replay-buffer position), the loop's generator
+and the step are restored. Metrics are logged against the loop step, gradient steps and
+environment steps.
 """
 
 from __future__ import annotations
@@ -15,34 +21,42 @@ from typing import Any
 import torch
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
 from robotune.core import registry
-from robotune.core.algorithm import Algorithm
-from robotune.core.checkpoint import list_checkpoints, load_training_state, save_checkpoint
+from robotune.core.algorithm import Algorithm, TrainingContext
+from robotune.core.checkpoint import list_checkpoints, load_checkpoint, load_training_state, resolve_checkpoint, save_checkpoint
 from robotune.core.config import build_config
+from robotune.core.critic import Critic
 from robotune.core.dataset import EpisodeDataset
-from robotune.training.demonstrations import cached_demonstrations
-from robotune.rollout.evaluation import evaluate
 from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
-from robotune.training.run_logging import LoggerConfig, RunLogger, plot_learning_curve
+from robotune.core.regularizer import Regularizer
 from robotune.core.task import Task, build_task
+from robotune.data import load_dataset as load_dataset_file
+from robotune.rollout.evaluation import EvalResult, evaluate
+from robotune.rollout.vector import make_vector_env
+from robotune.training.demonstrations import cached_demonstrations
+from robotune.training.run_logging import LoggerConfig, RunLogger, plot_learning_curve
 
 
 @dataclass
 class Components:
     task: Task
-    dataset: EpisodeDataset
+    dataset: EpisodeDataset | None
     policy: Policy
     algorithm: Algorithm
+    generator: torch.Generator
+    parent: dict | None  # the checkpoint this run was initialised from
 
 
-def load_dataset(cfg: DictConfig, task: Task, console: Console) -> EpisodeDataset:
+def load_dataset(cfg: DictConfig, task: Task, console: Console | None) -> EpisodeDataset:
     if cfg.data.path:
-        dataset = EpisodeDataset.load(cfg.data.path)
+        dataset = load_dataset_file(
+            cfg.data.path, obs_keys=cfg.data.obs_keys, action_key=cfg.data.action_key, format=cfg.data.format
+        )
     else:
         task_config = OmegaConf.to_container(cfg.task, resolve=True)
         dataset, _ = cached_demonstrations(
@@ -57,83 +71,162 @@ def load_dataset(cfg: DictConfig, task: Task, console: Console) -> EpisodeDatase
     return dataset
 
 
-def build_components(cfg: DictConfig, console: Console) -> Components:
-    task = build_task(cfg.task)
-    dataset = load_dataset(cfg, task, console)
+def fresh_policy(cfg: DictConfig, task: Task, dataset: EpisodeDataset | None) -> Policy:
+    """A new policy. Normalisers come from the dataset's min/max; without a dataset (RL from scratch),
+    actions use the task's bounds and observations are left as they are."""
+    spec = task.spec
     policy_class = registry.get("policy", cfg.policy.name)
     policy_config = build_config(policy_class.config_class, cfg.policy, "policy")
-    stats = dataset.stats()
-    policy = policy_class(
-        policy_config,
-        task.spec,
-        Normalizer(stats["obs_min"], stats["obs_max"]),
-        Normalizer(stats["action_min"], stats["action_max"]),
-    )
+    if dataset is not None:
+        stats = dataset.stats()
+        obs_normalizer = Normalizer(stats["obs_min"], stats["obs_max"])
+        action_normalizer = Normalizer(stats["action_min"], stats["action_max"])
+    else:
+        obs_normalizer = Normalizer.identity(spec.obs_dim)
+        action_normalizer = Normalizer(spec.action_low, spec.action_high)
+    return policy_class(policy_config, spec, obs_normalizer, action_normalizer)
+
+
+def policy_from_checkpoint(cfg: DictConfig, task: Task) -> tuple[Policy, dict]:
+    """The trained policy of `init_from`, with its normalisers and spec; the run's policy config becomes its."""
+    path = resolve_checkpoint(cfg.init_from)
+    parent = load_checkpoint(path)
+    if parent.task_spec.name != task.spec.name:
+        raise ValueError(
+            f"init_from={cfg.init_from} was trained on task '{parent.task_spec.name}', but this run's task is '{task.spec.name}'"
+        )
+    if parent.config.policy.name != cfg.policy.name:
+        raise ValueError(
+            f"init_from={cfg.init_from} holds a '{parent.config.policy.name}' policy, but this run selects "
+            f"policy={cfg.policy.name}; select policy={parent.config.policy.name} (its settings come from the checkpoint)"
+        )
+    with open_dict(cfg):
+        cfg.policy = parent.config.policy  # the saved config must rebuild this exact policy
+    policy = parent.policy.train()
+    return policy, {"checkpoint": str(path), "step": parent.meta["step"], "run_config": parent.meta["plugins"]}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_components(cfg: DictConfig, console: Console | None) -> Components:
+    task = build_task(cfg.task)
     algorithm_class = registry.get("algorithm", cfg.algo.name)
-    algorithm = algorithm_class(build_config(algorithm_class.config_class, cfg.algo, "algo"), policy)
-    return Components(task, dataset, policy, algorithm)
+    algorithm_config = build_config(algorithm_class.config_class, cfg.algo, "algo")
+    dataset = load_dataset(cfg, task, console) if algorithm_class.needs_dataset else None
+    if cfg.init_from:
+        policy, parent = policy_from_checkpoint(cfg, task)
+    else:
+        torch.manual_seed(cfg.seed)  # weight initialisation draws from torch's global generator
+        policy, parent = fresh_policy(cfg, task, dataset), None
+    device = resolve_device(cfg.device)
+    policy.to(device)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+
+    def build_critic(obs_dim: int, action_dim: int) -> Critic:
+        critic_class = registry.get("critic", cfg.critic.name)
+        return critic_class(build_config(critic_class.config_class, cfg.critic, "critic"), obs_dim, action_dim).to(device)
+
+    def build_regularizers(obs_dim: int, action_dim: int) -> list[Regularizer]:
+        regularizers = []
+        for name, node in (cfg.get("regularizer") or {}).items():
+            regularizer_class = registry.get("regularizer", name)
+            config = build_config(regularizer_class.config_class, {**node, "name": name}, f"regularizer.{name}")
+            regularizers.append(regularizer_class(config, obs_dim, action_dim).to(device))
+        return regularizers
+
+    context = TrainingContext(
+        policy=policy,
+        task=task,
+        dataset=dataset,
+        make_envs=lambda num_envs, mode="sync": make_vector_env(task, num_envs, mode),
+        build_critic=build_critic,
+        build_regularizers=build_regularizers,
+        device=device,
+        generator=generator,
+        work_dir=Path(cfg.run_dir),
+        seed=cfg.seed,
+    )
+    return Components(task, dataset, policy, algorithm_class(algorithm_config, context), generator, parent)
+
+
+def run_evaluation(cfg: DictConfig, algo: Algorithm, task: Task, episodes: int) -> EvalResult:
+    return evaluate(
+        algo.inference_policy(),
+        task,
+        episodes=episodes,
+        seed=cfg.eval.seed,
+        num_envs=cfg.eval.num_envs,
+        deterministic=cfg.eval.deterministic,
+    )
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run (or resume) a training run described by `cfg`; returns the summary also written to summary.json."""
     console = Console(soft_wrap=True)  # whole lines in logs and pipes
     torch.set_num_threads(cfg.torch_threads)
-    torch.manual_seed(cfg.seed)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints = list_checkpoints(run_dir / "checkpoints")
+    if checkpoints and not cfg.resume:
+        raise FileExistsError(f"{run_dir} already holds checkpoints; pass resume=true to continue it or a new run_dir")
     parts = build_components(cfg, console)
     algo, policy = parts.algorithm, parts.policy
-    sampler = parts.dataset.window_sampler(policy.config.obs_horizon, policy.config.horizon)
-    batch_generator = torch.Generator().manual_seed(cfg.seed)
     logger_config = build_config(LoggerConfig, cfg.logger, "logger")
 
     start_step = 0
-    checkpoints = list_checkpoints(run_dir / "checkpoints")
-    if checkpoints and cfg.resume:
+    if checkpoints:
         state = load_training_state(checkpoints[-1])
+        algo.load_counters(state["counters"])
         algo.load_state_dict(state["algorithm"])
-        batch_generator.set_state(state["batch_generator"])
+        parts.generator.set_state(state["generator"])
         start_step = state["step"]
         console.print(f"Resuming [bold]{run_dir}[/] from {checkpoints[-1].name} (step {start_step})")
-    elif checkpoints:
-        raise FileExistsError(f"{run_dir} already holds checkpoints; pass resume=true to continue it or a new run_dir")
+    data_note = f"{len(parts.dataset)} episodes, {parts.dataset.num_steps} steps, " if parts.dataset is not None else ""
+    init_note = f" from {parts.parent['checkpoint']}" if parts.parent else ""
     console.print(
-        f"Training [bold]{cfg.policy.name}[/] with [bold]{cfg.algo.name}[/] on [bold]{cfg.task.name}[/]: "
-        f"{len(parts.dataset)} episodes, {parts.dataset.num_steps} steps, "
-        f"{sum(p.numel() for p in policy.parameters()):,} parameters"
+        f"Training [bold]{cfg.policy.name}[/]{init_note} with [bold]{cfg.algo.name}[/] on [bold]{cfg.task.name}[/]: "
+        f"{data_note}{sum(p.numel() for p in policy.parameters()):,} policy parameters"
     )
 
     def checkpoint(step: int) -> Path:
-        training_state = {"algorithm": algo.state_dict(), "batch_generator": batch_generator.get_state(), "step": step}
+        training_state = {
+            "algorithm": algo.state_dict(),
+            "counters": algo.counters(),
+            "generator": parts.generator.get_state(),
+            "step": step,
+        }
         return save_checkpoint(
-            run_dir / "checkpoints", step, algo.inference_policy(), training_state, cfg, keep=cfg.keep_checkpoints
+            run_dir / "checkpoints",
+            step,
+            algo.inference_policy(),
+            training_state,
+            cfg,
+            keep=cfg.keep_checkpoints,
+            parent=parts.parent,
         )
 
     total = cfg.algo.steps
     started = time.monotonic()
     with RunLogger(run_dir, logger_config, total, start_step, console) as log:
         for step in range(start_step + 1, total + 1):
-            metrics = algo.update(sampler.sample(cfg.algo.batch_size, batch_generator))
+            metrics = algo.step()
             if step % logger_config.log_every == 0 or step == total:
-                log.log(step, metrics)
+                log.log(step, metrics, counters=algo.counters())
                 log.advance(step)
             if cfg.eval.every and step % cfg.eval.every == 0 and step < total:
-                result = evaluate(algo.inference_policy(), parts.task, cfg.eval.every_episodes, cfg.eval.seed, cfg.eval.num_envs)
-                log.log(step, result.summary(), prefix="eval")
+                result = run_evaluation(cfg, algo, parts.task, cfg.eval.every_episodes)
+                log.log(step, result.summary(), prefix="eval", counters=algo.counters())
             if step % cfg.checkpoint_every == 0 and step < total:
                 checkpoint(step)
         final = checkpoint(total) if start_step < total else checkpoints[-1]
         train_seconds = time.monotonic() - started
-
-        result = evaluate(
-            algo.inference_policy(),
-            parts.task,
-            episodes=cfg.eval.episodes,
-            seed=cfg.eval.seed,
-            num_envs=cfg.eval.num_envs,
-            deterministic=cfg.eval.deterministic,
-        )
-        log.log(total, result.summary(), prefix="eval")
+        result = run_evaluation(cfg, algo, parts.task, cfg.eval.episodes)
+        log.log(total, result.summary(), prefix="eval", counters=algo.counters())
+    algo.close()
     plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png", f"{cfg.policy.name} on {cfg.task.name}")
     summary = {
         "task": cfg.task.name,
@@ -141,15 +234,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "algorithm": cfg.algo.name,
         "seed": cfg.seed,
         "steps": total,
+        **algo.counters(),
         "train_seconds_this_session": round(train_seconds, 1),
         "checkpoint": str(final),
+        "init_from": parts.parent["checkpoint"] if parts.parent else None,
         **{f"eval_{k}": v for k, v in result.summary().items()},
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    success = f"success rate [bold]{result.success_rate:.0%}[/], " if result.success_rate is not None else ""
     console.print(
-        f"[bold green]{cfg.policy.name}[/] success rate on {cfg.task.name}: "
-        f"[bold]{result.success_rate:.0%}[/] over {result.episodes} episodes "
-        f"(mean return {result.mean_return:.2f}). Checkpoint: {final}"
+        f"[bold green]{cfg.policy.name}[/] on {cfg.task.name}: {success}mean return {result.mean_return:.2f} "
+        f"over {result.episodes} episodes. Checkpoint: {final}"
     )
     return summary
 
@@ -172,5 +267,5 @@ class MultirunSummary(Callback):
         for column in columns:
             table.add_column(column, overflow="fold")
         for row in self.rows:
-            table.add_row(*(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+            table.add_row(*(f"{row.get(c):.2f}" if isinstance(row.get(c), float) else str(row.get(c)) for c in columns))
         Console(width=160).print(table)

@@ -71,14 +71,20 @@ class RunLogger:
         if self.writer:
             self.writer.close()
 
-    def log(self, step: int, metrics: dict[str, float], prefix: str = "train") -> None:
-        record = {"step": step, "time_s": round(time.monotonic() - self.start, 3)}
-        record.update({f"{prefix}/{k}": float(v) for k, v in metrics.items()})
+    def log(self, step: int, metrics: dict[str, float], prefix: str = "train", counters: dict[str, int] | None = None) -> None:
+        """One record at loop step `step`; `counters` (gradient and environment steps) go in it too."""
+        record = {"step": step, "time_s": round(time.monotonic() - self.start, 3), **(counters or {})}
+        record.update({f"{prefix}/{k}": float(v) for k, v in metrics.items() if v is not None})
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
         if self.writer:
+            env_steps = (counters or {}).get("env_steps", 0)
             for key, value in metrics.items():
+                if value is None:
+                    continue
                 self.writer.add_scalar(f"{prefix}/{key}", value, step)
+                if env_steps:  # RL curves are read against environment steps
+                    self.writer.add_scalar(f"{prefix}_by_env_steps/{key}", value, env_steps)
         if prefix == "train" and "loss" in metrics:
             self.progress.update(self.bar, info=f"loss {metrics['loss']:.4f}")
 
@@ -87,21 +93,34 @@ class RunLogger:
 
 
 def plot_learning_curve(metrics_file: Path, out_file: Path, title: str) -> None:
-    """Training loss (log scale) and, when evaluations were logged, success rate against step."""
+    """One panel per available curve: training loss (log scale) against step; for RL runs, episode
+    return and success rate against environment steps; evaluated success rate and return."""
     records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line]
-    train = [(r["step"], r["train/loss"]) for r in records if "train/loss" in r]
-    evals = [(r["step"], r["eval/success_rate"]) for r in records if "eval/success_rate" in r]
-    fig, axes = plt.subplots(1, 2 if evals else 1, figsize=(10 if evals else 6, 4), squeeze=False)
-    if train:
-        steps, losses = zip(*train)
-        axes[0, 0].plot(steps, losses)
-        axes[0, 0].set_yscale("log")
-    axes[0, 0].set(xlabel="step", ylabel="training loss", title=title)
-    if evals:
-        steps, rates = zip(*evals)
-        axes[0, 1].plot(steps, rates, marker="o")
-        axes[0, 1].set(xlabel="step", ylabel="success rate", ylim=(-0.05, 1.05), title="evaluation")
-        axes[0, 1].set_xlim(axes[0, 0].get_xlim())  # same steps as the loss curve
+    rl = any(r.get("env_steps") for r in records)
+    x_key, x_label = ("env_steps", "environment steps") if rl else ("step", "step")
+    panels = []
+    for key, label, log_scale in (
+        ("train/loss", "training loss", True),
+        ("train/episode_return", "episode return (training rollouts)", False),
+        ("eval/mean_return", "evaluated return", False),
+        ("train/success_rate", "success rate (training rollouts)", False),
+        ("eval/success_rate", "evaluated success rate", False),
+    ):
+        points = [(r.get(x_key if key != "train/loss" else "step", 0), r[key]) for r in records if key in r]
+        if key == "eval/mean_return" and not rl:
+            continue  # BC runs: success rate is the evaluation that matters, keep the figure as it was
+        if points:
+            panels.append((key, label, log_scale, points))
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5 * max(1, len(panels)), 4), squeeze=False)
+    for axis, (key, label, log_scale, points) in zip(axes[0], panels):
+        xs, ys = zip(*points)
+        axis.plot(xs, ys, marker="o" if key.startswith("eval") else None)
+        if log_scale and min(ys) > 0:
+            axis.set_yscale("log")
+        if "success" in key:
+            axis.set_ylim(-0.05, 1.05)
+        axis.set(xlabel="step" if key == "train/loss" else x_label, ylabel=label)
+    axes[0, 0].set_title(title)
     fig.tight_layout()
     fig.savefig(out_file, dpi=100)
     plt.close(fig)

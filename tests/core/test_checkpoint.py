@@ -65,19 +65,20 @@ def test_damaged_checkpoint_errors_name_the_file(tmp_path):
         load_checkpoint(tmp_path / "nowhere")
 
 
-def _train_command(tmp_path, run_name: str) -> list[str]:
-    overrides = tiny_train_overrides(tmp_path, steps=800)
+def _train_command(tmp_path, run_name: str, policy: str) -> list[str]:
+    overrides = tiny_train_overrides(tmp_path, policy=policy, steps=800)
     overrides = [o for o in overrides if not o.startswith(("run_dir=", "checkpoint_every="))]
     return [sys.executable, "-m", "robotune.cli", "train", *overrides, f"run_dir={tmp_path / run_name}", "checkpoint_every=50"]
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize("policy", ["gaussian", "diffusion"])  # diffusion draws loss noise: from the run's generator
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, policy):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # Share one demonstration cache, then train uninterrupted for reference.
-    reference = subprocess.run(_train_command(tmp_path, "reference"), env=env, capture_output=True, text=True, timeout=300)
+    reference = subprocess.run(_train_command(tmp_path, "reference", policy), env=env, capture_output=True, text=True, timeout=300)
     assert reference.returncode == 0, reference.stderr
 
-    process = subprocess.Popen(_train_command(tmp_path, "interrupted"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(_train_command(tmp_path, "interrupted", policy), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoints_dir = tmp_path / "interrupted" / "checkpoints"
     deadline = time.monotonic() + 120
     while not list_checkpoints(checkpoints_dir) and time.monotonic() < deadline and process.poll() is None:
@@ -88,7 +89,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     interrupted_step = [v for k, v in killed_at["__dict__"] if k == "step"][0]
     assert 0 < interrupted_step < 800, "the run must have been stopped mid-training"
 
-    resumed = subprocess.run(_train_command(tmp_path, "interrupted"), env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(_train_command(tmp_path, "interrupted", policy), env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"(step {interrupted_step})" in resumed.stdout
 

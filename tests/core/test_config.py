@@ -5,9 +5,11 @@ import sys
 
 import pytest
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
-from robotune.core.config import build_config
+from robotune.core import registry
+from robotune.core.config import build_config, validate_plugin_groups
 from robotune.core.policy import PolicyConfig
 from robotune.core.task import build_task
 from tests.helpers import compose_config
@@ -62,3 +64,35 @@ def test_cli_rejects_an_unknown_top_level_key():
         [sys.executable, "-m", "robotune.cli", "train", "epochs=3"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode != 0 and "epochs" in result.stderr
+
+
+def test_a_key_added_with_plus_is_rejected_naming_it():
+    """Hydra's hint `+policy.key=value` composes; the plugin's config has no such key."""
+    cfg = compose_config("train", ["+policy.unknown_key=3"])
+    with pytest.raises(ValueError) as err:
+        validate_plugin_groups(cfg)
+    assert "invalid config 'policy.unknown_key': DiffusionConfig has no key 'unknown_key'" in str(err.value)
+    assert "its keys are: obs_horizon, horizon, act_steps" in str(err.value)
+    with pytest.raises(ValueError, match="invalid config 'policy.unknown_key'"):
+        build_config(registry.get("policy", "diffusion").config_class, cfg.policy, "policy")  # as training does
+    validate_plugin_groups(compose_config("train", ["policy=gaussian", "policy.horizon=4", "policy.act_steps=2"]))
+
+
+def test_a_plugin_group_given_as_a_plain_value_is_rejected():
+    """`+critic=NAME` while no critic plugin is installed adds the string NAME, not a plugin."""
+    with pytest.raises(registry.PluginError, match="no critic plugin named 'nope'"):
+        validate_plugin_groups(OmegaConf.create({"critic": "nope"}))
+    with pytest.raises(ValueError, match=r"invalid config 'algo: bc': a plain value; select the algorithm plugin"):
+        validate_plugin_groups(OmegaConf.create({"algo": "bc"}))
+
+
+def test_train_rejects_a_plus_key_in_one_line_before_training(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "robotune.cli", "train", "+policy.unknown_key=3", f"data.cache_dir={tmp_path / 'data'}",
+         f"run_dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("robotune train: invalid config 'policy.unknown_key'")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "run" / "checkpoints").exists()

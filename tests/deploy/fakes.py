@@ -78,7 +78,7 @@ class GoalPolicy(Policy):
         self.delay_s = delay_s
         self.calls = 0
 
-    def compute_loss(self, obs_norm, action_norm):
+    def compute_loss(self, obs_norm, action_norm, generator):
         raise NotImplementedError
 
     def sample_chunk_norm(self, obs_norm, deterministic, generator):
@@ -121,7 +121,7 @@ class ExpertPolicy(Policy):
         self.expert = task.make_expert(side=side)
         self.fresh = True
 
-    def compute_loss(self, obs_norm, action_norm):
+    def compute_loss(self, obs_norm, action_norm, generator):
         raise NotImplementedError
 
     def sample_chunk_norm(self, obs_norm, deterministic, generator):

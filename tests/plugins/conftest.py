@@ -91,13 +91,24 @@ def assert_valid_chunks(policy, toy: ToyProblem, batch: int = 5) -> None:
         assert chunk_norm.shape == (batch, HORIZON, ACTION_DIM)
 
 
+# Policies that sample with no noise at all, as their module docstrings say: any seed, the same chunk.
+NOISELESS_POLICIES = {"mip", "regression"}
+
+
 def assert_repeatable(policy, toy: ToyProblem) -> None:
-    """The same seeded generator gives the same chunk; different seeds differ unless deterministic."""
+    """The same seeded generator gives the same chunk; different seeds differ unless deterministic
+    (or the policy is noiseless by design, when they must not differ either)."""
     obs = toy.obs[:4]
     for deterministic in (True, False):
         first = policy.predict_chunk(obs, deterministic, torch.Generator().manual_seed(7))
         second = policy.predict_chunk(obs, deterministic, torch.Generator().manual_seed(7))
         torch.testing.assert_close(first, second, rtol=0, atol=0)
+    seed_7 = policy.predict_chunk(obs, False, torch.Generator().manual_seed(7))
+    seed_8 = policy.predict_chunk(obs, False, torch.Generator().manual_seed(8))
+    if policy.plugin_name in NOISELESS_POLICIES:
+        torch.testing.assert_close(seed_7, seed_8, rtol=0, atol=0)
+    else:
+        assert not torch.allclose(seed_7, seed_8), f"policy '{policy.plugin_name}' sampled the same chunk for seeds 7 and 8"
 
 
 def mean_start_end(losses: list[float], window: int = 10) -> tuple[float, float]:

@@ -26,7 +26,7 @@ def test_loss_matches_the_two_step_formula(toy):
     obs_norm = policy.obs_normalizer.normalize(toy.obs[:8])
     action_norm = policy.action_normalizer.normalize(toy.action[:8])
     torch.manual_seed(11)
-    loss, _ = policy.compute_loss(obs_norm, action_norm)
+    loss, _ = policy.compute_loss(obs_norm, action_norm, None)
     torch.manual_seed(11)
     noise = torch.randn_like(action_norm)
     cond = policy.obs_encoder(obs_norm)

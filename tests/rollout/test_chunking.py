@@ -20,7 +20,7 @@ class ScriptedPolicy(Policy):
         self.chunks = list(chunks)
         self.calls = 0
 
-    def compute_loss(self, obs_norm, action_norm):
+    def compute_loss(self, obs_norm, action_norm, generator):
         raise NotImplementedError
 
     def sample_chunk_norm(self, obs_norm, deterministic, generator):

@@ -221,7 +221,6 @@ class ReachAroundTask(Task):
             control_rate_hz=CONTROL_RATE_HZ,
             max_episode_steps=self.config.max_episode_steps,
             robot=robot,
-            extra={"success_radius": SUCCESS_RADIUS},
         )
 
     def make_env(self) -> ReachAroundEnv:

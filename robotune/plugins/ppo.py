@@ -1,0 +1,209 @@
+"""PPO (Schulman et al. 2017) on chunk decisions: RL from scratch, or fine-tuning a trained policy.
+
+One `step()` is one iteration:
+1. Roll out `rollout_steps` environment steps in each of `num_envs` environments. Each decision
+   samples a chunk with `policy.sample_with_trace` and runs its first `act_steps` actions; the
+   decision's reward is the discounted sum inside the chunk (`robotune/rollout/chunk_rollout.py`).
+2. Advantages by GAE with truncation bootstrapping (`robotune/rollout/advantages.py`), from the
+   critic's value V(o) of the normalised, flattened observation window.
+3. `epochs` passes over the decisions in minibatches of `batch_size`, minimising
+
+       L = −E[min(ρ A, clip(ρ, 1 − ε, 1 + ε) A)] + c_v E[(V(o) − R)²],   ρ = exp(log π_θ(a|o) − log π_old(a|o))
+
+   with one Adam over policy and critic (a learning rate each), gradient-norm clipping, advantages normalised per
+   minibatch, and an optional early stop when the approximate KL exceeds `target_kl`.
+
+Fine-tuning (`init_from=<BC checkpoint>`) starts from a trained policy and an untrained critic:
+`critic_warmup_iterations` first fits the critic alone, so that early advantages are not noise.
+Any policy implementing `SupportsLikelihood` can be trained; the Gaussian is the baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from robotune.core.algorithm import Algorithm, AlgorithmConfig, TrainingContext
+from robotune.core.policy import SupportsLikelihood
+from robotune.core.registry import register
+from robotune.rollout.advantages import generalized_advantages, grid_view
+from robotune.rollout.chunk_rollout import ChunkRollout, DecisionBatch
+
+
+@dataclass
+class PPOConfig(AlgorithmConfig):
+    steps: int = 100  # iterations (rollout + epochs)
+    batch_size: int = 64  # decisions per minibatch
+    num_envs: int = 8
+    vector: str = "sync"  # "sync" or "async" (one subprocess per environment)
+    rollout_steps: int = 256  # environment steps per environment per iteration
+    epochs: int = 10
+    lr: float = 3e-4  # policy learning rate; fine-tuning a trained policy wants ~10x-30x less
+    critic_lr: float = 3e-4
+    adam_eps: float = 1e-5
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    value_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    normalize_advantages: bool = True
+    target_kl: float = 0.0  # stop an iteration's epochs once approx. KL exceeds this; 0 never stops
+    critic_warmup_iterations: int = 0  # iterations that train the critic only (fine-tuning)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "num_envs", "rollout_steps", "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"algo.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@register("algorithm", "ppo")
+class PPO(Algorithm):
+    config_class = PPOConfig
+    config: PPOConfig
+
+    def __init__(self, config: PPOConfig, context: TrainingContext) -> None:
+        super().__init__(config, context)
+        policy = self.policy
+        if not isinstance(policy, SupportsLikelihood):
+            raise TypeError(
+                f"algo=ppo needs a policy with a likelihood (sample_with_trace and log_prob, see "
+                f"robotune.core.policy.SupportsLikelihood); policy '{policy.config.name}' has none"
+            )
+        pc = policy.config
+        self.critic = context.build_critic(pc.obs_horizon * policy.obs_dim, 0)
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": list(policy.parameters()), "lr": config.lr},
+                {"params": list(self.critic.parameters()), "lr": config.critic_lr},
+            ],
+            eps=config.adam_eps,
+        )
+        self.parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.envs = context.make_envs(config.num_envs, config.vector)
+        self.rollout = ChunkRollout(self.envs, pc.obs_horizon, pc.act_steps, config.gamma, seed=context.seed)
+        self.iteration = 0
+
+    # ------------------------------------------------------------------ acting
+
+    def _obs_norm(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Raw windows (M, To, Do) -> normalised tensor on the device."""
+        return self.policy.obs_normalizer.normalize(torch.as_tensor(obs, device=self.context.device))
+
+    @torch.no_grad()
+    def _decide(self, obs: np.ndarray) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+        obs_norm = self._obs_norm(obs)
+        chunk_norm, trace = self.policy.sample_with_trace(obs_norm, self.context.generator)
+        executed = chunk_norm[:, : self.policy.config.act_steps].clamp(-1.0, 1.0)
+        actions = self.policy.action_normalizer.unnormalize(executed).cpu().numpy()
+        tensors = {
+            "log_prob": self.policy.log_prob(obs_norm, trace),
+            "value": self.critic.value(obs_norm.flatten(1)).mean(0),
+            **{f"trace.{k}": v for k, v in trace.items()},
+        }
+        return actions, tensors
+
+    # ------------------------------------------------------------------ learning
+
+    @torch.no_grad()
+    def _advantages(self, batch: DecisionBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self.context.device
+        value = batch.payload["value"]
+        next_value = self.critic.value(self._obs_norm(batch.next_obs).flatten(1)).mean(0)
+        grid = torch.as_tensor(batch.grid, device=device)
+        on_grid = {
+            name: grid_view(torch.as_tensor(array, device=device), grid, pad)
+            for name, array, pad in (
+                ("reward", batch.reward, 0.0),
+                ("discount", batch.discount, 0.0),
+                ("terminated", batch.terminated, False),
+                ("episode_end", batch.episode_end, True),
+            )
+        }
+        advantages_grid, _ = generalized_advantages(
+            value=grid_view(value, grid), next_value=grid_view(next_value, grid), lam=self.config.gae_lambda, **on_grid
+        )
+        valid = grid >= 0
+        advantages = torch.empty_like(value)
+        advantages[grid[valid]] = advantages_grid[valid]
+        return advantages, advantages + value
+
+    def step(self) -> dict[str, float]:
+        cfg = self.config
+        self.policy.eval()  # sampling and scoring must use the same function (no dropout/BN modes)
+        batch, episodes = self.rollout.collect(cfg.rollout_steps, self._decide)
+        self.env_steps += cfg.rollout_steps * cfg.num_envs
+        advantages, returns = self._advantages(batch)
+        obs_norm = self._obs_norm(batch.obs)
+        old_log_prob = batch.payload["log_prob"]
+        trace = {k.removeprefix("trace."): v for k, v in batch.payload.items() if k.startswith("trace.")}
+        train_policy = self.iteration >= cfg.critic_warmup_iterations
+
+        totals = torch.zeros(4, device=self.context.device)  # policy loss, value loss, approx KL, clip fraction
+        updates = 0
+        for _ in range(cfg.epochs):
+            order = torch.randperm(len(batch), generator=self.context.generator, device=self.context.device)
+            epoch_kl = torch.zeros((), device=self.context.device)
+            for start in range(0, len(batch), cfg.batch_size):
+                index = order[start : start + cfg.batch_size]
+                value_loss = (self.critic.value(obs_norm[index].flatten(1)) - returns[index]).square().mean()
+                loss = cfg.value_coef * value_loss
+                if train_policy:
+                    log_ratio = self.policy.log_prob(obs_norm[index], {k: v[index] for k, v in trace.items()}) - old_log_prob[index]
+                    ratio = log_ratio.exp()
+                    adv = advantages[index]
+                    if cfg.normalize_advantages and len(index) > 1:
+                        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                    policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range) * adv).mean()
+                    loss = loss + policy_loss
+                    with torch.no_grad():
+                        approx_kl = ((ratio - 1) - log_ratio).mean()  # Schulman's k3 estimator
+                        clipped = ((ratio - 1).abs() > cfg.clip_range).float().mean()
+                        totals += torch.stack([policy_loss.detach(), value_loss.detach(), approx_kl, clipped])
+                        epoch_kl = epoch_kl + approx_kl
+                else:
+                    totals[1] += value_loss.detach()
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm)
+                self.optimizer.step()
+                updates += 1
+            batches = -(-len(batch) // cfg.batch_size)
+            if train_policy and cfg.target_kl and (epoch_kl / batches).item() > cfg.target_kl:
+                break
+        self.grad_steps += updates
+        self.iteration += 1
+        policy_loss, value_loss, approx_kl, clip_fraction = (totals / updates).tolist()
+        metrics = {"value_loss": value_loss, "decisions": float(len(batch)), **episodes.summary()}
+        if train_policy:
+            metrics.update(policy_loss=policy_loss, approx_kl=approx_kl, clip_fraction=clip_fraction)
+        return metrics
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy.state_dict(),
+            "critic": self.critic.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "iteration": self.iteration,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.critic.load_state_dict(state["critic"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration = int(state["iteration"])
+        # Environment state cannot be restored: episodes restart from a seed derived from the iteration.
+        self.rollout = ChunkRollout(
+            self.envs, self.policy.config.obs_horizon, self.policy.config.act_steps, self.config.gamma,
+            seed=self.context.seed + 7919 * self.iteration,
+        )
+
+    def inference_policy(self):
+        return self.policy.eval()
+
+    def close(self) -> None:
+        self.envs.close()

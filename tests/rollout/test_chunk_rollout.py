@@ -1,0 +1,78 @@
+import gymnasium as gym
+import numpy as np
+import torch
+
+from robotune.rollout.chunk_rollout import ChunkRollout
+from tests.rollout.toy_envs import CounterEnv
+
+GAMMA = 0.5
+
+
+def make_rollout():
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: CounterEnv(5, terminate=False), lambda: CounterEnv(3, terminate=True)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    return envs, ChunkRollout(envs, obs_horizon=2, act_steps=2, gamma=GAMMA, seed=0)
+
+
+class NumberedDecisions:
+    """Decision d sends actions [10 d, 10 d + 1] and remembers the windows it was given."""
+
+    def __init__(self):
+        self.count, self.windows = 0, []
+
+    def __call__(self, obs):
+        ids = np.arange(self.count, self.count + len(obs))
+        self.count += len(obs)
+        self.windows += list(obs.copy())
+        actions = np.stack([10.0 * ids, 10.0 * ids + 1], axis=1)[:, :, None].astype(np.float32)
+        return actions, {"id": torch.as_tensor(ids)}
+
+
+def test_autoreset_keeps_the_final_observation_and_each_environment_replans_on_its_own():
+    envs, rollout = make_rollout()
+    decide = NumberedDecisions()
+    batch, episodes = rollout.collect(6, decide)
+    env_a, env_b = envs.envs
+
+    # env b's episode (3 steps, terminated) ends inside its second chunk: that chunk ran 1 step.
+    b_decisions = np.flatnonzero(batch.env == 1)
+    second = b_decisions[1]
+    assert batch.terminated[second] and batch.episode_end[second]
+    assert batch.reward[second] == 1.0 and np.isclose(batch.discount[second], GAMMA)
+    # Its next window ends in the episode's true final observation [step 3, episode 0], not the reset one.
+    np.testing.assert_array_equal(batch.next_obs[second][-1], [3.0, 0.0])
+    # The next episode starts with a fresh decision whose window is its first observation repeated.
+    third = b_decisions[2]
+    np.testing.assert_array_equal(batch.obs[third], [[0.0, 1.0], [0.0, 1.0]])
+    # env b received its new decision's first action right after the reset, not the old chunk's second.
+    third_id = int(batch.payload["id"][third])
+    assert env_b.actions[:4] == [10.0 * int(batch.payload["id"][b_decisions[0]]), 10.0 * int(batch.payload["id"][b_decisions[0]]) + 1,
+                                 10.0 * int(batch.payload["id"][second]), 10.0 * third_id]
+    # env a ran uninterrupted full chunks meanwhile: 2 decisions of 2 steps, reward 1 + γ, discount γ²;
+    # its episode (5 steps) is truncated by the first step of its third chunk, and a fourth decision
+    # starts the next episode at step 6, cut by the end of the collection.
+    a_decisions = np.flatnonzero(batch.env == 0)
+    assert len(a_decisions) == 4
+    np.testing.assert_allclose(batch.reward[a_decisions[:2]], 1 + GAMMA)
+    np.testing.assert_allclose(batch.discount[a_decisions[:2]], GAMMA**2)
+    assert batch.episode_end[a_decisions[2]] and not batch.terminated[a_decisions[2]]  # truncated, not terminated
+    assert batch.reward[a_decisions[2]] == 1.0 and not batch.episode_end[a_decisions[3]]
+    np.testing.assert_array_equal(batch.next_obs[a_decisions[2]][-1], [5.0, 0.0])
+    assert sorted(episodes.returns) == [3.0, 3.0, 5.0] and sorted(episodes.lengths) == [3, 3, 5]
+    # The grid lists each environment's decisions in time order.
+    assert list(batch.grid[: len(a_decisions), 0]) == list(a_decisions)
+    assert list(batch.grid[: len(b_decisions), 1]) == list(b_decisions)
+
+
+def test_chunks_open_at_the_end_of_a_collection_are_cut_and_bootstrap():
+    envs, rollout = make_rollout()
+    batch, _ = rollout.collect(3, NumberedDecisions())
+    a_decisions = np.flatnonzero(batch.env == 0)
+    last = a_decisions[-1]  # started at step 2, ran one step before the collection ended
+    assert not batch.episode_end[last] and batch.reward[last] == 1.0
+    np.testing.assert_array_equal(batch.next_obs[last], [[2.0, 0.0], [3.0, 0.0]])
+    # The next collection continues the same episode with a fresh decision.
+    batch2, _ = rollout.collect(1, NumberedDecisions())
+    np.testing.assert_array_equal(batch2.obs[np.flatnonzero(batch2.env == 0)[0]], [[2.0, 0.0], [3.0, 0.0]])
