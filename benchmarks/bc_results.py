@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_module
 
-from robotune.core.config import store_plugin_configs
+from robotune.configs import store_plugin_configs
 from robotune.core.registry import load_plugins
 from robotune.training.loop import train
 

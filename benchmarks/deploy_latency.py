@@ -3,7 +3,7 @@
     python benchmarks/deploy_latency.py [--seconds 10] [--rates 100 500] [--checkpoint DIR]
                                         [--realtime-priority 80] [--cpu-latency-us 0] [--repeats 3]
 
-For each rate, the MuJoCo ROS 2 simulator (`robotune.deploy.sim_robot`, realtime mode) runs in its
+For each rate, the MuJoCo ROS 2 simulator (`robotune.deploy.ros.simulator_driver`, realtime mode) runs in its
 own process and publishes /joint_states at 1 kHz; the runner (this process) ticks at the rate,
 plans with a policy (the checkpoint's, or a small random MLP chunk policy with the same shapes),
 and publishes Float64MultiArray commands carrying the stamp of the JointState they came from.
@@ -112,7 +112,7 @@ def state_age_transport(*args, **kwargs):
     The simulator stamps joint states with the wall clock of this machine, so the age is from the
     stamp to the read: the part of obs_to_cmd before the tick starts computing.
     """
-    from robotune.deploy.ros2_transport import Ros2Transport
+    from robotune.deploy.ros.transport import Ros2Transport
 
     class StateAgeTransport(Ros2Transport):
         def __init__(self) -> None:
@@ -126,7 +126,7 @@ def state_age_transport(*args, **kwargs):
             new_episode, self._last_episode = snapshot.episode != self._last_episode, snapshot.episode
             if snapshot.source_stamp_ns != self._last_stamp and len(self.ages_ms) < 1_000_000:
                 self._last_stamp = snapshot.source_stamp_ns
-                if not new_episode:  # as the simulator's latency samples (see sim_robot's docstring)
+                if not new_episode:  # as the simulator's latency samples (see simulator_driver's docstring)
                     self.ages_ms.append((time.time_ns() - snapshot.source_stamp_ns) / 1e6)
             return snapshot
 
@@ -134,14 +134,14 @@ def state_age_transport(*args, **kwargs):
 
 
 def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | None, priority: int | None,
-             cpu_latency_us: int | None = None, joint_state_rate: float = 1000.0, inference: str = "thread",
+             cpu_latency_us: int | None = None, joint_state_rate: float = 1000.0,
              plan_on_tick: bool | None = None) -> dict:
     import numpy as np
     import torch
 
     from robotune.deploy.cli import default_observation_topics
     from robotune.deploy.runner import PolicyRunner, RunnerConfig
-    from robotune.deploy.transport import RosTopics
+    from robotune.deploy.ros.topics import RosTopics
     from robotune.robots.reach_around.task import ReachAroundTask
 
     torch.set_num_threads(1)
@@ -157,7 +157,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
     bare_jitter_p99_ms = bare_loop_jitter_p99_ms(rate_hz, min(seconds, 5.0), priority, cpu_latency_us)
     bare_steal_pct = bare_steal.percent()
     loadavg_before = os.getloadavg()[0]
-    sim_argv = [sys.executable, "-m", "robotune.deploy.sim_robot", "--task", "reach_around", "--episodes", "100000",
+    sim_argv = [sys.executable, "-m", "robotune.deploy.ros.simulator_driver", "--task", "reach_around", "--episodes", "100000",
                 "--mode", "realtime", "--joint-state-rate", str(joint_state_rate), "--domain-id", str(domain_id),
                 "--startup-s", str(startup_s), "--duration-s", str(seconds), "--max-wall-s", str(seconds + 90)]
     if priority:
@@ -168,7 +168,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
                                     RosTopics(episode="/episode", observation_topics=topics), domain_id=domain_id)
     runner = PolicyRunner(policy, spec, transport, RunnerConfig(
         rate_hz=rate_hz, configure_timeout_s=60.0, realtime_priority=priority, cpu_latency_us=cpu_latency_us,
-        inference_checkpoint=checkpoint if inference == "process" else None, plan_on_tick=plan_on_tick),
+        plan_on_tick=plan_on_tick),
                           observation_topics=topics)
     try:
         runner.configure()
@@ -188,7 +188,7 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
             sim.terminate()
             sim.wait(timeout=5)
     if sim.returncode != 0:
-        raise RuntimeError(f"sim_robot failed: {err[-2000:]}")
+        raise RuntimeError(f"simulator_driver failed: {err[-2000:]}")
     robot = json.loads(out.strip().splitlines()[-1])
     return {
         "transport": "ros2",
@@ -215,11 +215,10 @@ def run_cell(rate_hz: float, seconds: float, domain_id: int, checkpoint: str | N
         "episode_wait_ticks": stats["episode_wait_ticks"],
         "sim_episodes": robot.get("episodes"),
         "latency_samples": robot["latency_samples"],
-        "commands_after_episode_end": robot["commands_after_episode_end"],  # not latency samples, see sim_robot
+        "commands_after_episode_end": robot["commands_after_episode_end"],  # not latency samples, see simulator_driver
         "inference_ms_max": round(stats["planner"]["inference_ms_max"], 3),
         "plan_on_tick": stats["planner"]["on_tick"],
         "policy": "checkpoint" if checkpoint else "random_mlp_2x256",
-        "inference": inference if checkpoint else "thread",
         "realtime_priority": priority,
         "cpu_latency_us": cpu_latency_us,
         "runner_error": stats["last_error"],
@@ -244,9 +243,6 @@ def main() -> int:
                    help="SCHED_FIFO priority for the runner's control thread (the simulator's loop gets one less)")
     p.add_argument("--cpu-latency-us", type=int, default=None,
                    help="hold CPUs' idle wake-up latency at or below this while measuring (PM QoS, root); 0: idle CPUs poll")
-    p.add_argument("--inference", choices=["thread", "process"], default="thread",
-                   help="where the planner runs a --checkpoint policy: a thread (default), or a child process with "
-                        "its own GIL (RunnerConfig.inference_checkpoint; slower on 2 cores, see inference_process.py)")
     p.add_argument("--plan-on-tick", choices=sorted(PLAN_ON_TICK), default="auto",
                    help="RunnerConfig.plan_on_tick: auto (when warm-up plans fit half a period), on, off")
     args = p.parse_args()
@@ -258,7 +254,7 @@ def main() -> int:
             record = run_cell(rate, args.seconds, domain_id=40 + i, checkpoint=args.checkpoint,
                               priority=args.realtime_priority, cpu_latency_us=args.cpu_latency_us,
                               joint_state_rate=args.joint_state_rate,
-                              inference=args.inference, plan_on_tick=PLAN_ON_TICK[args.plan_on_tick])
+                              plan_on_tick=PLAN_ON_TICK[args.plan_on_tick])
             record["repeat"] = repeat
             print(record, file=sys.stderr, flush=True)
             records.append(record)

@@ -6,7 +6,7 @@ Runs the same seeded episodes three ways and prints their success rates (last st
   direct  robotune's evaluation harness (ChunkController, no deploy code)
   sim     the deploy runner, planner and safety layer stepping MuJoCo directly (transport=sim)
   ros2    the deploy runner over real ROS 2 (rclpy, Fast DDS) driving the MuJoCo simulator node
-          (`robotune.deploy.sim_robot --mode lockstep`) in another process
+          (`robotune.deploy.ros.simulator_driver --mode lockstep`) in another process
 
 Lockstep makes the ROS 2 run faster than real time at the same per-step semantics: the simulator
 advances one 50 ms control step per command computed from its latest state, and the runner ticks
@@ -47,10 +47,12 @@ def runner_config(args, rate_hz: float, control_rate_hz: float):
 
     # Lockstep: the next state arrives about one runner period after a command, so allow 3 periods.
     # Each command advances the robot one control period of the task, not one runner period: scale
-    # the rate limiter's per-tick step (max_velocity * velocity_scale / rate_hz) to the robot's time.
+    # the rate limiter's per-tick step (max_velocity * velocity_scale / rate_hz) and the activation
+    # ramp's (ramp_speed / rate_hz) to the robot's time.
+    robot_time = rate_hz / control_rate_hz
     return RunnerConfig(rate_hz=rate_hz, lead_ticks=args.lead_ticks, blend_steps=args.blend_steps, configure_timeout_s=60.0,
-                        safety=SafetyConfig(warmup_ticks=0, obs_timeout_s=3.0 / rate_hz,
-                                            velocity_scale=rate_hz / control_rate_hz))
+                        safety=SafetyConfig(warmup_ticks=0, obs_timeout_s=3.0 / rate_hz, velocity_scale=robot_time,
+                                            ramp_speed=SafetyConfig().ramp_speed * robot_time))
 
 
 def run_direct(args) -> dict:
@@ -63,13 +65,13 @@ def run_direct(args) -> dict:
 def run_sim(args) -> dict:
     from robotune.deploy.cli import default_observation_topics
     from robotune.deploy.runner import PolicyRunner
-    from robotune.deploy.sim_transport import SimTransport
-    from robotune.deploy.simulated_robot import SimulatedRobot
+    from robotune.deploy.stepped_transport import SteppedEnvTransport
+    from robotune.deploy.task_env_robot import TaskEnvRobot
 
     checkpoint, task = load(args.checkpoint)
     spec = checkpoint.task_spec
-    sim = SimulatedRobot(task.make_env(), spec, spec.robot, seed=args.seed, episodes=args.episodes)
-    runner = PolicyRunner(checkpoint.policy, spec, SimTransport(sim),
+    sim = TaskEnvRobot(task.make_env(), spec, spec.robot, seed=args.seed, episodes=args.episodes)
+    runner = PolicyRunner(checkpoint.policy, spec, SteppedEnvTransport(sim),
                           runner_config(args, spec.control_rate_hz, spec.control_rate_hz),
                           observation_topics=default_observation_topics(spec, spec.robot))
     runner.configure()
@@ -100,14 +102,14 @@ def describe(sim: subprocess.Popen) -> str:
 
 def run_ros2(args) -> dict:
     from robotune.deploy.cli import default_observation_topics
-    from robotune.deploy.ros2_transport import Ros2Transport
+    from robotune.deploy.ros.transport import Ros2Transport
     from robotune.deploy.runner import PolicyRunner
-    from robotune.deploy.transport import RosTopics
+    from robotune.deploy.ros.topics import RosTopics
 
     checkpoint, _ = load(args.checkpoint)
     spec = checkpoint.task_spec
     domain_id = 61
-    sim_argv = [sys.executable, "-m", "robotune.deploy.sim_robot", "--checkpoint", args.checkpoint, "--episodes",
+    sim_argv = [sys.executable, "-m", "robotune.deploy.ros.simulator_driver", "--checkpoint", args.checkpoint, "--episodes",
                 str(args.episodes), "--seed", str(args.seed), "--mode", "lockstep", "--domain-id", str(domain_id),
                 "--max-wall-s", str(args.max_wall_s)]
     sim = subprocess.Popen(sim_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
@@ -133,7 +135,7 @@ def run_ros2(args) -> dict:
         raise RuntimeError(f"ROS 2 leg failed: {exc}\nsimulator {state}; stdout tail: {out[-500:]!r}\n"
                            f"stderr tail:\n{err[-4000:]}") from exc
     if sim.returncode != 0:
-        raise RuntimeError(f"sim_robot {describe(sim)}; its stderr:\n{err[-4000:]}")
+        raise RuntimeError(f"simulator_driver {describe(sim)}; its stderr:\n{err[-4000:]}")
     summary = json.loads(out.strip().splitlines()[-1])
     return {**{k: v for k, v in summary.items() if k != "results"}, "wall_s": round(time.monotonic() - started, 1),
             "runner": {k: stats[k] for k in ("ticks", "policy_ticks", "stale_ticks", "no_action_ticks", "rate_limited_ticks",

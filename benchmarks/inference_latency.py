@@ -105,7 +105,7 @@ def weight_read_floor(policy: DiffusionPolicy, steps: int) -> Callable[[], float
             total += flat[i]
         return total
 
-    twin = policy.numpy_network(torch.zeros(1, policy.config.obs_horizon, OBS_DIM))
+    twin = policy.export_for_inference().twin
     arrays = [twin.w_obs, twin.w_chunk, twin.w_norm_linear1, twin.w_linear2, twin.w_out]
     return lambda: sum(read(a) for _ in range(steps) for a in arrays)
 
@@ -155,7 +155,8 @@ def cases() -> list[Case]:
             policy = build(policy_class, **overrides)
             generator = torch.Generator().manual_seed(0)
             params = sum(p.numel() for p in policy.parameters())
-            run = (lambda p=policy, g=generator, d=deterministic, o=obs: p.predict_chunk(o, d, g))
+            exported = policy.export_for_inference()  # as eval and deploy run it
+            run = (lambda p=exported, g=generator, d=deterministic, o=obs: p.predict_chunk(o, d, g))
             out.append(Case(name, policy.config.backbone, params, steps, batch, run))
             if name == "diffusion" and policy.config.backbone == "mlp" and steps == 10:
                 loop = (lambda p=policy, g=generator, o=obs: diffusers_step_loop(p, o, g))

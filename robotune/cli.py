@@ -50,7 +50,7 @@ def _validating_plugin_configs(command: str, function: Callable[[DictConfig], An
 
     A bad key is a config error: one line naming it, as Hydra's own config errors print, not a traceback.
     """
-    from robotune.core.config import validate_plugin_groups
+    from robotune.configs import validate_plugin_groups
     from robotune.core.registry import PluginError
 
     @functools.wraps(function)
@@ -111,7 +111,7 @@ def _explain_unloadable_selection(command: str, overrides: list[str]) -> None:
 def run_hydra_command(command: str, overrides: list[str]) -> None:
     import hydra
 
-    from robotune.core.config import store_plugin_configs
+    from robotune.configs import store_plugin_configs
     from robotune.core.registry import load_plugins
 
     load_plugins()

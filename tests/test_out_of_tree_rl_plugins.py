@@ -4,13 +4,15 @@ entry point; both are selected from config and used by a SAC run, and their call
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+
+from tests.core.plugin_packages import write_distribution
 
 PACKAGE = "robotune-test-rl-plugins"
 MODULE = "robotune_test_rl_plugins"
@@ -74,38 +76,15 @@ class ActionL2(Regularizer):
 '''
 
 
-def pip(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture
-def installed_package(tmp_path: Path):
-    root = tmp_path / PACKAGE
-    (root / MODULE).mkdir(parents=True)
-    (root / MODULE / "__init__.py").write_text(SOURCE)
-    (root / "pyproject.toml").write_text(
-        textwrap.dedent(
-            f"""
-            [build-system]
-            requires = ["setuptools>=61"]
-            build-backend = "setuptools.build_meta"
-
-            [project]
-            name = "{PACKAGE}"
-            version = "0.1.0"
-
-            [project.entry-points."robotune.plugins"]
-            rl_parts = "{MODULE}"
-            """
-        )
-    )
-    result = pip("install", "--no-deps", "--no-build-isolation", "--no-index", str(root))
-    assert result.returncode == 0, result.stderr
-    yield
-    pip("uninstall", "-y", PACKAGE)
+def site_with_package(tmp_path: Path) -> Path:
+    """The package installed into a directory of its own, put on the subprocess's PYTHONPATH."""
+    site = tmp_path / "site"
+    write_distribution(site, PACKAGE, "0.1.0", {"rl_parts": MODULE}, {f"{MODULE}/__init__.py": SOURCE})
+    return site
 
 
-def test_installed_critic_and_regularizer_are_used_by_sac(installed_package, tmp_path):
+def test_installed_critic_and_regularizer_are_used_by_sac(site_with_package, tmp_path):
     run_dir = tmp_path / "run"
     steps, learning_starts = 120, 40
     train = subprocess.run(
@@ -117,6 +96,7 @@ def test_installed_critic_and_regularizer_are_used_by_sac(installed_package, tmp
             "logger=quiet", "logger.log_every=20",
         ],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site_with_package), os.environ.get("PYTHONPATH", "")])},
     )
     assert train.returncode == 0, train.stderr + train.stdout
     updates = steps - learning_starts + 1

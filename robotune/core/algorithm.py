@@ -81,6 +81,7 @@ class Algorithm(ABC):
         self.policy = context.policy
         self.grad_steps = 0  # gradient updates made so far
         self.env_steps = 0  # environment steps taken so far, over all environments
+        self.update_seconds = 0.0  # wall time spent in gradient updates this session (throughput reports)
 
     @abstractmethod
     def step(self) -> dict[str, float]:
@@ -102,6 +103,10 @@ class Algorithm(ABC):
     def inference_policy(self) -> Policy:
         """The policy to evaluate and deploy (an EMA copy, for example)."""
         return self.policy
+
+    def action_correctors(self) -> list[Regularizer]:
+        """Regularizers that correct actions at inference time; checkpoints ship them with the policy."""
+        return []
 
     def close(self) -> None:
         """Release environments and files; called once at the end of the run."""

@@ -31,6 +31,7 @@ from robotune.core import registry
 from robotune.core.config import build_config
 from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
+from robotune.core.regularizer import ActionCorrectedPolicy, Regularizer
 from robotune.core.spec import TaskSpec
 
 FORMAT_VERSION = 1
@@ -84,10 +85,12 @@ def save_checkpoint(
     config: DictConfig,
     keep: int = 2,
     parent: dict | None = None,
+    correctors: list[Regularizer] = (),
 ) -> Path:
     """Write `checkpoints_dir/step_<step>` atomically and keep only the newest `keep` checkpoints.
 
-    `parent` names the checkpoint a fine-tuning run started from; meta.json records it."""
+    `parent` names the checkpoint a fine-tuning run started from; meta.json records it.
+    `correctors` (regularizers that correct actions at inference) are stored in correctors.safetensors."""
     checkpoints_dir = Path(checkpoints_dir)
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
     final = checkpoints_dir / f"{STEP_PREFIX}{step:07d}"
@@ -98,7 +101,10 @@ def save_checkpoint(
         save_file(tensors, str(tmp / "training_state.safetensors"))
         (tmp / "training_state.json").write_text(json.dumps(tree))
         (tmp / "config.yaml").write_text(OmegaConf.to_yaml(config, resolve=True))
-        (tmp / "meta.json").write_text(json.dumps({**_meta(step, policy, config), "parent": parent}, indent=2))
+        if correctors:
+            save_file({f"{r.config.name}.{k}": v.contiguous() for r in correctors for k, v in r.state_dict().items()}, str(tmp / "correctors.safetensors"))
+        meta = {**_meta(step, policy, config), "parent": parent, "action_correctors": [r.config.name for r in correctors]}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         for f in tmp.iterdir():  # data on disk before the rename makes it visible
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -214,7 +220,27 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except RuntimeError as exc:
         raise CheckpointError(f"{path / 'policy.safetensors'} does not match policy '{policy_config.name}': {exc}") from None
     policy.eval()
+    if meta.get("action_correctors"):
+        policy = ActionCorrectedPolicy(policy, _load_correctors(path, meta, config, policy))
     return Checkpoint(path, policy, spec, config, meta)
+
+
+def _load_correctors(path: Path, meta: dict, config: DictConfig, policy: Policy) -> list[Regularizer]:
+    """Rebuild the action-correcting regularizers from config.yaml and correctors.safetensors."""
+    tensors = _read_tensors(path / "correctors.safetensors")
+    obs_dim = policy.config.obs_horizon * policy.obs_dim
+    action_dim = policy.config.act_steps * policy.action_dim
+    correctors = []
+    for name in meta["action_correctors"]:
+        regularizer_class = registry.get("regularizer", name)
+        regularizer = regularizer_class(build_config(regularizer_class.config_class, config.regularizer[name], f"regularizer.{name}"), obs_dim, action_dim)
+        prefix = f"{name}."
+        try:
+            regularizer.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path / 'correctors.safetensors'} does not match regularizer '{name}': {exc}") from None
+        correctors.append(regularizer.eval())
+    return correctors
 
 
 def load_training_state(path: str | Path) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The base of every plugin's config: a dataclass with documented defaults.
 
-The registry stores each plugin's config class in Hydra's ConfigStore under the plugin's group
-(`policy/diffusion`, `algo/bc`, ...), so YAML is needed only for what varies, keys are locked
-against typos, and values are type-checked when overridden on the command line.
+`robotune.configs` stores each plugin's config class in Hydra's ConfigStore under the plugin's
+group (`policy/diffusion`, `algo/bc`, ...), so YAML is needed only for what varies, keys are
+locked against typos, and values are type-checked when overridden on the command line.
 """
 
 from __future__ import annotations
@@ -40,43 +40,3 @@ def build_config(config_class: type[C], values: dict[str, Any] | DictConfig | No
         raise ValueError(f"invalid config '{where}.{exc.full_key}': {exc.msg}") from exc
     except Exception as exc:  # a config's own __post_init__ check, which names its fields
         raise ValueError(f"invalid config '{where}': {exc}") from exc
-
-
-def validate_plugin_groups(cfg: DictConfig) -> None:
-    """Build the typed config of every plugin the composed config selects (`policy`, `algo`, ...).
-
-    Hydra's hint for an unknown key is `+group.key=value`, which composes without complaint; the
-    plugin's config dataclass then has no such key. Checking here fails before any training, naming
-    `group.key`, rather than when eval or deploy rebuild the plugin from the checkpoint.
-    """
-    from robotune.core import registry
-
-    for kind, group in registry.KINDS.items():
-        node = cfg.get(group)
-        if isinstance(node, DictConfig) and "name" in node:
-            build_config(registry.get(kind, node.name).config_class, node, group)
-        elif isinstance(node, str):  # `+critic=NAME` while no critic plugin exists adds a plain string
-            registry.get(kind, node)  # names what exists when it is not a plugin
-            raise ValueError(
-                f"invalid config '{group}: {node}': a plain value; select the {kind} plugin as a config group "
-                f"({group}={node} on the command line, or in the defaults list)"
-            )
-
-
-def store_plugin_configs() -> None:
-    """Expose every registered plugin's config dataclass to Hydra as `<group>/<name>`."""
-    from hydra.core.config_store import ConfigStore
-
-    from robotune.core import registry
-
-    store = ConfigStore.instance()
-    for plugin in registry.plugins():
-        config_class = getattr(plugin.obj, "config_class", None)
-        if config_class is None:
-            continue
-        node = OmegaConf.structured(config_class)
-        node.name = plugin.name
-        group = registry.KINDS[plugin.kind]
-        # Several regularizers can be selected at once (regularizer=[a,b]); each keeps its own node.
-        package = f"{group}.{plugin.name}" if plugin.kind == "regularizer" else None
-        store.store(group=group, name=plugin.name, node=node, package=package, provider=plugin.source)

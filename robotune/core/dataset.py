@@ -27,10 +27,8 @@ Files are read and written by `robotune.data` (imported lazily, so core stays fr
 and pyarrow): a single `.safetensors` file for small datasets, robotune's chunked store, and the
 formats of other libraries.
 
-Windows follow the chunk convention of `robotune.core.policy`: for time t the observation window is
-obs[t - obs_horizon + 1 .. t] and the action window is action[t .. t + horizon - 1]. Windows that
-run past an episode's edge repeat its first observation or last action, so every step of every
-episode is a training sample.
+Samplers that draw training batches from these arrays (chunk windows for BC, transitions for
+offline RL) are in `robotune.training.samplers`.
 """
 
 from __future__ import annotations
@@ -41,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 
 class DatasetError(ValueError):
@@ -297,9 +294,6 @@ class EpisodeDataset:
         """(E,) float64 sum of rewards per episode (zeros when the dataset has no rewards)."""
         return np.add.reduceat(self.reward.astype(np.float64), self.episode_starts)
 
-    def window_sampler(self, obs_horizon: int, horizon: int) -> WindowSampler:
-        return WindowSampler(self, obs_horizon, horizon)
-
     # ---- files --------------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays to store, named as in ARRAY_FIELDS; `final_obs` only when it was given."""
@@ -340,33 +334,3 @@ class EpisodeViews(Sequence):
 
     def __getitem__(self, i: int) -> Episode:  # type: ignore[override]
         return self.dataset.episode(i)
-
-
-class WindowSampler:
-    """Random (obs window, action chunk) batches as torch tensors, via precomputed index tables.
-
-    Gathers with NumPy so memory-mapped, read-only arrays are read only at the sampled rows.
-    """
-
-    def __init__(self, dataset: EpisodeDataset, obs_horizon: int, horizon: int) -> None:
-        ends = dataset.episode_ends
-        starts = dataset.episode_starts
-        episode_of_step = np.repeat(np.arange(len(ends)), ends - starts)
-        t = np.arange(dataset.num_steps)
-        first, last = starts[episode_of_step], ends[episode_of_step] - 1
-        # (N, obs_horizon) and (N, horizon) row indices into the flat arrays
-        self.obs_index = np.clip(t[:, None] + np.arange(-obs_horizon + 1, 1)[None, :], first[:, None], None)
-        self.action_index = np.clip(t[:, None] + np.arange(horizon)[None, :], None, last[:, None])
-        self.obs = dataset.obs
-        self.action = dataset.action
-
-    def __len__(self) -> int:
-        return len(self.obs_index)
-
-    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """{"obs": (B, obs_horizon, obs_dim), "action": (B, horizon, action_dim)}, raw units."""
-        rows = torch.randint(len(self), (batch_size,), generator=generator).numpy()
-        return {
-            "obs": torch.from_numpy(np.asarray(self.obs[self.obs_index[rows]])),
-            "action": torch.from_numpy(np.asarray(self.action[self.action_index[rows]])),
-        }

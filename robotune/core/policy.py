@@ -18,6 +18,9 @@ Rules a policy author can rely on (and must respect):
   building the policy from its config, then loading the weights into it.
 - A policy without parameters is valid (BC then only fits its normalisers); the optimiser is built
   only over parameters that exist.
+- A policy never sees the dataset: what it needs from the data reaches it through its normalisers.
+  A model fitted to the data (a behaviour density, a random network) is a regularizer's job.
+- An EMA copy (BC) averages parameters only; buffers keep the values the policy was built with.
 
 Policies that RL fine-tuning can improve by policy gradient also implement `SupportsLikelihood`.
 """
@@ -116,6 +119,12 @@ class Policy(nn.Module, ABC):
         if obs.ndim != 3 or tuple(obs.shape[1:]) != expected:
             raise ValueError(f"policy expects obs of shape (B, {expected[0]}, {expected[1]}), got {tuple(obs.shape)}")
 
+    def export_for_inference(self) -> "Policy":
+        """A frozen, fast version for evaluation and deployment, with the same `predict_chunk`; the
+        policy itself (in eval mode) unless the policy has a faster inference path. Training and
+        fine-tuning never go through it. Export again after the weights change."""
+        return self.eval()
+
     def reset(self) -> None:
         """Forget any per-episode state. Stateless chunk policies need nothing here."""
 
@@ -126,7 +135,8 @@ class SupportsLikelihood(Protocol):
 
     `sample_with_trace` draws a normalised chunk together with everything needed to score that same
     sample again later (a Gaussian: the chunk itself; diffusion: the denoising chain; flow
-    matching: the noise and times). `log_prob` scores a stored trace under the current weights:
+    matching: the noise and times), and its log-likelihood under the sampling weights (computed
+    while sampling where that is free). `log_prob` scores a stored trace under the current weights:
     the exact log-density where the policy has one, or the surrogate its method uses. Both score
     only the chunk's first `act_steps` actions, the part that is executed.
     Fine-tuning calls these torch methods directly, never a NumPy fast path.
@@ -134,8 +144,8 @@ class SupportsLikelihood(Protocol):
 
     def sample_with_trace(
         self, obs_norm: torch.Tensor, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """obs_norm (B, To, Do) -> chunk_norm (B, H, Da) and a trace of tensors with leading dim B."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """obs_norm (B, To, Do) -> chunk_norm (B, H, Da), a trace of tensors with leading dim B, log-likelihood (B,)."""
         ...
 
     def log_prob(self, obs_norm: torch.Tensor, trace: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -74,3 +74,36 @@ class Regularizer(nn.Module, ABC):
         return {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None: ...
+
+
+class ActionCorrectedPolicy:
+    """A policy whose executed actions pass through regularizers' `correct_action` (CDSA's
+    inference-time correction). Checkpoints store the correctors' weights beside the policy's, and
+    `load_checkpoint` rebuilds this wrapper, so evaluation and deployment apply the correction with
+    no extra flags. Everything but `predict_chunk` is read from the wrapped policy.
+
+    The correction sees the engine's units: the normalised, flattened observation window
+    (B, obs_horizon * obs_dim) and the chunk's first act_steps actions, normalised and flattened.
+    """
+
+    def __init__(self, policy, correctors: list[Regularizer]) -> None:
+        self.policy, self.correctors = policy, correctors
+
+    def __getattr__(self, name: str):
+        return getattr(self.policy, name)
+
+    def export_for_inference(self) -> ActionCorrectedPolicy:
+        return ActionCorrectedPolicy(self.policy.export_for_inference(), self.correctors)
+
+    @torch.inference_mode()
+    def predict_chunk(self, obs: torch.Tensor, deterministic: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Raw chunk (B, H, Da) for raw obs (B, To, Do), its executed part corrected."""
+        chunk = self.policy.predict_chunk(obs, deterministic, generator).clone()
+        executed, batch = self.policy.config.act_steps, obs.shape[0]
+        obs_norm = self.policy.obs_normalizer.normalize(obs.float()).flatten(1)
+        action_norm = self.policy.action_normalizer.normalize(chunk[:, :executed]).flatten(1)
+        for corrector in self.correctors:
+            action_norm = corrector.correct_action(obs_norm, action_norm)
+        corrected = action_norm.view(batch, executed, -1).clamp(-1.0, 1.0)
+        chunk[:, :executed] = self.policy.action_normalizer.unnormalize(corrected)
+        return chunk

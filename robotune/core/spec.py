@@ -7,7 +7,7 @@ plugin can all agree on shapes and limits without importing MuJoCo or ROS.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -34,12 +34,15 @@ class RobotSpec:
 
     `command_interface` is what the policy's action means for each joint, as in ros2_control:
     "position" (absolute joint targets) or "velocity".
+    `command_joints` is the joint order the controller expects its commands in (ros2_control lets a
+    controller list its joints in any order); empty means the order of `joints`.
     """
 
     name: str
     joints: tuple[JointSpec, ...]
     control_rate_hz: float
     command_interface: str = "position"
+    command_joints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [j.name for j in self.joints]
@@ -51,6 +54,20 @@ class RobotSpec:
             )
         if not self.control_rate_hz > 0:
             raise ValueError(f"robot '{self.name}': control_rate_hz must be positive, got {self.control_rate_hz}")
+        if self.command_joints and sorted(self.command_joints) != sorted(names):
+            raise ValueError(
+                f"robot '{self.name}': command_joints {list(self.command_joints)} must list each of the joints {names} once"
+            )
+
+    @property
+    def command_order(self) -> tuple[str, ...]:
+        """Joint names in the order commands are sent."""
+        return self.command_joints or self.joint_names
+
+    def in_joint_order(self, names: tuple[str, ...]) -> RobotSpec:
+        """The same robot with `joints` listed in the order of `names` (the command order is kept)."""
+        by_name = {j.name: j for j in self.joints}
+        return replace(self, joints=tuple(by_name[n] for n in names), command_joints=self.command_order)
 
     @property
     def joint_names(self) -> tuple[str, ...]:
@@ -69,11 +86,15 @@ class RobotSpec:
         return np.array([j.max_velocity for j in self.joints], dtype=np.float64)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.command_joints:  # omitted when it says nothing, so older robotune reads the checkpoint
+            del d["command_joints"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> RobotSpec:
-        return cls(**{**d, "joints": tuple(JointSpec(**j) for j in d["joints"])})
+        return cls(**{**d, "joints": tuple(JointSpec(**j) for j in d["joints"]),
+                      "command_joints": tuple(d.get("command_joints", ()))})
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,10 @@ class Task(ABC):
         """A scripted expert for demonstrations, or None if the task has none."""
         return None
 
+    # Numeric `info` keys the evaluation aggregates per episode: key -> "max", "final" or "mean"
+    # (e.g. {"coverage": "max"}); each episode's value is recorded and their mean reported.
+    info_metrics: ClassVar[dict[str, str]] = {}
+
     def normalized_score(self, episode_return: float) -> float | None:
         """100 * (R - random) / (expert - random) where reference returns exist, else None."""
         return None

@@ -1,17 +1,25 @@
-"""Deploy a trained policy on a robot: over ROS 2 (rclpy) or straight onto the task's MuJoCo simulation.
+"""Deploy a trained policy on a robot: over ROS 2 (rclpy) or straight onto the task's simulation.
 
-    policy ──> ChunkPlanner (plans the next chunk in a background thread, lead_ticks ahead)
+The runtime (no ROS import):
+
+    policy ──> ChunkPlanner (planner.py: the chunk schedule of rollout/chunking.py, planned ahead)
                    │
-    PolicyRunner (fixed-rate loop thread; configure → activate → deactivate → shutdown)
-       │  ObservationLayout: named signals → obs vector in TaskSpec.obs_names order
-       │  SafetyLayer: limits, rate limit, stale watchdog, NaN latch, e-stop, warm-up
+    PolicyRunner (runner.py: fixed-rate loop; configure → activate → deactivate → shutdown)
+       │  ObservationLayout (observation.py): named signals → obs vector in TaskSpec.obs_names order
+       │  SafetyLayer (safety.py): limits, rate limit, ramp, tracking bound, stale watchdog,
+       │                           NaN hold/latch, e-stop, warm-up
+       │  trained joint order ──by name──> the controller's command_joints
        ▼
-    Transport ── Ros2Transport (JointState by name, Float64MultiArray / JointTrajectory out, /emergency_stop)
-              └─ SimTransport  (steps the env directly; transport=sim)
+    Transport (transport.py) ── ros/transport.py  Ros2Transport: JointState merged by name,
+              │                                  Float64MultiArray / named JointTrajectory out,
+              │                                  /emergency_stop, operator reset, shadow topic
+              └─ stepped_transport.py  SteppedEnvTransport: steps a task env directly (transport=sim)
 
-    python -m robotune.deploy.sim_robot   a MuJoCo robot driver that speaks ROS 2
-    robotune deploy checkpoint=DIR robot=planar_arm transport=sim|ros2
+    task_env_robot.py      a task environment seen as a robot (shared by the stepped transport
+                           and the ROS 2 simulator driver)
+    robot_description.py   robots described in YAML, limits from a URDF
+    cli.py                 `robotune deploy`: staged startup, log lines, status line, exit codes
 
-Modules that need rclpy (`ros2_transport`, `ros_node`, `sim_robot`) import it themselves; the rest
-of this package runs without ROS installed.
+The ROS 2 backend (`ros/`: transport, lean nodes, MCAP recorder, `ros/simulator_driver.py`, a
+MuJoCo robot driver that speaks ROS 2) imports rclpy; the rest of this package runs without ROS.
 """

@@ -41,6 +41,21 @@ class JointReading:
     position: float
     velocity: float | None  # None when the JointState carried no velocities
     received_at: float  # time.monotonic() at reception
+    source: str = ""  # the publisher it came from (see `publisher_key`)
+
+
+MAX_SOURCES = 32  # publishers tracked one by one in the counters; more are pooled under "other"
+
+
+def publisher_key(names) -> str:
+    """Which publisher a JointState came from, as the joint names it carries.
+
+    Jazzy's rclpy (7.1.6) hands out no publisher GID with a taken message (its message info has
+    timestamps and sequence numbers only), but each /joint_states publisher (an arm's broadcaster,
+    a gripper, a mock) keeps publishing the same joints: the names identify it, and the transport's
+    diagnostics list the publishers the ROS graph knows (node name and GID) to match them with.
+    """
+    return "[" + ", ".join(str(n)[:40] for n in list(names)[:8]) + (", ...]" if len(names) > 8 else "]")
 
 
 @dataclass
@@ -57,8 +72,12 @@ class ObservationSnapshot:
 class SignalCache:
     """Thread-safe latest-value store, written by transport callbacks and read by the control loop.
 
-    Malformed messages are rejected whole (and counted, with the reason kept for error messages),
-    so a bad message never overwrites a good reading; the watchdog then sees the reading age.
+    Joint states are merged by joint name: each joint keeps its newest value, time and publisher,
+    so a message about other joints (a gripper, a second arm) never displaces this robot's. Such
+    messages are counted per publisher, not rejected. Malformed messages are rejected whole and
+    counted per publisher, with the reason kept for error messages, so a bad message never
+    overwrites a good reading; the watchdog then sees the reading age. A non-finite value for one
+    of this robot's joints is stored as it is: the safety layer holds on it.
     """
 
     def __init__(self, joint_names: tuple[str, ...], array_topics: dict[str, ArrayTopic], joint_topic: str) -> None:
@@ -70,46 +89,62 @@ class SignalCache:
         self.rejected = 0
         self.accepted = 0
         self.last_rejection = ""
-        self.last_seen_names: tuple[str, ...] = ()
+        self.last_seen_names: tuple[str, ...] = ()  # of the last JointState that named none of this robot's joints
+        # per publisher (publisher_key): {"accepted": n, "other_joints": n, "rejected": n, "last_rejection": str}
+        self.by_publisher: dict[str, dict] = {}
+        self._publisher_keys: dict[tuple[str, ...], str] = {}
 
-    def _reject(self, reason: str) -> None:
+    def _count(self, source: str, outcome: str, reason: str = "") -> None:
+        if source not in self.by_publisher and len(self.by_publisher) >= MAX_SOURCES:
+            source = "other"
+        counts = self.by_publisher.setdefault(source, {"accepted": 0, "other_joints": 0, "rejected": 0, "last_rejection": ""})
+        counts[outcome] += 1
+        if reason:
+            counts["last_rejection"] = reason
+
+    def _reject(self, reason: str, source: str = "") -> None:
         with self._lock:
             self.rejected += 1
             self.last_rejection = reason
+            self._count(source or "unknown", "rejected", reason)
 
     def update_joints(self, names, position, velocity, stamp_ns: int, now: float | None = None) -> bool:
-        """Store one JointState; returns False (and records why) if it was malformed."""
+        """Merge one JointState by joint name; returns False (and records why) if it was rejected."""
         now = time.monotonic() if now is None else now
         names = tuple(names)
-        self.last_seen_names = names
+        source = self._publisher_keys.get(names)
+        if source is None:  # computed once per joint-name list: this runs for every JointState
+            source = publisher_key(names)
+            if len(self._publisher_keys) < 4 * MAX_SOURCES:
+                self._publisher_keys[names] = source
         n = len(names)
         if len(position) != n or (len(velocity) not in (0, n)):
-            self._reject(
-                f"JointState on {self.joint_topic}: {n} names but {len(position)} positions and {len(velocity)} velocities"
-            )
+            self._reject(f"JointState on {self.joint_topic} from publisher {source}: {n} names but "
+                         f"{len(position)} positions and {len(velocity)} velocities", source)
             return False
         if len(set(names)) != n:
-            self._reject(f"JointState on {self.joint_topic}: duplicate joint names {list(names)}")
+            self._reject(f"JointState on {self.joint_topic} from publisher {source}: duplicate joint names", source)
             return False
         wanted = [(i, name) for i, name in enumerate(names) if name in self.joint_names]
-        if not wanted:
-            self._reject(
-                f"JointState on {self.joint_topic} names none of the robot's joints {list(self.joint_names)}; got {list(names)}"
-            )
-            return False
         with self._lock:
+            if not wanted:
+                self.last_seen_names = names
+                self._count(source, "other_joints")
+                return True
             for i, name in wanted:
                 vel = float(velocity[i]) if len(velocity) else None
-                self._snapshot.joints[name] = JointReading(float(position[i]), vel, now)
+                self._snapshot.joints[name] = JointReading(float(position[i]), vel, now, source)
             self._snapshot.source_stamp_ns = int(stamp_ns)
             self.accepted += 1
+            self._count(source, "accepted")
         return True
 
     def update_array(self, key: str, data, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
         source = self.array_topics[key]
         if len(data) != len(source.fields):
-            self._reject(f"{source.topic}: expected {len(source.fields)} values {list(source.fields)}, got {len(data)}")
+            self._reject(f"{source.topic}: expected {len(source.fields)} values {list(source.fields)}, got {len(data)}",
+                         source.topic)
             return False
         with self._lock:
             self._snapshot.arrays[key] = (np.asarray(data, dtype=np.float64).copy(), now)
@@ -178,6 +213,35 @@ class ObservationLayout:
                 if max_age is not None and now - item[1] > max_age:
                     raise ObservationError(f"{self.array_topics[a].topic} is older than its max_age_s {max_age}")
         return obs, now - oldest
+
+    def oldest_input(self, snapshot: ObservationSnapshot, now: float | None = None) -> str:
+        """The input that makes an observation stale, for hold messages: which joint or topic, from where, how old."""
+        now = time.monotonic() if now is None else now
+        oldest, text = None, "no input"
+        for name in self.robot.joint_names:
+            reading = snapshot.joints.get(name)
+            if reading is None:
+                return f"joint '{name}' has no reading"
+            if oldest is None or reading.received_at < oldest:
+                oldest = reading.received_at
+                text = f"joint '{name}' last came {now - reading.received_at:.3f} s ago from publisher {reading.source}"
+        for key, source in self.array_topics.items():
+            item = snapshot.arrays.get(key)
+            if item is None:
+                return f"nothing yet on {source.topic}"
+            if source.max_age_s is not None and now - item[1] > source.max_age_s:
+                return f"{source.topic} last came {now - item[1]:.3f} s ago (max_age_s {source.max_age_s})"
+        return text
+
+    def nonfinite_inputs(self, obs: np.ndarray, snapshot: ObservationSnapshot) -> str:
+        """Which observation entries are non-finite and where they came from, for hold messages."""
+        parts = []
+        for i in np.flatnonzero(~np.isfinite(obs)).tolist():
+            kind, a, b = self._entries[i]
+            where = (f"publisher {snapshot.joints[b].source}" if kind == "joint" and b in snapshot.joints
+                     else self.array_topics[a].topic if kind == "array" else "?")
+            parts.append(f"'{self.task.obs_names[i]}' from {where}")
+        return ", ".join(parts)
 
     def joint_positions(self, snapshot: ObservationSnapshot) -> np.ndarray:
         """Measured positions in the robot's joint order (for anchoring the safety layer)."""

@@ -1,7 +1,8 @@
 """Action chunks planned ahead of time, so that inference never stalls the control loop.
 
-The same idea as `robotune.rollout.chunking.ChunkController` (execute `act_steps` of each predicted
-chunk open loop, then replan), rearranged for a real-time loop:
+The chunk schedule is `robotune.rollout.chunking.ChunkSchedule`, the one evaluation's
+`ChunkController` uses (execute `act_steps` of each predicted chunk open loop, then replan); this
+module decides when and where plans are computed, for a real-time loop:
 
 - A plan is requested every `act_steps` ticks, from the observation history at that tick t, and
   computed in a background thread while the loop keeps sending the previous chunk's actions.
@@ -22,9 +23,8 @@ Where a plan is computed (the request and the schedule are the same in every cas
 - `on_tick=True`: in the control thread, right after the tick's command is sent (`run_pending`).
   Nothing else in the process then wants the GIL while the loop ticks; it fits when inference
   takes well under a period (the runner decides from the warm-up plans, see runner.py).
-- otherwise a background thread, for inference that spans several periods (`lead_ticks` > 1);
-- with `remote` (an `InferenceProcess`), a child process, which keeps inference off the control
-  process's GIL altogether (see inference_process.py).
+- otherwise a background thread, for inference that spans several periods (`lead_ticks` > 1).
+  (A child process with its own GIL was tried and measured slower on the 2-core machine; it is gone.)
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from robotune.core.policy import Policy
-from robotune.deploy.inference_process import InferenceProcess
+from robotune.rollout.chunking import ChunkSchedule
 
 
 @dataclass
@@ -62,7 +62,6 @@ class ChunkPlanner:
         act_steps: int | None = None,
         deterministic: bool = True,
         seed: int = 0,
-        remote: InferenceProcess | None = None,
     ) -> None:
         cfg = policy.config
         if lead_ticks < 0 or blend_steps < 0:
@@ -78,7 +77,8 @@ class ChunkPlanner:
         self.generator = torch.Generator().manual_seed(seed)
         self.history: deque[np.ndarray] = deque(maxlen=cfg.obs_horizon)
         self.stats = PlannerStats()
-        self._schedule: dict[int, np.ndarray] = {}
+        self.schedule = ChunkSchedule(1, cfg.horizon, policy.action_dim, blend_steps=blend_steps)
+        self._schedule_tick = 0  # the tick of the schedule's current step
         self._next_request_tick: int | None = None
         self._generation = 0
         self._in_flight = False
@@ -86,8 +86,6 @@ class ChunkPlanner:
         self._results: queue.Queue = queue.Queue()
         self._requests: queue.Queue = queue.Queue(maxsize=2)  # one request plus the stop marker
         self._worker: threading.Thread | None = None
-        self._remote = remote if lead_ticks > 0 else None
-        self._in_flight_generation = 0
         self.on_tick = False  # set before the first plan; see the module docstring
         self._pending: tuple[int, int, torch.Tensor] | None = None  # the request run_pending will compute
 
@@ -104,11 +102,9 @@ class ChunkPlanner:
         if self._in_flight:
             self._merge_results(tick=0, block=True)  # its generation is stale, so it is dropped
         self.history.clear()
-        self._schedule.clear()
+        self.schedule.clear()
         self._next_request_tick = None
         self.policy.reset()
-        if self._remote is not None:
-            self._remote.reset()
 
     def warm_up(self, obs: np.ndarray, plans: int = 3) -> float:
         """Plan `plans` times and throw the chunks away, before the loop starts; returns the slowest
@@ -116,20 +112,15 @@ class ChunkPlanner:
 
         A policy's first call pays one-off costs (loading the compiled inference kernel takes ~0.5 s,
         compiling it on a new machine ~7 s, and the twin is built from the weights) that would
-        otherwise stall the running loop on its first plan. In-process, a separate generator keeps the
-        seeded one's stream, so a warmed-up run plans exactly what a cold one would (a child
-        process's generator advances by one plan).
+        otherwise stall the running loop on its first plan. A separate generator keeps the seeded
+        one's stream, so a warmed-up run plans exactly what a cold one would.
         """
         history = np.repeat(np.asarray(obs, np.float32)[None, None], self.policy.config.obs_horizon, axis=1)
         generator = torch.Generator().manual_seed(0)
         seconds = []
         for _ in range(plans):
             start = time.perf_counter()
-            if self._remote is not None:
-                self._remote.submit(history[0])
-                self._remote.result(block=True, timeout_s=60.0)
-            else:
-                self.policy.predict_chunk(torch.from_numpy(history), self.deterministic, generator)
+            self.policy.predict_chunk(torch.from_numpy(history), self.deterministic, generator)
             seconds.append(time.perf_counter() - start)
         self.reset()
         return max(seconds[1:] or seconds)
@@ -147,26 +138,23 @@ class ChunkPlanner:
         """The action for `tick`, or None if no plan covers it yet. `wait` blocks on a running plan."""
         # A stepped simulation has no wall clock: a running plan always "meets its budget", so wait
         # for it before anything else, which also keeps runs deterministic.
+        self.schedule.advance(tick - self._schedule_tick)
+        self._schedule_tick = tick
         self._merge_results(tick, block=wait and self._in_flight)
         if self._next_request_tick is None or tick >= self._next_request_tick:
             self._request(tick)
         if wait and self._in_flight and tick >= self._in_flight_tick + self.lead_ticks:
             self._merge_results(tick, block=True)
-        for old in [k for k in self._schedule if k < tick]:
-            del self._schedule[old]
-        return self._schedule.pop(tick, None)
+        action = self.schedule.current()[0] if self.schedule.has_action()[0] else None
+        self.schedule.advance()
+        self._schedule_tick = tick + 1
+        return action
 
     def _request(self, tick: int) -> None:
         if not self.history:
             return
         obs = torch.from_numpy(np.stack(self.history)[None])  # (1, obs_horizon, obs_dim)
-        if self._remote is not None:
-            if self._in_flight:
-                self.stats.requests_skipped += 1
-                return
-            self._in_flight, self._in_flight_tick, self._in_flight_generation = True, tick, self._generation
-            self._remote.submit(obs.numpy()[0])
-        elif self.lead_ticks == 0:
+        if self.lead_ticks == 0:
             self._store(tick, self._infer(obs), tick)
         elif self._in_flight:
             self.stats.requests_skipped += 1
@@ -211,19 +199,6 @@ class ChunkPlanner:
         self._results.put((generation, tick, chunk))
 
     def _merge_results(self, tick: int, block: bool = False) -> None:
-        if self._remote is not None:
-            if not self._in_flight:
-                return
-            answer = self._remote.result(block=block)  # raises InferenceProcessError on a failure
-            if answer is None:
-                return
-            chunk, infer_ms = answer
-            self._in_flight = False
-            self.stats.plans += 1
-            self.stats.inference_ms_max = max(self.stats.inference_ms_max, infer_ms)
-            if self._in_flight_generation == self._generation:
-                self._store(self._in_flight_tick, chunk, tick)
-            return
         if block:
             self.run_pending()  # waiting for a plan nobody else would compute
         while True:
@@ -239,25 +214,12 @@ class ChunkPlanner:
                 self._store(obs_tick, chunk, tick)
 
     def _store(self, obs_tick: int, chunk: np.ndarray, tick: int) -> None:
-        first = obs_tick + self.lead_ticks
-        if first < tick:
+        """Merge a chunk planned from the observation of `obs_tick` into the schedule, whose current step is `tick`."""
+        if obs_tick + self.lead_ticks < tick:
             self.stats.plans_late += 1
-        for i in range(self.lead_ticks, len(chunk)):
-            k = obs_tick + i
-            if k < tick:
-                self.stats.stale_actions_dropped += 1
-                continue
-            j = k - first
-            if j < self.blend_steps and k in self._schedule:
-                w = (j + 1) / (self.blend_steps + 1)
-                self._schedule[k] = (1 - w) * self._schedule[k] + w * chunk[i]
-            else:
-                self._schedule[k] = chunk[i]
+        self.stats.stale_actions_dropped += self.schedule.merge(chunk[None], age=tick - obs_tick, skip=self.lead_ticks)
 
     def close(self) -> None:
-        if self._remote is not None:
-            self._remote.close()
-            self._remote = None
         if self._worker is not None:
             self._requests.put(None)
             self._worker.join(timeout=5.0)

@@ -1,4 +1,4 @@
-"""The last gate between a policy and the hardware: limits, rate limit, watchdog, NaN guard, e-stop.
+"""The last gate between a policy and the hardware: limits, rate limit, ramp, tracking bound, watchdog, NaN guard, e-stop.
 
 Pure numpy, no ROS, so every rule here is unit-tested without middleware.
 
@@ -9,13 +9,25 @@ watchdogs (which brake when the command stream stops) from tripping on a sensor 
 periods, and it makes the hold visible in the command stream, so tests and logs can check it. For
 a velocity interface the hold is zeros: velocity controllers do not stop on their own.
 
-Latches. A non-finite observation or action, or an e-stop request, latches: the layer holds until
-`reset()` is called by an operator. A stale observation does not latch; commands resume once fresh
-observations arrive (that is a dropout, not a fault).
+Latches. A non-finite action or an e-stop request latches at once: the layer holds until `reset()`
+is called by an operator. A non-finite observation holds at once and latches only when it persists
+for `nonfinite_latch_ticks` consecutive ticks or `nonfinite_latch_s` seconds, whichever comes
+first. Why not latch on the first one: a single NaN from a driver (an encoder read that failed once,
+an uninitialised field in one message) is common and the hold already makes it harmless; latching
+on it cost whole runs until a restart. A dead sensor keeps sending NaN, and that latches within the
+default 0.2 s (10 ticks at 50 Hz), while the robot holds. A stale observation never latches;
+commands resume once fresh observations arrive (that is a dropout, not a fault).
+
+Ramp. After `anchor()` (activation, or an operator reset) the first policy command is not sent as
+is: the layer freezes it and moves from the measured pose towards it at `ramp_speed` rad/s; policy
+actions are used again once it is reached. Tracking bound: a position command further than
+`tracking_bound` rad from the measured position of any joint is not sent; the layer holds and says
+which joint.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -31,8 +43,14 @@ class Verdict(str, Enum):
     WARMUP = "warmup"  # holding while the observation history fills
     STALE = "stale"  # observations older than the timeout: hold
     NO_ACTION = "no_action"  # the planner had no action ready for this tick: hold
-    FAULT = "fault"  # latched: non-finite observation or action
+    NONFINITE = "nonfinite"  # a non-finite observation, not (yet) latched: hold
+    RAMP = "ramp"  # moving from the measured pose to the first policy command at ramp_speed
+    TRACKING = "tracking"  # the command was further than tracking_bound from the measured position: hold
+    FAULT = "fault"  # latched: non-finite action, or a non-finite observation that persisted
     ESTOP = "estop"  # latched: emergency stop
+
+
+HOLDS = (Verdict.STALE, Verdict.NO_ACTION, Verdict.NONFINITE, Verdict.TRACKING)  # unlatched holds
 
 
 @dataclass
@@ -43,7 +61,21 @@ class SafetyConfig:
     warmup_ticks: int = 2  # hold ticks after activation before the first policy action
     position_margin: float = 0.0  # rad kept inside each joint's [lower, upper]
     velocity_scale: float = 1.0  # fraction of each joint's max_velocity the rate limiter allows
-    latch_on_nonfinite_obs: bool = True  # a NaN/inf joint reading is treated as a sensor fault
+    # A non-finite observation holds at once and latches once it persists this many consecutive
+    # ticks or this long (see the module docstring for the defaults); None disables that bound.
+    nonfinite_latch_ticks: int | None = None
+    nonfinite_latch_s: float | None = 0.2
+    ramp_speed: float | None = 0.5  # rad/s from the measured pose to the first policy command; None: no ramp
+    tracking_bound: float | None = 0.5  # rad between a position command and the measured position; None: off
+    after_latch: str = "hold"  # after an e-stop or fault: "hold" re-sends the last safe target, "silent" sends nothing
+
+    def __post_init__(self) -> None:
+        if self.after_latch not in ("hold", "silent"):
+            raise ValueError(f"safety.after_latch must be 'hold' or 'silent', got '{self.after_latch}'")
+        for name in ("nonfinite_latch_ticks", "nonfinite_latch_s", "ramp_speed", "tracking_bound"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"safety.{name} must be positive or null, got {value}")
 
 
 @dataclass
@@ -53,6 +85,9 @@ class SafetyStats:
     warmup_ticks: int = 0
     stale_ticks: int = 0
     no_action_ticks: int = 0
+    nonfinite_ticks: int = 0
+    ramp_ticks: int = 0
+    tracking_ticks: int = 0
     fault_ticks: int = 0
     estop_ticks: int = 0
     clipped_ticks: int = 0  # ticks where a joint limit changed the target
@@ -84,27 +119,44 @@ class SafetyLayer:
         # Largest change of a position target in one tick; inf where the robot spec gives no velocity limit.
         self.max_step = robot.max_velocity * self.config.velocity_scale * self.period_s
         self.velocity_interface = robot.command_interface == "velocity"
+        self.ramp_step = np.minimum((self.config.ramp_speed or 0.0) * self.period_s, self.max_step)
+        limits = [t for t in (self.config.nonfinite_latch_ticks,
+                              self.config.nonfinite_latch_s and max(1, math.ceil(self.config.nonfinite_latch_s * rate_hz)))
+                  if t]
+        self.nonfinite_latch_after = min(limits) if limits else None  # consecutive ticks
         self.stats = SafetyStats()
         self.last_target: np.ndarray | None = None
         self.latched: Verdict | None = None
         self.latch_reason = ""
+        self.hold_reason = ""  # why the last TRACKING or NONFINITE hold held
         self._warmup_left = self.config.warmup_ticks
+        self._nonfinite_run = 0
+        self._ramping = False
+        self._ramp_target: np.ndarray | None = None
 
     # -- state -------------------------------------------------------------------------------
-    def anchor(self, measured_position: np.ndarray, warmup: bool = True) -> None:
-        """Start from the measured position: the first targets move away from it at most max_step."""
+    def anchor(self, measured_position: np.ndarray, warmup: bool = True, ramp: bool = True) -> None:
+        """Start from the measured position: the first targets move away from it at most max_step,
+        and with `ramp` the first policy command is approached at ramp_speed."""
         position = np.asarray(measured_position, dtype=np.float64)
         if position.shape != (len(self.robot.joints),) or not np.all(np.isfinite(position)):
             raise ValueError(f"cannot anchor safety at {position!r}: need {len(self.robot.joints)} finite joint positions")
         self.last_target = np.clip(position, self.lower, self.upper)
         if warmup:
             self._warmup_left = self.config.warmup_ticks
+        self._ramping = ramp and self.config.ramp_speed is not None and not self.velocity_interface
+        self._ramp_target = None
+        self._nonfinite_run = 0
+
+    @property
+    def ramping(self) -> bool:
+        return self._ramping
 
     def trigger_estop(self, reason: str = "emergency stop requested") -> None:
         self._latch(Verdict.ESTOP, reason)
 
     def reset(self, measured_position: np.ndarray) -> None:
-        """Operator reset: clear a latch and re-anchor at the measured position."""
+        """Operator reset: clear a latch and re-anchor at the measured position (through the ramp)."""
         self.latched = None
         self.latch_reason = ""
         self.anchor(measured_position)
@@ -128,20 +180,37 @@ class SafetyLayer:
             return Verdict.STALE
         if not np.all(np.isfinite(obs)):
             self.stats.nonfinite_obs += 1
-            if self.config.latch_on_nonfinite_obs:
-                bad = np.flatnonzero(~np.isfinite(obs)).tolist()
-                self._latch(Verdict.FAULT, f"non-finite observation entries {bad}")
+            self._nonfinite_run += 1
+            bad = np.flatnonzero(~np.isfinite(obs)).tolist()
+            self.hold_reason = f"non-finite observation entries {bad} for {self._nonfinite_run} tick(s)"
+            if self.nonfinite_latch_after is not None and self._nonfinite_run >= self.nonfinite_latch_after:
+                self._latch(Verdict.FAULT, self.hold_reason)
                 return Verdict.FAULT
-            return Verdict.STALE
+            return Verdict.NONFINITE
+        self._nonfinite_run = 0
         return None
 
-    def command(self, action: np.ndarray | None, obs: np.ndarray | None, obs_age_s: float) -> tuple[np.ndarray, Verdict]:
-        """The command to send this tick and why. Never returns a target outside the limits."""
+    def command(self, action: np.ndarray | None, obs: np.ndarray | None, obs_age_s: float,
+                measured: np.ndarray | None = None) -> tuple[np.ndarray, Verdict]:
+        """The command to send this tick and why. Never returns a target outside the limits.
+
+        `measured`: the joint positions this tick (robot joint order), for the tracking bound.
+        """
         self.stats.ticks += 1
         verdict = self._decide(action, obs, obs_age_s)
         if verdict is Verdict.POLICY:
-            command = self._limit(np.asarray(action, dtype=np.float64))
+            action = np.asarray(action, dtype=np.float64)
+            if self._ramping:
+                command, verdict = self._ramp(np.clip(action, self.lower, self.upper)), Verdict.RAMP
+            else:
+                command = self._limit(action)
+            if measured is not None and not self._within_tracking_bound(command, measured):
+                verdict = Verdict.TRACKING
+                command = self.hold_command()
+        if verdict is Verdict.POLICY:
             self.stats.policy_ticks += 1
+        elif verdict is Verdict.RAMP:
+            self.stats.ramp_ticks += 1
         else:
             command = self.hold_command()
             counter = f"{verdict.value}_ticks"
@@ -167,6 +236,28 @@ class SafetyLayer:
             self._latch(Verdict.FAULT, f"policy produced an invalid action {action.tolist()}")
             return Verdict.FAULT
         return Verdict.POLICY
+
+    def _ramp(self, clipped: np.ndarray) -> np.ndarray:
+        """Step from the last target towards the frozen first command at ramp_speed; ends when reached."""
+        if self._ramp_target is None:
+            self._ramp_target = clipped
+        step = np.clip(self._ramp_target - self.last_target, -self.ramp_step, self.ramp_step)
+        command = np.clip(self.last_target + step, self.lower, self.upper)
+        if np.allclose(command, self._ramp_target, rtol=0.0, atol=1e-12):
+            self._ramping = False
+        return command
+
+    def _within_tracking_bound(self, command: np.ndarray, measured: np.ndarray) -> bool:
+        bound = self.config.tracking_bound
+        if bound is None or self.velocity_interface:
+            return True
+        error = np.abs(command - np.asarray(measured, dtype=np.float64))
+        if np.all(error <= bound):  # a NaN measurement fails this too
+            return True
+        worst = int(np.nanargmax(np.where(np.isfinite(error), error, np.inf)))
+        self.hold_reason = (f"command for joint '{self.robot.joints[worst].name}' is {error[worst]:.3f} rad from its "
+                            f"measured position (tracking_bound {bound} rad)")
+        return False
 
     def _limit(self, action: np.ndarray) -> np.ndarray:
         if self.velocity_interface:

@@ -1,40 +1,19 @@
 """The runner's view of a robot: latest named signals in, joint commands out.
 
-Two backends implement it: `Ros2Transport` (rclpy; any ROS 2 driver, e.g. ros2_control with a
-forward position controller, or robotune's MuJoCo simulator node) and `SimTransport` (steps a
-MuJoCo task environment directly, no middleware, for fast checks). The runner never sees a
-middleware type: observations come as an `ObservationSnapshot`, commands leave as numpy arrays in
-the robot's joint order.
+Two backends implement it: `ros.transport.Ros2Transport` (rclpy; any ROS 2 driver, e.g.
+ros2_control with a forward position controller, or robotune's simulator driver node) and
+`SteppedEnvTransport` (steps a task environment directly, no middleware, for fast checks). The
+runner never sees a middleware type: observations come as an `ObservationSnapshot`, commands leave
+as numpy arrays in the transport's `command_joints` order.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from robotune.deploy.observation import ArrayTopic, ObservationSnapshot
-
-
-@dataclass
-class RosTopics:
-    """Topic names and message choices; the defaults follow ros2_control's conventions."""
-
-    joint_states: str = "/joint_states"
-    # "array": std_msgs/Float64MultiArray to a forward_command_controller, data in the robot's joint order.
-    # "trajectory": trajectory_msgs/JointTrajectory with one point to a joint_trajectory_controller.
-    command_type: str = "array"
-    array_command: str = "/forward_position_controller/commands"
-    trajectory_command: str = "/joint_trajectory_controller/joint_trajectory"
-    # One point reached after 1.5 control periods: late enough that the controller interpolates
-    # smoothly, early enough that the next point replaces it before it is reached.
-    trajectory_time_from_start_periods: float = 1.5
-    estop: str = "/emergency_stop"  # std_msgs/Bool; True latches the stop
-    episode: str | None = None  # std_msgs/String JSON events from a simulator; None on a real robot
-    # Write the stamp of the JointState a command was computed from into the command (see Ros2Transport).
-    echo_obs_stamp: bool = True
-    observation_topics: dict[str, ArrayTopic] = field(default_factory=dict)
+from robotune.deploy.observation import ObservationSnapshot
 
 
 class Transport(ABC):
@@ -44,6 +23,14 @@ class Transport(ABC):
     #: the runner then ticks as fast as it can instead of on the wall clock.
     stepped: bool = False
 
+    #: The topic (or "") commands go to, for messages to the operator.
+    command_topic: str = ""
+
+    @property
+    @abstractmethod
+    def command_joints(self) -> tuple[str, ...]:
+        """The joint order of the commands `send` takes (the controller's order)."""
+
     @abstractmethod
     def start(self) -> None:
         """Open connections; observations start arriving after this."""
@@ -52,13 +39,28 @@ class Transport(ABC):
     def snapshot(self) -> ObservationSnapshot:
         """The latest value of every observation source."""
 
+    def prefetch(self) -> None:
+        """Take what has arrived into the latest-value store ahead of the next `snapshot`, off the tick's
+        read-to-send path (the runner calls it shortly before each deadline). Nothing to do by default."""
+
     @abstractmethod
     def send(self, command: np.ndarray, source_stamp_ns: int) -> None:
-        """Send a command (robot joint order). `source_stamp_ns` is the stamp of the observation it came from."""
+        """Send a command (`command_joints` order). `source_stamp_ns` is the stamp of the observation it came from."""
 
     @abstractmethod
     def estop_requested(self) -> bool:
-        """True once an external emergency stop was received (latched by the transport until restart)."""
+        """True once an external emergency stop was received (latched until `clear_estop`)."""
+
+    def clear_estop(self) -> None:
+        """Forget a received emergency stop (after an operator reset)."""
+
+    def take_reset_request(self) -> bool:
+        """True once for each operator reset request received since the last call."""
+        return False
+
+    def command_subscribers(self) -> int | None:
+        """How many subscribers the command topic has; None where there is nothing to check."""
+        return None
 
     def rejection_summary(self) -> str:
         """The last reason a message was dropped as malformed, for error messages ("" if none)."""

@@ -23,6 +23,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from robotune.core.algorithm import Algorithm, AlgorithmConfig, TrainingContext
 from robotune.core.policy import Policy
 from robotune.core.registry import register
+from robotune.training.samplers import WindowSampler, episode_range
 
 
 @dataclass
@@ -34,6 +35,15 @@ class BCConfig(AlgorithmConfig):
     warmup_steps: int = 100
     grad_clip: float = 10.0
     ema_decay: float = 0.995  # 0 disables the EMA copy
+    # Hold out the last episodes (this fraction, at least one) and report their loss as val_loss
+    # every `validation_every` steps, on the evaluated (EMA) weights; 0 trains on everything.
+    validation_fraction: float = 0.0
+    validation_every: int = 100
+    validation_batches: int = 4  # batches of batch_size, drawn once with a fixed seed
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(f"algo.validation_fraction must be in [0, 1), got {self.validation_fraction}")
 
 
 @register("algorithm", "bc")
@@ -45,7 +55,8 @@ class BehaviourCloning(Algorithm):
     def __init__(self, config: BCConfig, context: TrainingContext) -> None:
         super().__init__(config, context)
         policy = self.policy
-        self.sampler = context.dataset.window_sampler(policy.config.obs_horizon, policy.config.horizon)
+        train_data, self.validation = self._split(context.dataset)
+        self.sampler = WindowSampler(train_data, policy.config.obs_horizon, policy.config.horizon)
         self.batch_generator = torch.Generator().manual_seed(context.seed)
         self.parameters = [p for p in policy.parameters() if p.requires_grad]
         self.optimizer = (
@@ -57,6 +68,28 @@ class BehaviourCloning(Algorithm):
             if config.ema_decay > 0 and self.parameters
             else None
         )
+
+    def _split(self, dataset):
+        """(training episodes, a fixed list of validation batches or None)."""
+        if self.config.validation_fraction == 0:
+            return dataset, None
+        held_out = max(1, round(len(dataset) * self.config.validation_fraction))
+        if held_out >= len(dataset):
+            raise ValueError(f"algo.validation_fraction={self.config.validation_fraction} leaves no training episode of {len(dataset)}")
+        cut = len(dataset) - held_out
+        pc = self.policy.config
+        sampler = WindowSampler(episode_range(dataset, cut, len(dataset)), pc.obs_horizon, pc.horizon)
+        generator = torch.Generator().manual_seed(self.context.seed + 1)
+        batches = [sampler.sample(self.config.batch_size, generator) for _ in range(self.config.validation_batches)]
+        return episode_range(dataset, 0, cut), batches
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        """Mean loss of the evaluated weights on the held-out batches, with fixed loss noise."""
+        policy = self.inference_policy()
+        generator = torch.Generator(device=self.context.device).manual_seed(self.context.seed + 2)
+        losses = [policy.loss({k: v.to(self.context.device) for k, v in b.items()}, generator)[0].item() for b in self.validation]
+        return sum(losses) / len(losses)
 
     def _lr_factor(self, step: int) -> float:
         if step < self.config.warmup_steps:
@@ -78,7 +111,10 @@ class BehaviourCloning(Algorithm):
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.policy)
-        return {"loss": loss.item(), "grad_norm": grad_norm.item(), "lr": self.scheduler.get_last_lr()[0], **metrics}
+        metrics = {"loss": loss.item(), "grad_norm": grad_norm.item(), "lr": self.scheduler.get_last_lr()[0], **metrics}
+        if self.validation and self.grad_steps % self.config.validation_every == 0:
+            metrics["val_loss"] = self.validation_loss()
+        return metrics
 
     def inference_policy(self) -> Policy:
         policy = self.ema.module if self.ema is not None else self.policy

@@ -14,6 +14,13 @@ bookkeeping, which costs as much as the network call itself at batch 1. Other di
 
 Deterministic sampling is DDIM with eta = 0 on the configured timesteps, whatever `scheduler` says:
 the initial noise still comes from the generator, so a seeded generator repeats exactly.
+
+Likelihood for policy-gradient fine-tuning (DPPO, Ren et al. 2024): sampling with DDIM at
+eta = `rl_eta` makes every denoising step a Gaussian, x_{k+1} ~ N(μ_k(x_k, o), σ_k²) with μ_k the same
+affine update as above and σ_k = max(sigma[k], `rl_min_std`), from the same coefficient table. The
+trace is the chain x_0 (noise) .. x_K (the chunk), and
+    log π(chain | o) = Σ_k log N(x_{k+1}; μ_k, σ_k²)
+over the chunk's first act_steps actions, all K steps scored in one batched network call.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import AFFINE_STEP_COLUMNS, NumpyFastPath, NumpyResidualMLP
+from robotune.plugins.fast_inference import AFFINE_STEP_COLUMNS, FastInference, NumpyResidualMLP
 from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 # name -> diffusers scheduler class, imported on first use: importing diffusers takes ~2.6 s (it loads
@@ -54,6 +61,10 @@ class DiffusionConfig(BackbonePolicyConfig):
     ddim_eta: float = 0.0  # DDIM noise scale for stochastic sampling; deterministic sampling always uses 0
     clip_sample: bool = True  # clip the predicted x0 to [-1, 1] at every step, as Diffusion Policy does
     compile: bool = False  # torch.compile the denoiser used by the torch sampler (pays off on GPU, not at CPU batch 1)
+    rl_eta: float = 1.0  # DDIM noise scale when sampling for policy-gradient RL (DPPO samples with eta = 1)
+    # Floor on every denoising step's std when sampling and scoring for RL: DPPO found that letting
+    # the last steps' tiny stds through makes the log-probability ratio explode (its default is 0.1).
+    rl_min_std: float = 0.1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -144,7 +155,7 @@ def step_coefficients(config: DiffusionConfig, sampler: str, eta: float) -> Step
 
 
 @register("policy", "diffusion")
-class DiffusionPolicy(NumpyFastPath, Policy):
+class DiffusionPolicy(FastInference, Policy):
     """Denoising diffusion over the normalised action chunk, conditioned on the encoded observation history."""
 
     config_class: ClassVar[type[DiffusionConfig]] = DiffusionConfig
@@ -157,7 +168,7 @@ class DiffusionPolicy(NumpyFastPath, Policy):
             config, in_channels=spec.action_dim, out_channels=spec.action_dim, cond_dim=self.obs_encoder.out_dim, uses_time=True
         )
         self.train_scheduler = make_scheduler(config, "ddpm")
-        self._coefficients: dict[bool, StepCoefficients] = {}
+        self._coefficients: dict[bool | str, StepCoefficients] = {}  # by deterministic flag, and "rl"
         self._schedulers: dict[str, object] = {}  # for sample_chunk_norm_with_scheduler, built once per name
         # Compiled lazily and kept out of the module tree so the state dict has no duplicate keys.
         self._compiled_network = None
@@ -214,6 +225,57 @@ class DiffusionPolicy(NumpyFastPath, Policy):
                 x += coef.sigma[k] * torch.randn(shape, generator=generator, device=x.device)
         return x
 
+    # ------------------------------------------------------------------ likelihood (RL)
+
+    def _rl_coefficients(self) -> StepCoefficients:
+        if "rl" not in self._coefficients:
+            self._coefficients["rl"] = step_coefficients(self.config, "ddim", eta=self.config.rl_eta)
+        return self._coefficients["rl"]
+
+    def _step_mean(self, x: torch.Tensor, out: torch.Tensor, coef: dict[str, torch.Tensor]) -> torch.Tensor:
+        """μ_k of the affine update; coefficient tensors broadcast over x (B, ..., H, Da)."""
+        clip = 1.0 if self.config.clip_sample else float("inf")
+        x0 = (coef["r_xt"] * x + coef["r_out"] * out).clamp(-clip, clip)
+        return coef["c_x0"] * x0 + coef["c_out"] * out + coef["c_xt"] * x
+
+    def sample_with_trace(
+        self, obs_norm: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """obs_norm (B, To, Do) -> chunk_norm (B, H, Da), {"chain": (B, K + 1, H, Da)} (noise first), log π (B,)."""
+        coef = self._rl_coefficients()
+        cond = self.obs_encoder(obs_norm)
+        batch = obs_norm.shape[0]
+        shape = (batch, self.config.horizon, self.action_dim)
+        x = torch.randn(shape, generator=generator, device=obs_norm.device)
+        chain, log_prob = [x], torch.zeros(batch, device=x.device)
+        executed = self.config.act_steps
+        for k, t in enumerate(coef.timesteps):
+            out = self.network(x, cond, torch.full((batch,), t, device=x.device))
+            step = {name: getattr(coef, name)[k] for name in ("r_xt", "r_out", "c_x0", "c_out", "c_xt")}
+            std = max(coef.sigma[k], self.config.rl_min_std)
+            z = torch.randn(shape, generator=generator, device=x.device)  # = (x_{k+1} − μ_k) / σ_k
+            x = self._step_mean(x, out, step) + std * z
+            log_prob += (-0.5 * z[:, :executed].square() - math.log(std) - 0.5 * math.log(2 * math.pi)).flatten(1).sum(-1)
+            chain.append(x)
+        return x, {"chain": torch.stack(chain, dim=1)}, log_prob
+
+    def log_prob(self, obs_norm: torch.Tensor, trace: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Σ over denoising steps of log N(x_{k+1}; μ_k, σ_k²), first act_steps actions -> (B,)."""
+        coef = self._rl_coefficients()
+        chain = trace["chain"]
+        batch, steps = chain.shape[0], len(coef.timesteps)
+        x = chain[:, :-1].reshape(batch * steps, *chain.shape[2:])
+        cond = self.obs_encoder(obs_norm).repeat_interleave(steps, dim=0)
+        t = torch.tensor(coef.timesteps, device=chain.device).repeat(batch)
+        out = self.network(x, cond, t).view(batch, steps, *chain.shape[2:])
+        per_step = lambda name: torch.tensor(getattr(coef, name), dtype=chain.dtype, device=chain.device).view(1, steps, 1, 1)  # noqa: E731
+        mean = self._step_mean(chain[:, :-1], out, {name: per_step(name) for name in ("r_xt", "r_out", "c_x0", "c_out", "c_xt")})
+        std = per_step("sigma").clamp(min=self.config.rl_min_std)
+        executed = self.config.act_steps
+        z = (chain[:, 1:, :executed] - mean[:, :, :executed]) / std
+        log_density = -0.5 * z.square() - torch.log(std) - 0.5 * math.log(2 * math.pi)
+        return log_density.flatten(1).sum(-1)
+
     def sample_chunk_norm_numpy(
         self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
@@ -239,7 +301,7 @@ class DiffusionPolicy(NumpyFastPath, Policy):
         return twin.sample(obs, x, coef.timesteps, coef.table, noise, clip)
 
     def sample_chunk_norm_with_scheduler(
-        self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None, scheduler_name: str | None = None
+        self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None
     ) -> torch.Tensor:
         """The textbook loop that calls a diffusers scheduler's `step()` every denoising step.
 
@@ -247,7 +309,7 @@ class DiffusionPolicy(NumpyFastPath, Policy):
         chunk); it is the path for schedulers without precomputed constants, and the reference the
         fast samplers are tested and timed against.
         """
-        name = "ddim" if deterministic else (scheduler_name or self.config.scheduler)
+        name = "ddim" if deterministic else self.config.scheduler
         if name not in self._schedulers:
             self._schedulers[name] = make_scheduler(self.config, name)
         scheduler = self._schedulers[name]

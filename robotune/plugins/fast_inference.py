@@ -13,24 +13,23 @@ its steps in one compiled call (`sample`); each policy's file states its sampler
 its torch loop. On the default 1.16M-parameter denoiser, DDIM-10 at batch 1 takes ~1.04-1.11 ms
 (p50) here, 7.5-9.3x less than the diffusers step() loop (`benchmarks/inference_latency.py`).
 
-When: `predict_chunk` of a policy built on `ResidualMLP` with the "flatten" observation encoder
-uses the twin for CPU float32 batches of at most `fast_inference_max_batch`, if `fast_inference` is
-on. Larger batches are matmul-bound, where torch's kernels are as fast or faster, so they take the
-torch path. Both paths draw their noise from the same torch generator in the same order, so they
+When: only through an explicit export. `policy.export_for_inference()` of a policy built on
+`ResidualMLP` with the "flatten" observation encoder (and `fast_inference` on) returns an
+`ExportedPolicy`: the weights frozen into the twin at that moment, with a `predict_chunk` that runs
+CPU float32 batches of at most `fast_inference_max_batch` on the twin and larger ones on the torch
+policy (larger batches are matmul-bound, where torch's kernels are as fast or faster). Evaluation
+and deployment export; training, RL fine-tuning and `Policy.predict_chunk` itself always run the
+torch model. Both paths draw their noise from the same torch generator in the same order, so they
 return the same chunk up to float32 rounding (tests hold them to 1e-4).
 
-Staleness: the twin is rebuilt whenever a network parameter or normaliser buffer is modified in
-place through autograd-visible ops (optimizer steps, EMA updates, load_state_dict: each bumps the
-tensor's version counter), and it is dropped on `train()`/`eval()`, `.to()` and
-`load_state_dict()`. Writing through `param.data`, or assigning a new Parameter, tensor or module
-object, bypasses both checks; call `policy.eval()` after doing that.
+An export is a snapshot: weights changed afterwards (an optimizer step, `load_state_dict`) do not
+reach it. Export again after changing them; evaluation exports at every call.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import operator
 
 import numpy as np
 import torch
@@ -190,8 +189,6 @@ class NumpyResidualMLP:
         return chunk_norm
 
 
-_VERSION = operator.attrgetter("_version")  # a tensor's in-place modification counter
-
 # Columns of a sampler step table for `NumpyResidualMLP.sample`, which documents the update.
 AFFINE_STEP_COLUMNS = ("r_xt", "r_out", "c_x0", "c_out", "c_xt", "sigma")
 
@@ -204,66 +201,58 @@ def _kernel():
     return _mlp_kernel
 
 
-class NumpyFastPath:
-    """Mixin for a Policy with `self.network` and `self.obs_encoder`: samples small CPU batches on the twin.
+class FastInference:
+    """Mixin for a Policy with `self.network` and `self.obs_encoder` that can sample on the NumPy twin.
 
-    `predict_chunk` runs end to end in NumPy and compiled code when the twin applies (see the module
-    docstring): the policy's `sample_chunk_norm_numpy` on the raw observation (the twin folds the
-    observation normaliser into its input layer), then one compiled clamp-and-unnormalise, with no
-    torch op on the way. Right after a kernel call Python runs on cold caches: the ~8 NumPy and torch
-    ops this replaced took ~90 µs of a 330 µs two-call MIP chunk.
-    Otherwise it falls back to the torch path of `Policy.predict_chunk`.
+    Adds `export_for_inference` (see the module docstring) and nothing else: the policy's own
+    methods stay the torch model's. Subclasses implement `sample_chunk_norm_numpy`.
     """
 
     def sample_chunk_norm_numpy(
         self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
         """`sample_chunk_norm` on the twin: raw obs (B, To * Do) -> normalised chunk (B, H * Da), float32 NumPy."""
-        raise NotImplementedError(f"{type(self).__name__} mixes in NumpyFastPath but defines no sample_chunk_norm_numpy")
+        raise NotImplementedError(f"{type(self).__name__} mixes in FastInference but defines no sample_chunk_norm_numpy")
+
+    def export_for_inference(self):
+        """An `ExportedPolicy` running on the twin, or the policy itself (in eval mode) if the twin does not apply."""
+        config: BackbonePolicyConfig = self.config
+        self.eval()
+        if not (config.fast_inference and isinstance(self.network, ResidualMLP) and isinstance(self.obs_encoder, FlattenObsEncoder)):
+            return self
+        if any(not p.is_cpu or p.dtype != torch.float32 for p in self.parameters()):
+            return self
+        return ExportedPolicy(self)
+
+
+class ExportedPolicy:
+    """A policy's weights frozen into the NumPy twin, for evaluation and deployment.
+
+    `predict_chunk` runs end to end in NumPy and compiled code for small CPU float32 batches: the
+    policy's `sample_chunk_norm_numpy` on the raw observation (the twin folds the observation
+    normaliser into its input layer), then one compiled clamp-and-unnormalise, with no torch op on
+    the way. Right after a kernel call Python runs on cold caches: the ~8 NumPy and torch ops this
+    replaced took ~90 µs of a 330 µs two-call MIP chunk. Other batches go to the torch policy.
+    Everything else (config, spec, reset, ...) is read from the wrapped policy.
+    """
+
+    def __init__(self, policy) -> None:
+        self.policy = policy
+        self.twin = NumpyResidualMLP(policy.network, policy.obs_normalizer, policy.action_normalizer)
+        self.max_batch = policy.config.fast_inference_max_batch
+
+    def __getattr__(self, name: str):
+        return getattr(self.policy, name)
 
     def predict_chunk(
         self, obs: torch.Tensor, deterministic: bool = False, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        self.check_obs(obs)
-        twin = self.numpy_network(obs)
-        if twin is None:
-            return super().predict_chunk(obs, deterministic, generator)
+        """Raw action chunk (B, H, Da) for raw obs (B, To, Do), as `Policy.predict_chunk`."""
+        policy = self.policy
+        policy.check_obs(obs)
+        if not (obs.shape[0] <= self.max_batch and obs.is_cpu and obs.dtype == torch.float32):
+            return policy.predict_chunk(obs, deterministic, generator)
         batch = obs.shape[0]
-        chunk_norm = self.sample_chunk_norm_numpy(twin, obs.numpy().reshape(batch, -1), deterministic, generator)
-        return torch.from_numpy(twin.clamp_unnormalize_(chunk_norm).reshape(batch, self.config.horizon, self.action_dim))
-
-    def numpy_network(self, obs: torch.Tensor) -> NumpyResidualMLP | None:
-        """The twin of `self.network` if sampling for `obs` should use it (see the module docstring), else None."""
-        config: BackbonePolicyConfig = self.config
-        if not (
-            config.fast_inference
-            and obs.shape[0] <= config.fast_inference_max_batch
-            and obs.is_cpu
-            and obs.dtype == torch.float32
-        ):
-            return None
-        # The common case first, with few lookups: after a 4 MB kernel call Python runs on cold caches.
-        cached = self.__dict__.get("_numpy_twin")
-        if cached is not None:
-            parameters, version_sum, twin = cached
-            if version_sum == sum(map(_VERSION, parameters)):  # version counters only grow: an equal sum means no change
-                return twin
-        if not (isinstance(self.network, ResidualMLP) and isinstance(self.obs_encoder, FlattenObsEncoder)):
-            return None
-        parameters = (*self.network.parameters(), *self.obs_normalizer.buffers(), *self.action_normalizer.buffers())
-        twin = NumpyResidualMLP(self.network, self.obs_normalizer, self.action_normalizer)
-        self.__dict__["_numpy_twin"] = (parameters, sum(map(_VERSION, parameters)), twin)
-        return twin
-
-    # Anything that may swap parameter tensors rather than write into them drops the twin.
-    def train(self, mode: bool = True):
-        self.__dict__.pop("_numpy_twin", None)
-        return super().train(mode)
-
-    def _apply(self, *args, **kwargs):
-        self.__dict__.pop("_numpy_twin", None)
-        return super()._apply(*args, **kwargs)
-
-    def load_state_dict(self, *args, **kwargs):
-        self.__dict__.pop("_numpy_twin", None)
-        return super().load_state_dict(*args, **kwargs)
+        chunk_norm = policy.sample_chunk_norm_numpy(self.twin, obs.numpy().reshape(batch, -1), deterministic, generator)
+        chunk = self.twin.clamp_unnormalize_(chunk_norm).reshape(batch, policy.config.horizon, policy.action_dim)
+        return torch.from_numpy(chunk)

@@ -7,6 +7,12 @@ The straight path makes one or two steps usable (the MIP paper runs flow policie
 
 Euler integration of this ODE is deterministic given its starting noise, so `deterministic` does
 not change the sampler: both modes draw ε from the generator, and a seeded generator repeats.
+
+Likelihood surrogate for policy-gradient fine-tuning (FPO, McAllister et al. 2025): a flow has no
+tractable density, but its conditional flow-matching loss bounds one. A sample's trace holds the
+chunk a and `rl_mc_samples` (ε_j, t_j) pairs drawn once with it; `log_prob` returns
+    −(1/N) Σ_j ‖v_θ(x_{t_j}, o, t_j) − (a − ε_j)‖²     over the chunk's first act_steps actions,
+so PPO's ratio exp(log_prob_θ − log_prob_old) is FPO's exp(ℓ_old − ℓ_θ), evaluated on the same pairs.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import NumpyFastPath, NumpyResidualMLP
+from robotune.plugins.fast_inference import FastInference, NumpyResidualMLP
 from robotune.plugins.networks import UNIT_TIME_SCALE, BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 
@@ -43,15 +49,17 @@ def euler_schedule(num_steps: int) -> tuple[tuple[float, ...], np.ndarray]:
 @dataclass
 class FlowConfig(BackbonePolicyConfig):
     num_steps: int = 10  # Euler steps (network calls) per chunk; 1 or 2 already work on the straight path
+    rl_mc_samples: int = 8  # (noise, time) pairs stored with each RL sample for FPO's likelihood surrogate
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.num_steps < 1:
-            raise ValueError(f"policy.num_steps must be >= 1, got {self.num_steps}")
+        for name in ("num_steps", "rl_mc_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"policy.{name} must be >= 1, got {getattr(self, name)}")
 
 
 @register("policy", "flow")
-class FlowMatchingPolicy(NumpyFastPath, Policy):
+class FlowMatchingPolicy(FastInference, Policy):
     """A velocity field over normalised chunks, conditioned on the encoded observation history."""
 
     config_class: ClassVar[type[FlowConfig]] = FlowConfig
@@ -84,6 +92,29 @@ class FlowMatchingPolicy(NumpyFastPath, Policy):
         for t in euler_schedule(self.config.num_steps)[0]:
             x = x + dt * self.network(x, cond, torch.full((batch,), t, device=x.device))
         return x
+
+    def sample_with_trace(
+        self, obs_norm: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """obs_norm (B, To, Do) -> chunk_norm (B, H, Da), {"action", "noise": (B, N, H, Da), "time": (B, N)}, surrogate (B,)."""
+        chunk = self.sample_chunk_norm(obs_norm, False, generator)
+        pairs = (chunk.shape[0], self.config.rl_mc_samples)
+        noise = torch.randn((*pairs, *chunk.shape[1:]), generator=generator, device=chunk.device)
+        time = torch.rand(pairs, generator=generator, device=chunk.device)
+        trace = {"action": chunk, "noise": noise, "time": time}
+        return chunk, trace, self.log_prob(obs_norm, trace)
+
+    def log_prob(self, obs_norm: torch.Tensor, trace: dict[str, torch.Tensor]) -> torch.Tensor:
+        """FPO's surrogate (see the module docstring) -> (B,)."""
+        action, noise, time = trace["action"][:, None], trace["noise"], trace["time"]
+        batch, pairs = time.shape
+        t = time[..., None, None]
+        x_t = (1 - t) * noise + t * action
+        cond = self.obs_encoder(obs_norm).repeat_interleave(pairs, dim=0)
+        velocity = self.network(x_t.flatten(0, 1), cond, time.flatten() * UNIT_TIME_SCALE).view_as(noise)
+        executed = self.config.act_steps
+        error = (velocity - (action - noise))[:, :, :executed].square()
+        return -error.flatten(2).sum(-1).mean(1)
 
     def sample_chunk_norm_numpy(
         self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None

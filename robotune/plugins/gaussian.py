@@ -29,7 +29,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import NumpyFastPath, NumpyResidualMLP
+from robotune.plugins.fast_inference import FastInference, NumpyResidualMLP
 from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 
@@ -51,7 +51,7 @@ class GaussianConfig(BackbonePolicyConfig):
 
 
 @register("policy", "gaussian")
-class GaussianPolicy(NumpyFastPath, Policy):
+class GaussianPolicy(FastInference, Policy):
     """Unimodal Gaussian over the chunk; the baseline that multimodal demos should defeat."""
 
     config_class: ClassVar[type[GaussianConfig]] = GaussianConfig
@@ -100,11 +100,10 @@ class GaussianPolicy(NumpyFastPath, Policy):
 
     def sample_with_trace(
         self, obs_norm: torch.Tensor, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """obs_norm (B, To, Do) -> chunk_norm (B, H, Da) and {"latent": u (B, H, Da)}."""
-        mean, log_std = self.distribution(obs_norm)
-        latent = mean + log_std.exp() * torch.randn(mean.shape, generator=generator, device=mean.device)
-        return self._squash(latent), {"latent": latent}
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """obs_norm (B, To, Do) -> chunk_norm (B, H, Da), {"latent": u (B, H, Da)}, log π (B,)."""
+        chunk, log_prob, latent = self._sample(obs_norm, generator)
+        return chunk, {"latent": latent}, log_prob
 
     def log_prob(self, obs_norm: torch.Tensor, trace: dict[str, torch.Tensor]) -> torch.Tensor:
         """log π(a | o) (B,) of a traced sample, over its first act_steps actions."""
@@ -113,9 +112,13 @@ class GaussianPolicy(NumpyFastPath, Policy):
 
     def rsample(self, obs_norm: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised sample (gradients flow to μ and σ) and its log-density: (B, H, Da), (B,)."""
+        chunk, log_prob, _ = self._sample(obs_norm, generator)
+        return chunk, log_prob
+
+    def _sample(self, obs_norm: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
         mean, log_std = self.distribution(obs_norm)
         latent = mean + log_std.exp() * torch.randn(mean.shape, generator=generator, device=mean.device)
-        return self._squash(latent), self._log_density(latent, mean, log_std)
+        return self._squash(latent), self._log_density(latent, mean, log_std), latent
 
     def _squash(self, latent: torch.Tensor) -> torch.Tensor:
         return torch.tanh(latent) if self.config.tanh_squash else latent

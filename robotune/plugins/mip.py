@@ -28,7 +28,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import NumpyFastPath, NumpyResidualMLP
+from robotune.plugins.fast_inference import FastInference, NumpyResidualMLP
 from robotune.plugins.networks import UNIT_TIME_SCALE, BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 
@@ -49,7 +49,7 @@ class MIPConfig(BackbonePolicyConfig):
 
 
 @register("policy", "mip")
-class MinimumIterativePolicy(NumpyFastPath, Policy):
+class MinimumIterativePolicy(FastInference, Policy):
     """Two supervised refinement steps of one network; 2 network calls per chunk."""
 
     config_class: ClassVar[type[MIPConfig]] = MIPConfig

@@ -102,6 +102,16 @@ def time_embedding(dim: int) -> nn.Module:
 # ----------------------------------------------------------------------------- residual MLP
 
 
+def flat_network_input(network: nn.Module, chunk_in: torch.Tensor | None, cond: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
+    """[flattened chunk_in, cond, time embedding] -> (B, H * D_in + C + time_embed_dim), for the MLP backbones."""
+    parts = [cond]
+    if network.in_channels:
+        parts.insert(0, chunk_in.flatten(1))
+    if network.time_embedding is not None:
+        parts.append(network.time_embedding(t))
+    return torch.cat(parts, dim=-1)
+
+
 class ResidualBlock(nn.Module):
     """h + W2 mish(W1 LayerNorm(h)): pre-norm, so the identity path stays clean."""
 
@@ -145,12 +155,7 @@ class ResidualMLP(nn.Module):
 
     def forward(self, chunk_in: torch.Tensor | None, cond: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """chunk_in (B, H, D_in) or None, cond (B, C), t (B,) or None -> (B, H, D_out)."""
-        parts = [cond]
-        if self.in_channels:
-            parts.insert(0, chunk_in.flatten(1))
-        if self.time_embedding is not None:
-            parts.append(self.time_embedding(t))
-        h = self.input(torch.cat(parts, dim=-1))
+        h = self.input(flat_network_input(self, chunk_in, cond, t))
         for block in self.blocks:
             h = block(h)
         return self.output(self.output_norm(h)).view(-1, self.horizon, self.out_channels)
@@ -296,12 +301,7 @@ class PlainMLP(nn.Module):
 
     def forward(self, chunk_in: torch.Tensor | None, cond: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """chunk_in (B, H, D_in) or None, cond (B, C), t (B,) or None -> (B, H, D_out)."""
-        parts = [cond]
-        if self.in_channels:
-            parts.insert(0, chunk_in.flatten(1))
-        if self.time_embedding is not None:
-            parts.append(self.time_embedding(t))
-        return self.layers(torch.cat(parts, dim=-1)).view(-1, self.horizon, self.out_channels)
+        return self.layers(flat_network_input(self, chunk_in, cond, t)).view(-1, self.horizon, self.out_channels)
 
 
 def make_chunk_network(

@@ -20,6 +20,7 @@ Any policy implementing `SupportsLikelihood` can be trained; the Gaussian is the
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ from robotune.core.policy import SupportsLikelihood
 from robotune.core.registry import register
 from robotune.rollout.advantages import generalized_advantages, grid_view
 from robotune.rollout.chunk_rollout import ChunkRollout, DecisionBatch
+from robotune.training.optimizers import make_adam
 
 
 @dataclass
@@ -74,11 +76,12 @@ class PPO(Algorithm):
             )
         pc = policy.config
         self.critic = context.build_critic(pc.obs_horizon * policy.obs_dim, 0)
-        self.optimizer = torch.optim.Adam(
+        self.optimizer = make_adam(
             [
                 {"params": list(policy.parameters()), "lr": config.lr},
                 {"params": list(self.critic.parameters()), "lr": config.critic_lr},
             ],
+            lr=config.lr,
             eps=config.adam_eps,
         )
         self.parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -95,11 +98,11 @@ class PPO(Algorithm):
     @torch.no_grad()
     def _decide(self, obs: np.ndarray) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
         obs_norm = self._obs_norm(obs)
-        chunk_norm, trace = self.policy.sample_with_trace(obs_norm, self.context.generator)
+        chunk_norm, trace, log_prob = self.policy.sample_with_trace(obs_norm, self.context.generator)
         executed = chunk_norm[:, : self.policy.config.act_steps].clamp(-1.0, 1.0)
         actions = self.policy.action_normalizer.unnormalize(executed).cpu().numpy()
         tensors = {
-            "log_prob": self.policy.log_prob(obs_norm, trace),
+            "log_prob": log_prob,
             "value": self.critic.value(obs_norm.flatten(1)).mean(0),
             **{f"trace.{k}": v for k, v in trace.items()},
         }
@@ -131,16 +134,23 @@ class PPO(Algorithm):
         return advantages, advantages + value
 
     def step(self) -> dict[str, float]:
-        cfg = self.config
         self.policy.eval()  # sampling and scoring must use the same function (no dropout/BN modes)
-        batch, episodes = self.rollout.collect(cfg.rollout_steps, self._decide)
-        self.env_steps += cfg.rollout_steps * cfg.num_envs
+        batch, episodes = self.rollout.collect(self.config.rollout_steps, self._decide)
+        self.env_steps += self.config.rollout_steps * self.config.num_envs
+        metrics = self.learn(batch)
+        self.iteration += 1
+        return {**metrics, "decisions": float(len(batch)), **episodes.summary()}
+
+    def learn(self, batch: DecisionBatch) -> dict[str, float]:
+        """GAE, then `epochs` passes of clipped-surrogate and value updates over the decisions."""
+        cfg = self.config
         advantages, returns = self._advantages(batch)
         obs_norm = self._obs_norm(batch.obs)
         old_log_prob = batch.payload["log_prob"]
         trace = {k.removeprefix("trace."): v for k, v in batch.payload.items() if k.startswith("trace.")}
         train_policy = self.iteration >= cfg.critic_warmup_iterations
 
+        started = time.perf_counter()
         totals = torch.zeros(4, device=self.context.device)  # policy loss, value loss, approx KL, clip fraction
         updates = 0
         for _ in range(cfg.epochs):
@@ -167,16 +177,16 @@ class PPO(Algorithm):
                     totals[1] += value_loss.detach()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm, foreach=True)
                 self.optimizer.step()
                 updates += 1
             batches = -(-len(batch) // cfg.batch_size)
             if train_policy and cfg.target_kl and (epoch_kl / batches).item() > cfg.target_kl:
                 break
         self.grad_steps += updates
-        self.iteration += 1
+        self.update_seconds += time.perf_counter() - started
         policy_loss, value_loss, approx_kl, clip_fraction = (totals / updates).tolist()
-        metrics = {"value_loss": value_loss, "decisions": float(len(batch)), **episodes.summary()}
+        metrics = {"value_loss": value_loss}
         if train_policy:
             metrics.update(policy_loss=policy_loss, approx_kl=approx_kl, clip_fraction=clip_fraction)
         return metrics
@@ -196,11 +206,7 @@ class PPO(Algorithm):
         self.critic.load_state_dict(state["critic"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration = int(state["iteration"])
-        # Environment state cannot be restored: episodes restart from a seed derived from the iteration.
-        self.rollout = ChunkRollout(
-            self.envs, self.policy.config.obs_horizon, self.policy.config.act_steps, self.config.gamma,
-            seed=self.context.seed + 7919 * self.iteration,
-        )
+        self.rollout.restart(seed=self.context.seed + self.env_steps)  # new episodes: env state is not checkpointed
 
     def inference_policy(self):
         return self.policy.eval()

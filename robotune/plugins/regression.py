@@ -17,7 +17,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import NumpyFastPath, NumpyResidualMLP
+from robotune.plugins.fast_inference import FastInference, NumpyResidualMLP
 from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 
@@ -27,7 +27,7 @@ class RegressionConfig(BackbonePolicyConfig):
 
 
 @register("policy", "regression")
-class RegressionPolicy(NumpyFastPath, Policy):
+class RegressionPolicy(FastInference, Policy):
     """chunk = f(o), trained by mean squared error on normalised actions."""
 
     config_class: ClassVar[type[RegressionConfig]] = RegressionConfig

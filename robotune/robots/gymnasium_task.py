@@ -35,6 +35,8 @@ class GymnasiumTaskConfig(TaskConfig):
     env_id: str = "Hopper-v5"
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
     max_episode_steps: int = 0  # 0: the environment's registered limit
+    # numeric info keys to aggregate per episode in evaluation: key -> "max", "final" or "mean"
+    info_metrics: dict[str, str] = field(default_factory=dict)
     random_return: float | None = None  # reference returns for normalised scores (defaults: D4RL's, where known)
     expert_return: float | None = None
 
@@ -46,6 +48,7 @@ class GymnasiumTask(Task):
 
     def __init__(self, config: GymnasiumTaskConfig | None = None) -> None:
         super().__init__(config or GymnasiumTaskConfig())
+        self.info_metrics = dict(self.config.info_metrics)
         try:
             probe = self.make_env()
         except gym.error.Error as exc:

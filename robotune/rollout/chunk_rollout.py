@@ -76,8 +76,14 @@ class ChunkRollout:
     def __init__(self, envs: gym.vector.VectorEnv, obs_horizon: int, act_steps: int, gamma: float, seed: int) -> None:
         self.envs, self.obs_horizon, self.act_steps, self.gamma = envs, obs_horizon, act_steps, gamma
         self.num_envs = envs.num_envs
-        obs, _ = envs.reset(seed=seed)
-        self.history = np.repeat(np.asarray(obs, np.float32)[:, None], obs_horizon, axis=1)  # (N, To, Do)
+        self.restart(seed)
+
+    def restart(self, seed: int) -> None:
+        """Start new episodes in every environment (environment i seeded with seed + i).
+
+        A resumed run calls this: environments' mid-episode state is not part of a checkpoint."""
+        obs, _ = self.envs.reset(seed=seed)
+        self.history = np.repeat(np.asarray(obs, np.float32)[:, None], self.obs_horizon, axis=1)  # (N, To, Do)
         self.episode_return = np.zeros(self.num_envs)
         self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
         self.episode_success = np.full(self.num_envs, np.nan)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from robotune.core.policy import Policy
 from robotune.core.task import Task, build_task
 
 
+AGGREGATIONS = ("max", "final", "mean")
+
+
 @dataclass
 class EvalResult:
     episodes: int
@@ -28,14 +32,47 @@ class EvalResult:
     std_return: float
     mean_length: float
     normalized_score: float | None  # the task's normalised score of the mean return, if it has one
-    successes: list[bool]
-    returns: list[float]
+    info_metrics: dict[str, float]  # "<key>_<aggregation>" -> mean over episodes, for the task's info_metrics
+    records: list[dict]  # one per episode: episode, seed, return, length, success, and each info metric
+
+    @property
+    def successes(self) -> list[bool]:
+        return [bool(r["success"]) for r in self.records]
+
+    @property
+    def returns(self) -> list[float]:
+        return [r["return"] for r in self.records]
 
     def summary(self) -> dict:
         d = asdict(self)
-        for per_episode in ("successes", "returns"):
-            d.pop(per_episode)
+        d.pop("records")
+        d.update(d.pop("info_metrics"))
         return {k: v for k, v in d.items() if v is not None}
+
+    def write_records(self, path: str | Path) -> None:
+        """Per-episode records as JSONL, for analysis beyond the means."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text("".join(json.dumps(r) + "\n" for r in self.records))
+
+
+class EpisodeMetrics:
+    """Folds one episode's numeric info values with the task's aggregations (max, final, mean)."""
+
+    def __init__(self, aggregations: dict[str, str]) -> None:
+        for key, how in aggregations.items():
+            if how not in AGGREGATIONS:
+                raise ValueError(f"info metric '{key}': aggregation must be one of {AGGREGATIONS}, got '{how}'")
+        self.aggregations = aggregations
+        self.values: dict[str, list[float]] = {key: [] for key in aggregations}
+
+    def add(self, info: dict) -> None:
+        for key in self.aggregations:
+            if key in info:
+                self.values[key].append(float(info[key]))
+
+    def result(self) -> dict[str, float]:
+        fold = {"max": max, "final": lambda v: v[-1], "mean": lambda v: sum(v) / len(v)}
+        return {f"{key}_{how}": fold[how](self.values[key]) for key, how in self.aggregations.items() if self.values[key]}
 
 
 def evaluate(
@@ -49,12 +86,10 @@ def evaluate(
 ) -> EvalResult:
     if episodes < 1:
         raise ValueError(f"eval.episodes must be >= 1, got {episodes}")
-    policy.eval()
+    policy = policy.export_for_inference()  # the deployment path: weights frozen, the fast sampler where there is one
     envs = [task.make_env() for _ in range(min(num_envs, episodes))]
-    successes: list[bool] = []
-    returns: list[float] = []
+    records: list[dict] = []
     reports_success = False
-    lengths: list[int] = []
     for wave_start in range(0, episodes, len(envs)):
         wave = envs[: min(len(envs), episodes - wave_start)]
         controller = ChunkController(
@@ -65,30 +100,43 @@ def evaluate(
         success = np.zeros(len(wave), dtype=bool)
         total = np.zeros(len(wave))
         length = np.zeros(len(wave), dtype=int)
+        metrics = [EpisodeMetrics(task.info_metrics) for _ in wave]
         while running.any():
             actions = controller.act(obs)
             for i in np.flatnonzero(running):
                 obs[i], reward, terminated, truncated, info = wave[i].step(actions[i])
                 total[i] += reward
                 length[i] += 1
+                metrics[i].add(info)
                 if "is_success" in info:
                     reports_success = True
                     success[i] |= bool(info["is_success"])
                 running[i] = not (terminated or truncated)
-        successes += success.tolist()
-        returns += total.tolist()
-        lengths += length.tolist()
+        for i in range(len(wave)):
+            records.append({
+                "episode": wave_start + i,
+                "seed": seed + wave_start + i,
+                "return": float(total[i]),
+                "length": int(length[i]),
+                "success": bool(success[i]),
+                **metrics[i].result(),
+            })
     for env in envs:
         env.close()
+    if not reports_success:
+        for record in records:
+            record["success"] = None
+    returns = [r["return"] for r in records]
+    info_keys = sorted({k for r in records for k in r} - {"episode", "seed", "return", "length", "success"})
     return EvalResult(
         episodes=episodes,
-        success_rate=float(np.mean(successes)) if reports_success else None,
+        success_rate=float(np.mean([r["success"] for r in records])) if reports_success else None,
         mean_return=float(np.mean(returns)),
         std_return=float(np.std(returns)),
-        mean_length=float(np.mean(lengths)),
+        mean_length=float(np.mean([r["length"] for r in records])),
         normalized_score=task.normalized_score(float(np.mean(returns))),
-        successes=successes,
-        returns=returns,
+        info_metrics={k: float(np.mean([r[k] for r in records if k in r])) for k in info_keys},
+        records=records,
     )
 
 
@@ -108,6 +156,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
         deterministic=cfg.deterministic,
         ensemble_decay=cfg.ensemble_decay,
     )
+    if cfg.records_file:
+        result.write_records(cfg.records_file)
     summary = {"checkpoint": str(checkpoint.path), **result.summary()}
     print(json.dumps(summary))
     return summary

@@ -39,6 +39,7 @@ from robotune.data import load_dataset as load_dataset_file
 from robotune.rollout.evaluation import EvalResult, evaluate
 from robotune.rollout.vector import make_vector_env
 from robotune.training.demonstrations import cached_demonstrations
+from robotune.training.samplers import episode_range
 from robotune.training.run_logging import LoggerConfig, RunLogger, plot_learning_curve
 
 
@@ -62,6 +63,8 @@ def load_dataset(cfg: DictConfig, task: Task, console: Console | None) -> Episod
         dataset, _ = cached_demonstrations(
             task, task_config, cfg.data.num_episodes, cfg.data.seed, cfg.data.demos_per_start, cfg.data.cache_dir, console
         )
+    if cfg.data.max_episodes is not None:
+        dataset = episode_range(dataset, 0, min(cfg.data.max_episodes, len(dataset)))
     spec = task.spec
     if (dataset.obs_dim, dataset.action_dim) != (spec.obs_dim, spec.action_dim):
         raise ValueError(
@@ -103,7 +106,7 @@ def policy_from_checkpoint(cfg: DictConfig, task: Task) -> tuple[Policy, dict]:
     with open_dict(cfg):
         cfg.policy = parent.config.policy  # the saved config must rebuild this exact policy
     policy = parent.policy.train()
-    return policy, {"checkpoint": str(path), "step": parent.meta["step"], "run_config": parent.meta["plugins"]}
+    return policy, {"checkpoint": str(path), "step": parent.meta["step"], "plugins": parent.meta["plugins"]}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -207,11 +210,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             cfg,
             keep=cfg.keep_checkpoints,
             parent=parts.parent,
+            correctors=algo.action_correctors(),
         )
 
     total = cfg.algo.steps
     started = time.monotonic()
     with RunLogger(run_dir, logger_config, total, start_step, console) as log:
+        best = BestCheckpoint(run_dir, cfg.eval.best_metric)  # after the logger cut metrics back to the restored step
         for step in range(start_step + 1, total + 1):
             metrics = algo.step()
             if step % logger_config.log_every == 0 or step == total:
@@ -220,11 +225,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if cfg.eval.every and step % cfg.eval.every == 0 and step < total:
                 result = run_evaluation(cfg, algo, parts.task, cfg.eval.every_episodes)
                 log.log(step, result.summary(), prefix="eval", counters=algo.counters())
+                if best.improves(result.summary()):
+                    save_checkpoint(run_dir / "checkpoints" / "best", step, algo.inference_policy(), {"step": step}, cfg, keep=1, parent=parts.parent, correctors=algo.action_correctors())
             if step % cfg.checkpoint_every == 0 and step < total:
                 checkpoint(step)
         final = checkpoint(total) if start_step < total else checkpoints[-1]
         train_seconds = time.monotonic() - started
         result = run_evaluation(cfg, algo, parts.task, cfg.eval.episodes)
+        result.write_records(run_dir / "eval_episodes.jsonl")
         log.log(total, result.summary(), prefix="eval", counters=algo.counters())
     algo.close()
     plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png", f"{cfg.policy.name} on {cfg.task.name}")
@@ -239,6 +247,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "checkpoint": str(final),
         "init_from": parts.parent["checkpoint"] if parts.parent else None,
         **{f"eval_{k}": v for k, v in result.summary().items()},
+        **best.summary(run_dir / "metrics.jsonl"),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     success = f"success rate [bold]{result.success_rate:.0%}[/], " if result.success_rate is not None else ""
@@ -247,6 +256,45 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         f"over {result.episodes} episodes. Checkpoint: {final}"
     )
     return summary
+
+
+class BestCheckpoint:
+    """Tracks `eval.best_metric` over the periodic evaluations (higher is better).
+
+    The best value survives a resume: it is re-read from metrics.jsonl, which the logger has
+    already cut back to the restored step."""
+
+    def __init__(self, run_dir: Path, metric: str | None) -> None:
+        self.metric = metric
+        self.best = float("-inf")
+        if metric and (run_dir / "metrics.jsonl").exists():
+            for value in self._history(run_dir / "metrics.jsonl"):
+                self.best = max(self.best, value)
+
+    def _history(self, metrics_file: Path) -> list[float]:
+        key = f"eval/{self.metric}"
+        records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line]
+        return [r[key] for r in records if key in r]
+
+    def improves(self, summary: dict[str, float]) -> bool:
+        if not self.metric:
+            return False
+        if self.metric not in summary:
+            raise ValueError(f"eval.best_metric '{self.metric}' is not reported by this evaluation; it reports {sorted(summary)}")
+        if summary[self.metric] > self.best:
+            self.best = summary[self.metric]
+            return True
+        return False
+
+    def summary(self, metrics_file: Path) -> dict[str, Any]:
+        if not self.metric:
+            return {}
+        history = self._history(metrics_file)[:-1]  # the periodic evaluations; the last record is the final one
+        last_ten = history[-10:]
+        return {
+            f"best_{self.metric}": self.best if history else None,
+            f"last10_mean_{self.metric}": sum(last_ten) / len(last_ten) if last_ten else None,
+        }
 
 
 class MultirunSummary(Callback):

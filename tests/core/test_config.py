@@ -9,7 +9,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
 from robotune.core import registry
-from robotune.core.config import build_config, validate_plugin_groups
+from robotune.core.config import build_config
+from robotune.configs import validate_plugin_groups
 from robotune.core.policy import PolicyConfig
 from robotune.core.task import build_task
 from tests.helpers import compose_config

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from robotune.training.samplers import WindowSampler
 from robotune.core.dataset import DatasetError, Episode, EpisodeDataset
 
 
@@ -67,7 +68,7 @@ def test_stats_match_numpy():
 
 def test_windows_pad_at_episode_edges():
     # Episode 0 holds values 0..3, episode 1 holds 10..15; each value identifies its step.
-    sampler = EpisodeDataset([episode(4), episode(6, offset=10)]).window_sampler(obs_horizon=2, horizon=3)
+    sampler = WindowSampler(EpisodeDataset([episode(4), episode(6, offset=10)]), obs_horizon=2, horizon=3)
     obs = sampler.obs[sampler.obs_index][:, :, 0]  # (N, obs_horizon)
     action = sampler.action[sampler.action_index][:, :, 0]  # (N, horizon)
     assert obs[0].tolist() == [0, 0]  # first step repeats the first observation
@@ -151,8 +152,8 @@ def test_read_only_memory_maps_are_adopted_without_copy(tmp_path):
     obs = np.load(tmp_path / "obs.npy", mmap_mode="r")
     data = EpisodeDataset.from_arrays(obs, np.load(tmp_path / "action.npy", mmap_mode="r"), source.episode_ends)
     assert isinstance(data.obs, np.memmap) and not data.obs.flags.writeable
-    sampler = data.window_sampler(obs_horizon=2, horizon=3)
+    sampler = WindowSampler(data, obs_horizon=2, horizon=3)
     batch = sampler.sample(5, torch.Generator().manual_seed(0))
-    expected = source.window_sampler(obs_horizon=2, horizon=3).sample(5, torch.Generator().manual_seed(0))
+    expected = WindowSampler(source, obs_horizon=2, horizon=3).sample(5, torch.Generator().manual_seed(0))
     torch.testing.assert_close(batch["obs"], expected["obs"])
     torch.testing.assert_close(batch["action"], expected["action"])

@@ -8,8 +8,8 @@ import pytest
 
 from robotune.deploy.cpu_latency import CpuLatencyRequest
 from robotune.deploy.runner import DeployError, PolicyRunner, RunnerConfig
-from robotune.deploy.sim_transport import SimTransport
-from robotune.deploy.simulated_robot import SimulatedRobot
+from robotune.deploy.stepped_transport import SteppedEnvTransport
+from robotune.deploy.task_env_robot import TaskEnvRobot
 from tests.deploy.fakes import ARM, TASK, FirstOrderArmEnv, GoalPolicy
 
 
@@ -44,7 +44,7 @@ def test_negative_bound_is_rejected():
 
 
 def test_runner_rejects_a_negative_bound_before_anything_runs():
-    transport = SimTransport(SimulatedRobot(FirstOrderArmEnv(), TASK, ARM, episodes=1))
+    transport = SteppedEnvTransport(TaskEnvRobot(FirstOrderArmEnv(), TASK, ARM, episodes=1))
     with pytest.raises(DeployError, match="cpu_latency_us must be >= 0"):
         PolicyRunner(GoalPolicy(), TASK, transport, RunnerConfig(rate_hz=20.0, cpu_latency_us=-5),
                      observation_topics=transport.observation_topics())

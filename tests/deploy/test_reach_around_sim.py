@@ -7,8 +7,8 @@ import pytest
 from robotune.deploy.cli import default_observation_topics
 from robotune.deploy.runner import PolicyRunner, RunnerConfig
 from robotune.deploy.safety import SafetyConfig
-from robotune.deploy.sim_transport import SimTransport
-from robotune.deploy.simulated_robot import SimulatedRobot
+from robotune.deploy.stepped_transport import SteppedEnvTransport
+from robotune.deploy.task_env_robot import TaskEnvRobot
 from tests.deploy.fakes import ExpertPolicy
 
 
@@ -18,9 +18,9 @@ def test_expert_reaches_the_goal_through_the_runner(lead_ticks):
 
     task = ReachAroundTask()
     spec = task.spec
-    sim = SimulatedRobot(task.make_env(), spec, spec.robot, seed=100000, episodes=4)
+    sim = TaskEnvRobot(task.make_env(), spec, spec.robot, seed=100000, episodes=4)
     config = RunnerConfig(rate_hz=spec.control_rate_hz, lead_ticks=lead_ticks, blend_steps=0, safety=SafetyConfig(warmup_ticks=0))
-    runner = PolicyRunner(ExpertPolicy(), spec, SimTransport(sim), config, observation_topics=default_observation_topics(spec, spec.robot))
+    runner = PolicyRunner(ExpertPolicy(), spec, SteppedEnvTransport(sim), config, observation_topics=default_observation_topics(spec, spec.robot))
     runner.configure()
     runner.activate()
     runner.run_stepped(max_ticks=4 * (spec.max_episode_steps + 1), until=lambda: sim.finished)

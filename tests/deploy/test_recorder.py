@@ -2,7 +2,7 @@
 
 import pytest
 
-from robotune.deploy.recorder import MSG_SEPARATOR, _complex_field_types, message_definition
+from robotune.deploy.ros.recorder import MSG_SEPARATOR, _complex_field_types, message_definition
 
 
 def test_field_types_skip_builtins_constants_comments_and_bounds():

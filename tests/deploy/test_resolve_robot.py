@@ -11,8 +11,8 @@ from robotune.robots.reach_around.task import ReachAroundTask
 
 def test_robot_plugin_resolves_to_its_spec():
     task = ReachAroundTask().spec
-    robot = resolve_robot({"name": "planar_arm"}, task)
-    assert robot.joint_names == ("shoulder", "elbow") and robot == task.robot
+    robot, topics = resolve_robot({"name": "planar_arm"}, task)
+    assert robot.joint_names == ("shoulder", "elbow") and robot == task.robot and topics == {}
 
 
 def test_unknown_robot_lists_the_known_ones():
@@ -22,6 +22,31 @@ def test_unknown_robot_lists_the_known_ones():
 
 def test_a_robot_with_other_joints_is_refused_naming_both():
     task = ReachAroundTask().spec
-    other = replace(task.robot, name="other_arm", joints=(JointSpec("elbow", -1, 1), JointSpec("shoulder", -1, 1)))
-    with pytest.raises(DeployError, match=r"trained for robot 'other_arm' with joints \['elbow', 'shoulder'\]"):
+    other = replace(task.robot, name="other_arm", joints=(JointSpec("elbow", -1, 1), JointSpec("wrist", -1, 1)))
+    with pytest.raises(DeployError, match=r"trained for robot 'other_arm' with joints \['elbow', 'wrist'\] "
+                                          r"\(missing \['wrist'\], not trained for \['shoulder'\]"):
         resolve_robot({"name": "planar_arm"}, replace(task, robot=other))
+
+
+def test_a_robot_listing_the_joints_in_controller_order_is_accepted():
+    task = ReachAroundTask().spec
+    trained_in_other_order = replace(task.robot, joints=task.robot.joints[::-1])
+    robot, _ = resolve_robot({"name": "planar_arm"}, replace(task, robot=trained_in_other_order))
+    assert robot.joint_names == ("shoulder", "elbow")
+
+
+def test_command_joints_must_list_each_joint_once():
+    task = ReachAroundTask().spec
+    with pytest.raises(ValueError, match=r"command_joints \['elbow', 'elbow'\] must list each of the joints"):
+        replace(task.robot, command_joints=("elbow", "elbow"))
+
+
+def test_command_joints_round_trip_and_are_left_out_of_checkpoints_when_empty():
+    from robotune.core.spec import RobotSpec
+
+    robot = ReachAroundTask().spec.robot
+    assert "command_joints" not in robot.to_dict()  # older robotune can read the checkpoint
+    reordered = replace(robot, command_joints=("elbow", "shoulder"))
+    assert RobotSpec.from_dict(reordered.to_dict()) == reordered
+    assert reordered.in_joint_order(("elbow", "shoulder")).joint_names == ("elbow", "shoulder")
+    assert reordered.in_joint_order(("elbow", "shoulder")).command_order == ("elbow", "shoulder")

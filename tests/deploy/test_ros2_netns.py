@@ -23,7 +23,7 @@ def test_ros2_suite_in_private_network_namespace():
     if reason:
         pytest.skip(reason)
     argv = netns.python_argv("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/deploy/test_ros2_faults.py")
-    result = netns.run_in_private_netns(argv, timeout_s=240)
+    result = netns.run_in_private_netns(argv, timeout_s=600)
     print(result.stdout[-6000:])
     print(result.stderr[-3000:])
     assert result.returncode == 0, f"ROS 2 tests failed inside the namespace:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"

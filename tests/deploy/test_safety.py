@@ -1,4 +1,4 @@
-"""Safety layer rules, without ROS: limits, rate limit, watchdog, NaN latch, e-stop, warm-up."""
+"""Safety layer rules, without ROS: limits, rate limit, ramp, tracking bound, watchdog, NaN hold and latch, e-stop, warm-up."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ OBS = np.zeros(6)
 
 
 def layer(**overrides) -> SafetyLayer:
-    config = SafetyConfig(**{"warmup_ticks": 0, **overrides})
+    config = SafetyConfig(**{"warmup_ticks": 0, "ramp_speed": None, **overrides})
     safety = SafetyLayer(ARM, RATE, config)
     safety.anchor(np.zeros(2))
     return safety
@@ -65,15 +65,75 @@ def test_nonfinite_action_latches_a_hold(bad):
     assert safety.command(np.array([0.15, 0.1]), OBS, 0.0)[1] is Verdict.POLICY
 
 
-def test_nonfinite_observation_latches_and_wrong_action_shape_is_a_fault():
-    safety = layer()
-    obs = OBS.copy()
-    obs[3] = np.nan
-    command, verdict = safety.command(np.array([0.1, 0.1]), obs, 0.0)
-    assert verdict is Verdict.FAULT and "[3]" in safety.latch_reason
-    assert is_within_limits(command, ARM)
+def test_nonfinite_observation_holds_at_once_and_latches_only_when_it_persists():
+    safety = layer(nonfinite_latch_ticks=3, nonfinite_latch_s=None)
+    moved, _ = safety.command(np.array([0.1, 0.1]), OBS, 0.0)
+    bad = OBS.copy()
+    bad[3] = np.nan
+    for _ in range(2):  # a glitch: held, not latched
+        command, verdict = safety.command(np.array([1.0, 1.0]), bad, 0.0)
+        assert verdict is Verdict.NONFINITE and np.array_equal(command, moved) and "[3]" in safety.hold_reason
+    assert safety.command(np.array([0.2, 0.1]), OBS, 0.0)[1] is Verdict.POLICY  # a good one resets the count
+    verdicts = [safety.command(np.array([1.0, 1.0]), bad, 0.0)[1] for _ in range(3)]
+    assert verdicts == [Verdict.NONFINITE, Verdict.NONFINITE, Verdict.FAULT] and "[3]" in safety.latch_reason
+    assert safety.command(np.array([0.2, 0.1]), OBS, 0.0)[1] is Verdict.FAULT  # latched now
+
+
+def test_nonfinite_latch_time_is_converted_to_ticks_and_the_smaller_bound_wins():
+    assert SafetyLayer(ARM, 50.0, SafetyConfig(nonfinite_latch_s=0.2)).nonfinite_latch_after == 10
+    assert SafetyLayer(ARM, 50.0, SafetyConfig(nonfinite_latch_ticks=4, nonfinite_latch_s=0.2)).nonfinite_latch_after == 4
+    assert SafetyLayer(ARM, 50.0, SafetyConfig(nonfinite_latch_ticks=1)).nonfinite_latch_after == 1  # latch at once
+    assert SafetyLayer(ARM, 50.0, SafetyConfig(nonfinite_latch_ticks=None, nonfinite_latch_s=None)).nonfinite_latch_after is None
+
+
+def test_wrong_action_shape_is_a_fault():
     safety = layer()
     assert safety.command(np.array([0.1, 0.1, 0.1]), OBS, 0.0)[1] is Verdict.FAULT
+
+
+def test_ramp_moves_to_the_frozen_first_command_at_the_ramp_speed_then_hands_over():
+    ramp_speed = 0.4  # rad/s: 0.02 rad per tick at 20 Hz
+    safety = layer(ramp_speed=ramp_speed)
+    previous, commands = np.zeros(2), []
+    target = np.array([0.1, -0.05])
+    for i in range(8):
+        # the policy's later actions differ: the ramp keeps going to the first one
+        command, verdict = safety.command(target if i == 0 else np.array([1.0, 1.0]), OBS, 0.0)
+        commands.append((command, verdict))
+        assert np.all(np.abs(command - previous) <= (ramp_speed / RATE if verdict is Verdict.RAMP else MAX_STEP) + 1e-12)
+        previous = command
+        if verdict is Verdict.POLICY:
+            break
+    verdicts = [v for _, v in commands]
+    assert verdicts == [Verdict.RAMP] * 5 + [Verdict.POLICY]  # 0.1 rad at 0.02 rad per tick
+    np.testing.assert_allclose(commands[4][0], target)
+    np.testing.assert_allclose(commands[5][0], target + MAX_STEP)  # then the policy, at the rate limit
+    assert safety.stats.ramp_ticks == 5
+
+
+def test_reset_rearms_through_the_ramp():
+    safety = layer(ramp_speed=0.4)
+    safety.trigger_estop("stop")
+    assert safety.command(np.array([0.5, 0.5]), OBS, 0.0)[1] is Verdict.ESTOP
+    safety.reset(np.array([0.2, 0.2]))
+    command, verdict = safety.command(np.array([0.5, 0.5]), OBS, 0.0)
+    assert verdict is Verdict.RAMP and np.allclose(command, [0.22, 0.22])
+
+
+def test_tracking_bound_holds_and_names_the_joint():
+    safety = layer(tracking_bound=0.1)
+    moved, _ = safety.command(np.array([0.05, 0.0]), OBS, 0.0, measured=np.zeros(2))
+    command, verdict = safety.command(np.array([0.1, 0.0]), OBS, 0.0, measured=np.array([0.05, -0.2]))  # elbow lags 0.2
+    assert verdict is Verdict.TRACKING and np.array_equal(command, moved)
+    assert "'elbow'" in safety.hold_reason and "tracking_bound 0.1" in safety.hold_reason
+    assert safety.command(np.array([0.1, 0.0]), OBS, 0.0, measured=np.array([0.05, 0.0]))[1] is Verdict.POLICY
+    assert safety.stats.tracking_ticks == 1
+
+
+@pytest.mark.parametrize("bad", [{"after_latch": "drop"}, {"ramp_speed": 0.0}, {"tracking_bound": -1.0}])
+def test_bad_settings_name_the_field(bad):
+    with pytest.raises(ValueError, match=f"safety.{next(iter(bad))}"):
+        SafetyConfig(**bad)
 
 
 def test_estop_latches_over_everything():
@@ -87,14 +147,14 @@ def test_estop_latches_over_everything():
 
 
 def test_warmup_holds_for_the_configured_ticks():
-    safety = SafetyLayer(ARM, RATE, SafetyConfig(warmup_ticks=3))
+    safety = SafetyLayer(ARM, RATE, SafetyConfig(warmup_ticks=3, ramp_speed=None))
     safety.anchor(np.array([0.3, -0.3]))
     verdicts = [safety.command(np.array([1.0, 1.0]), OBS, 0.0)[1] for _ in range(4)]
     assert verdicts == [Verdict.WARMUP] * 3 + [Verdict.POLICY]
 
 
 def test_anchor_outside_limits_starts_from_the_nearest_limit_and_margin_is_respected():
-    safety = SafetyLayer(ARM, RATE, SafetyConfig(warmup_ticks=0, position_margin=0.1))
+    safety = SafetyLayer(ARM, RATE, SafetyConfig(warmup_ticks=0, position_margin=0.1, ramp_speed=None))
     safety.anchor(np.array([5.0, 0.0]))
     command, _ = safety.command(np.array([5.0, 0.0]), OBS, 0.0)
     np.testing.assert_allclose(command, [1.9, 0.0])

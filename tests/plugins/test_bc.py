@@ -77,3 +77,12 @@ def test_a_policy_without_parameters_trains_without_an_optimiser():
     assert math.isfinite(bc.step()["loss"])
     assert all(torch.equal(before[k], v) for k, v in policy.state_dict().items())
     assert isinstance(bc.inference_policy(), nn.Module)
+
+
+def test_a_validation_split_holds_out_episodes_and_reports_their_loss():
+    bc = make_bc(validation_fraction=0.25, validation_every=10)
+    assert len(bc.sampler.obs_index) == 6 * 20  # 6 of 8 episodes train
+    losses = [bc.step().get("val_loss") for _ in range(40)]
+    reported = [l for l in losses if l is not None]
+    assert len(reported) == 4 and reported[-1] < reported[0]
+    assert bc.validation_loss() == bc.validation_loss()  # fixed batches and loss noise: comparable over time

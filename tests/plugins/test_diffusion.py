@@ -66,3 +66,30 @@ def test_config_errors_name_the_field():
         from .conftest import ToyProblem
 
         ToyProblem(num_samples=4).make(DiffusionPolicy, backbone="transformer")
+
+
+def test_denoising_chain_log_prob_equals_the_gaussian_density_by_hand(toy):
+    """DPPO's likelihood: each DDIM (eta=1) step is N(mu_k, max(sigma_k, min_std)^2); recompute it step by step."""
+    import math
+
+    from robotune.plugins.diffusion import DiffusionPolicy
+
+    policy = toy.make(DiffusionPolicy, num_inference_steps=4, act_steps=3, rl_min_std=0.05)
+    obs_norm = policy.obs_normalizer.normalize(toy.obs[:3])
+    chunk, trace, sampled_log_prob = policy.sample_with_trace(obs_norm, torch.Generator().manual_seed(0))
+    chain = trace["chain"]
+    assert chain.shape == (3, 5, *chunk.shape[1:]) and torch.equal(chain[:, -1], chunk)
+    coef = policy._rl_coefficients()
+    cond = policy.obs_encoder(obs_norm)
+    expected = torch.zeros(3)
+    for k, t in enumerate(coef.timesteps):
+        x = chain[:, k]
+        out = policy.network(x, cond, torch.full((3,), t))
+        x0 = (coef.r_xt[k] * x + coef.r_out[k] * out).clamp(-1, 1)
+        mean = coef.c_x0[k] * x0 + coef.c_out[k] * out + coef.c_xt[k] * x
+        std = max(coef.sigma[k], 0.05)
+        z = (chain[:, k + 1, :3] - mean[:, :3]) / std
+        expected += (-0.5 * z**2 - math.log(std) - 0.5 * math.log(2 * math.pi)).flatten(1).sum(-1)
+    torch.testing.assert_close(policy.log_prob(obs_norm, trace), expected, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(sampled_log_prob, expected, rtol=1e-5, atol=1e-4)  # accumulated while sampling
+    assert all(s > 0 for s in coef.sigma[:-1])  # eta = 1: every step but the last is stochastic

@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from robotune.core.normalization import Normalizer
 from robotune.plugins.diffusion import DiffusionPolicy
-from robotune.plugins.fast_inference import NumpyResidualMLP
+from robotune.plugins.fast_inference import ExportedPolicy, NumpyResidualMLP
 from robotune.plugins.flow_matching import FlowMatchingPolicy
 from robotune.plugins.gaussian import GaussianPolicy
 from robotune.plugins.mip import MinimumIterativePolicy
@@ -62,25 +61,24 @@ def test_policies_give_the_same_chunks_on_both_paths(toy, policy_class, override
     with torch.no_grad():  # a non-trivial observation normaliser: the twin folds it into its input layer
         policy.obs_normalizer.center.uniform_(-0.5, 0.5)
         policy.obs_normalizer.half_range.uniform_(0.5, 2.0)
+    exported = policy.export_for_inference()
+    assert isinstance(exported, ExportedPolicy)
     obs = toy.obs[:batch]
     for deterministic in (True, False):
-        fast = policy.predict_chunk(obs, deterministic, torch.Generator().manual_seed(4))
-        assert "_numpy_twin" in policy.__dict__, "predict_chunk at a small CPU batch should use the NumPy twin"
-        policy.config.fast_inference = False
-        policy.train(False)  # drops the cached twin
+        fast = exported.predict_chunk(obs, deterministic, torch.Generator().manual_seed(4))
         reference = policy.predict_chunk(obs, deterministic, torch.Generator().manual_seed(4))
-        assert "_numpy_twin" not in policy.__dict__
-        policy.config.fast_inference = True
         torch.testing.assert_close(fast, reference, **TOLERANCE)
 
 
-def test_twin_is_rebuilt_after_an_in_place_update(toy):
+def test_an_export_is_a_snapshot_and_a_new_export_sees_new_weights(toy):
     policy = toy.make(RegressionPolicy).eval()
-    before = policy.predict_chunk(toy.obs[:1])
+    exported = policy.export_for_inference()
+    before = exported.predict_chunk(toy.obs[:1])
     with torch.no_grad():
-        policy.action_normalizer.center.add_(1.0)  # as load_state_dict or an EMA update would, in place
-    after = policy.predict_chunk(toy.obs[:1])
-    torch.testing.assert_close(after, before + 1.0, **TOLERANCE)
+        policy.action_normalizer.center.add_(1.0)  # as load_state_dict or an optimizer step would, in place
+    torch.testing.assert_close(exported.predict_chunk(toy.obs[:1]), before, rtol=0, atol=0)
+    torch.testing.assert_close(policy.export_for_inference().predict_chunk(toy.obs[:1]), before + 1.0, **TOLERANCE)
+    torch.testing.assert_close(policy.predict_chunk(toy.obs[:1]), before + 1.0, **TOLERANCE)  # the torch model follows at once
 
 
 def test_nan_observations_come_out_as_nan(toy):
@@ -88,7 +86,7 @@ def test_nan_observations_come_out_as_nan(toy):
     obs = toy.obs[:1].clone()
     obs[0, -1, 0] = float("nan")
     for policy_class, overrides in POLICIES[:5]:
-        chunk = toy.make(policy_class, **overrides).eval().predict_chunk(obs, deterministic=True)
+        chunk = toy.make(policy_class, **overrides).export_for_inference().predict_chunk(obs, deterministic=True)
         assert torch.isnan(chunk).any(), policy_class.__name__
 
 
@@ -100,44 +98,27 @@ def test_compiled_kernels_release_the_gil():
         assert kernel.targetoptions["nogil"] is True
 
 
-def test_batches_above_the_limit_use_torch(toy):
+def test_batches_above_the_limit_and_other_backbones_use_torch(toy, monkeypatch):
     policy = toy.make(FlowMatchingPolicy, fast_inference_max_batch=2).eval()
-    policy.predict_chunk(toy.obs[:3])
-    assert "_numpy_twin" not in policy.__dict__
-    policy.predict_chunk(toy.obs[:2])
-    assert "_numpy_twin" in policy.__dict__
+    exported = policy.export_for_inference()
+    calls = []
+    monkeypatch.setattr(exported.twin, "sample", lambda *args: calls.append(args[0].shape[0]) or NumpyResidualMLP.sample(exported.twin, *args))
+    exported.predict_chunk(toy.obs[:3])
+    exported.predict_chunk(toy.obs[:2])
+    assert calls == [2]
+    assert not isinstance(toy.make(FlowMatchingPolicy, fast_inference=False).export_for_inference(), ExportedPolicy)
+    assert not isinstance(toy.make(FlowMatchingPolicy, backbone="plain_mlp").export_for_inference(), ExportedPolicy)
 
 
-def test_twin_follows_training_updates_ema_and_loading(toy):
-    """A stale twin would silently act with old weights; every way weights change must rebuild it."""
-    policy = toy.make(MinimumIterativePolicy).eval()
-    obs = toy.obs[:1]
-
-    def assert_matches_torch(p):
-        fast = p.predict_chunk(obs)
-        with torch.inference_mode():
-            p.config.fast_inference = False
-            reference = p.predict_chunk(obs)
-            p.config.fast_inference = True
-        torch.testing.assert_close(fast, reference, **TOLERANCE)
-        return fast
-
-    before = assert_matches_torch(policy)
-    ema = AveragedModel(policy, multi_avg_fn=get_ema_multi_avg_fn(0.5), use_buffers=True)
-    ema_before = assert_matches_torch(ema.module)
-    toy.train(policy, steps=3)  # optimizer steps, without calling eval() again
-    after = assert_matches_torch(policy)
-    assert not torch.allclose(before, after)
-    ema.update_parameters(policy)
-    assert not torch.allclose(ema_before, assert_matches_torch(ema.module))
-    fresh = toy.make(MinimumIterativePolicy).eval()
-    fresh.predict_chunk(obs)
-    fresh.load_state_dict(policy.state_dict())
-    torch.testing.assert_close(assert_matches_torch(fresh), after)
-
-
-def test_loss_never_goes_through_numpy(toy):
-    policy = toy.make(RegressionPolicy)
+def test_training_and_the_policy_itself_never_go_through_numpy(toy, monkeypatch):
+    """Fine-tuning must see the torch model: only an explicit export builds a twin."""
+    built = []
+    original = NumpyResidualMLP.__init__
+    monkeypatch.setattr(NumpyResidualMLP, "__init__", lambda self, *a: built.append(1) or original(self, *a))
+    policy = toy.make(MinimumIterativePolicy)
     loss, _ = policy.loss({"obs": toy.obs[:1], "action": toy.action[:1]})
     loss.backward()
-    assert "_numpy_twin" not in policy.__dict__
+    policy.eval().predict_chunk(toy.obs[:1])
+    assert built == []
+    policy.export_for_inference()
+    assert built == [1]

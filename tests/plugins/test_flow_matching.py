@@ -55,3 +55,24 @@ def test_unet_backbone_samples(toy):
 def test_num_steps_is_validated():
     with pytest.raises(ValueError, match="policy.num_steps"):
         FlowConfig(num_steps=0)
+
+
+def test_fpo_surrogate_ratio_is_one_for_unchanged_weights_and_moves_with_them(toy):
+    from robotune.plugins.flow_matching import FlowMatchingPolicy
+
+    policy = toy.make(FlowMatchingPolicy, num_steps=2, rl_mc_samples=4)
+    obs_norm = policy.obs_normalizer.normalize(toy.obs[:5])
+    chunk, trace, sampled_log_prob = policy.sample_with_trace(obs_norm, torch.Generator().manual_seed(0))
+    assert trace["noise"].shape == (5, 4, *chunk.shape[1:]) and trace["time"].shape == (5, 4)
+    old = policy.log_prob(obs_norm, trace)
+    assert torch.equal(sampled_log_prob, old)
+    assert torch.equal(torch.exp(policy.log_prob(obs_norm, trace) - old), torch.ones(5))
+    # By hand for sample 0: minus the mean over pairs of the squared velocity error on the executed actions.
+    a, eps, t = trace["action"][0], trace["noise"][0], trace["time"][0]
+    cond = policy.obs_encoder(obs_norm[:1]).expand(4, -1)
+    v = policy.network((1 - t[:, None, None]) * eps + t[:, None, None] * a, cond, t * 100.0)
+    by_hand = -((v - (a - eps))[:, : policy.config.act_steps] ** 2).flatten(1).sum(-1).mean()
+    torch.testing.assert_close(old[0], by_hand, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        next(policy.network.parameters()).add_(0.05)
+    assert not torch.allclose(policy.log_prob(obs_norm, trace), old)

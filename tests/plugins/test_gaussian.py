@@ -65,11 +65,12 @@ def test_log_prob_matches_the_gaussian_density_by_hand(toy):
 
     policy = toy.make(GaussianPolicy, act_steps=3)
     obs_norm = policy.obs_normalizer.normalize(toy.obs[:4])
-    chunk, trace = policy.sample_with_trace(obs_norm, torch.Generator().manual_seed(0))
+    chunk, trace, sampled_log_prob = policy.sample_with_trace(obs_norm, torch.Generator().manual_seed(0))
     mean, log_std = policy.distribution(obs_norm)
     u, m, s = trace["latent"][:, :3], mean[:, :3], log_std[:3].exp()
     by_hand = (-0.5 * ((u - m) / s) ** 2 - torch.log(s) - 0.5 * math.log(2 * math.pi)).flatten(1).sum(-1)
     torch.testing.assert_close(policy.log_prob(obs_norm, trace), by_hand)
+    torch.testing.assert_close(sampled_log_prob, by_hand)
     torch.testing.assert_close(chunk, trace["latent"])
 
 

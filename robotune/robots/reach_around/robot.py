@@ -36,7 +36,7 @@ def robot_spec(model: mujoco.MjModel) -> RobotSpec:
 
 @register("robot", "planar_arm")
 class PlanarArm(Robot):
-    """The reach_around arm as a deploy target, driven over ROS 2 by `robotune.deploy.sim_robot`."""
+    """The reach_around arm as a deploy target, driven over ROS 2 by `robotune.deploy.ros.simulator_driver`."""
 
     @property
     def spec(self) -> RobotSpec:

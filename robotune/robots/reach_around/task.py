@@ -205,6 +205,7 @@ class ReachAroundTask(Task):
     """The built-in default task; see the module docstring."""
 
     config_class = ReachAroundConfig
+    info_metrics = {"distance": "final", "collision": "max"}  # where each episode ended, and whether it hit the post
 
     def __init__(self, config: ReachAroundConfig | None = None) -> None:
         super().__init__(config or ReachAroundConfig())

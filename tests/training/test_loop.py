@@ -1,4 +1,4 @@
-"""An off-policy RL run killed with SIGKILL resumes: counters, learner and replay buffer restored, nothing refilled."""
+"""Resuming an off-policy RL run after SIGKILL; the best-checkpoint and data options of the loop."""
 
 from __future__ import annotations
 
@@ -52,3 +52,25 @@ def test_sac_killed_mid_run_resumes_with_its_replay_buffer(tmp_path):
     assert final_state["algorithm"]["buffer"]["size"] == STEPS
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps), "metrics logged after the restored checkpoint were not dropped"
+
+
+def test_best_checkpoint_and_data_options(tmp_path):
+    from robotune.core.checkpoint import load_checkpoint
+    from robotune.training.loop import train
+    from tests.helpers import compose_config, tiny_train_overrides
+
+    overrides = [o for o in tiny_train_overrides(tmp_path, steps=60) if not o.startswith("data.num_episodes")]
+    cfg = compose_config("train", [*overrides, "data.num_episodes=8", "data.max_episodes=3", "eval.every=20",
+                                   "eval.every_episodes=2", "eval.best_metric=mean_return"])
+    summary = train(cfg)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    periodic = [(r["step"], r["eval/mean_return"]) for r in records if "eval/mean_return" in r][:-1]
+    best_step, best_value = max(periodic, key=lambda sv: sv[1])
+    assert summary["best_mean_return"] == best_value
+    assert summary["last10_mean_mean_return"] == sum(v for _, v in periodic) / len(periodic)
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best")
+    assert best.meta["step"] == best_step
+    from robotune.training.loop import build_components
+
+    dataset = build_components(cfg, console=None).dataset
+    assert len(dataset) == 3 and dataset.num_steps == int(dataset.episode_ends[-1])

@@ -13,16 +13,20 @@ import time
 import numpy as np
 
 from robotune.deploy.observation import ArrayTopic, JointReading, ObservationSnapshot
-from robotune.deploy.simulated_robot import SimulatedRobot
+from robotune.deploy.task_env_robot import TaskEnvRobot
 from robotune.deploy.transport import Transport
 
 
-class SimTransport(Transport):
+class SteppedEnvTransport(Transport):
     stepped = True
 
-    def __init__(self, robot: SimulatedRobot) -> None:
+    def __init__(self, robot: TaskEnvRobot) -> None:
         self.robot = robot
         self._stamp = 0
+
+    @property
+    def command_joints(self) -> tuple[str, ...]:
+        return self.robot.robot.joint_names
 
     def start(self) -> None:
         if self.robot.episode < 0:

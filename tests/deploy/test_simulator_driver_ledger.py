@@ -1,10 +1,10 @@
-"""The simulator's observation-to-command bookkeeping (sim_robot.StampLedger), without ROS."""
+"""The simulator's observation-to-command bookkeeping (simulator_driver.StampLedger), without ROS."""
 
 from __future__ import annotations
 
 import pytest
 
-from robotune.deploy.sim_robot import StampLedger
+from robotune.deploy.ros.simulator_driver import StampLedger
 
 MS = 1_000_000  # ns
 

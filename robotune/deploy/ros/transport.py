@@ -1,7 +1,7 @@
 """The rclpy backend of `Transport`: JointState and array topics in, ros2_control commands out.
 
-Joint states are mapped by joint name into a `SignalCache`; commands go out RELIABLE in the
-robot's joint order. When `echo_obs_stamp` is set, the header stamp of the JointState a command
+Joint states are merged by joint name into a `SignalCache`; commands go out RELIABLE in the
+robot's command order (`joint_names`), and JointTrajectory commands carry those names. When `echo_obs_stamp` is set, the header stamp of the JointState a command
 was computed from travels with it (Float64MultiArray: `layout.dim[0].label = "obs_stamp_ns=<ns>"`;
 JointTrajectory: `header.frame_id`), so a robot-side tool can measure observation-to-command
 latency. Controllers ignore both fields: forward_command_controller reads only `data`, and the
@@ -13,10 +13,16 @@ states the rclpy executor, which rebuilds its wait set in Python on every wait, 
 GIL-holding CPU per message and still fell behind (it handled ~450 of 1000 msgs/s, profiled at
 100 Hz), so the control thread waited for the GIL at its deadline and in `publish` (tick p99
 5-7 ms); with only the events (/episode, /estop) and the 20 Hz /goal left on it, the executor
-still made the 100 Hz jitter p99 4-9 ms. Polling costs one take per subscription per tick. Joint
-states and array topics keep only their newest sample (KEEP_LAST 1); a reading's age is from
-DDS's reception time, so a sample that waited in the queue is not taken for a fresh one. Events
-queue (reliable, depth 50) and are all taken, so an e-stop acts on the next tick.
+still made the 100 Hz jitter p99 4-9 ms. Polling costs one take per subscription per tick.
+/joint_states queues (`JOINT_STATE_QOS`) and every waiting message is taken and merged by name in
+arrival order: with KEEP_LAST 1, any other publisher's message (a gripper, a second arm)
+displaced the arm's before the tick took it, and up to 87 % of ticks held. Array topics keep only
+their newest sample (KEEP_LAST 1). A reading's age is from DDS's reception time, so a sample that
+waited in the queue is not taken for a fresh one. Events (e-stop, reset, episodes) queue
+(reliable, depth 50) and are all taken, so an e-stop acts on the next tick. Taking and parsing a
+JointState costs ~70-90 µs of Python here, so with 1 kHz joint states the runner takes the queue
+every few milliseconds while it waits for a deadline (`prefetch`) and the tick itself only the
+last ones.
 """
 
 from __future__ import annotations
@@ -29,12 +35,13 @@ import time
 import numpy as np
 from builtin_interfaces.msg import Duration
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float64MultiArray, MultiArrayDimension, MultiArrayLayout, String
+from std_msgs.msg import Bool, Empty, Float64MultiArray, MultiArrayDimension, MultiArrayLayout, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from robotune.deploy.observation import ObservationSnapshot, SignalCache
-from robotune.deploy.ros_node import COMMAND_QOS, EVENT_QOS, SENSOR_QOS, lean_node, take_waiting
-from robotune.deploy.transport import RosTopics, Transport
+from robotune.deploy.ros.node import COMMAND_QOS, EVENT_QOS, JOINT_STATE_QOS, SENSOR_QOS, lean_node, take_waiting
+from robotune.deploy.ros.topics import RosTopics
+from robotune.deploy.transport import Transport
 
 STAMP_LABEL = "obs_stamp_ns="
 
@@ -62,9 +69,13 @@ class Ros2Transport(Transport):
         domain_id: int | None = None,
         node_name: str = "robotune_policy_runner",
         record_path: str | None = None,
+        shadow: bool = False,
     ) -> None:
-        """record_path: also write every message taken and every command sent to this MCAP file (recorder.py)."""
+        """joint_names: this robot's joints in the controller's command order.
+        record_path: also write every message taken and every command sent to this MCAP file (recorder.py).
+        shadow: publish commands on `topics.shadow_command` instead of the controller's topic."""
         self.joint_names = tuple(joint_names)
+        self.shadow = shadow
         self.rate_hz = rate_hz
         self.topics = topics or RosTopics()
         if self.topics.command_type not in ("array", "trajectory"):
@@ -73,6 +84,8 @@ class Ros2Transport(Transport):
         self.node_name = node_name
         self.cache = SignalCache(self.joint_names, dict(self.topics.observation_topics), self.topics.joint_states)
         self._estop = threading.Event()
+        self.reset_requests = 0
+        self._reset_pending = False
         self._context = None
         self._node = None
         # (subscription, message type, handler(msg, received_at), most messages taken per snapshot)
@@ -86,8 +99,11 @@ class Ros2Transport(Transport):
         self.finished = threading.Event()  # set by a simulator's "finished" event
 
     def start(self) -> None:
+        """Create the node, subscriptions and the command publisher; a second call does nothing."""
+        if self._context is not None:
+            return
         if self.record_path:
-            from robotune.deploy.recorder import McapRecorder
+            from robotune.deploy.ros.recorder import McapRecorder
 
             self.recorder = McapRecorder(self.record_path)
         self._context, node = lean_node(self.node_name, self.domain_id)
@@ -97,26 +113,40 @@ class Ros2Transport(Transport):
             # The callback is never called: no executor spins this node; `_take_all` hands messages to `handler`.
             self._polled.append((node.create_subscription(msg_type, topic, lambda msg: None, qos), msg_type, handler, max_takes))
 
-        poll(JointState, t.joint_states, self._on_joint_state, SENSOR_QOS, SENSOR_QOS.depth)
+        poll(JointState, t.joint_states, self._on_joint_state, JOINT_STATE_QOS, JOINT_STATE_QOS.depth)
         for key, source in t.observation_topics.items():
             poll(Float64MultiArray, source.topic,
                  lambda msg, received_at, key=key: self.cache.update_array(key, msg.data, now=received_at), SENSOR_QOS,
                  SENSOR_QOS.depth)
         poll(Bool, t.estop, self._on_estop, EVENT_QOS, EVENT_QOS.depth)
+        poll(Empty, t.reset, self._on_reset, EVENT_QOS, EVENT_QOS.depth)
         if t.episode:
             poll(String, t.episode, self._on_episode, EVENT_QOS, EVENT_QOS.depth)
         # One command message, built once and refilled every tick: publish() serialises it before it
         # returns. Building a message per tick cost ~15 µs of the ~20 µs send on an idle core.
         n = len(self.joint_names)
         if t.command_type == "array":
-            self._publisher = node.create_publisher(Float64MultiArray, t.array_command, COMMAND_QOS)
+            self._publisher = node.create_publisher(Float64MultiArray, self.command_topic, COMMAND_QOS)
             dimension = MultiArrayDimension(label="joints", size=n, stride=n)
             self._command = Float64MultiArray(layout=MultiArrayLayout(dim=[dimension]))
         else:
-            self._publisher = node.create_publisher(JointTrajectory, t.trajectory_command, COMMAND_QOS)
+            self._publisher = node.create_publisher(JointTrajectory, self.command_topic, COMMAND_QOS)
             seconds = t.trajectory_time_from_start_periods / self.rate_hz
             point = JointTrajectoryPoint(time_from_start=Duration(sec=int(seconds), nanosec=int((seconds % 1.0) * 1e9)))
             self._command = JointTrajectory(joint_names=list(self.joint_names), points=[point])
+
+    @property
+    def command_topic(self) -> str:
+        if self.shadow:
+            return self.topics.shadow_command
+        return self.topics.array_command if self.topics.command_type == "array" else self.topics.trajectory_command
+
+    @property
+    def command_joints(self) -> tuple[str, ...]:
+        return self.joint_names
+
+    def command_subscribers(self) -> int | None:
+        return self._publisher.get_subscription_count() if self._publisher is not None else 0
 
     # -- message handlers (control thread, from `snapshot`) ---------------------------------
     def _on_joint_state(self, msg: JointState, received_at: float) -> None:
@@ -125,6 +155,17 @@ class Ros2Transport(Transport):
     def _on_estop(self, msg: Bool, received_at: float) -> None:
         if msg.data:
             self._estop.set()
+
+    def _on_reset(self, msg: Empty, received_at: float) -> None:
+        self.reset_requests += 1
+        self._reset_pending = True
+
+    def take_reset_request(self) -> bool:
+        pending, self._reset_pending = self._reset_pending, False
+        return pending
+
+    def clear_estop(self) -> None:
+        self._estop.clear()
 
     def _on_episode(self, msg: String, received_at: float) -> None:
         try:
@@ -143,6 +184,9 @@ class Ros2Transport(Transport):
     def snapshot(self) -> ObservationSnapshot:
         self._take_all()
         return self.cache.snapshot()
+
+    def prefetch(self) -> None:
+        self._take_all()
 
     def _take_all(self) -> None:
         """Hand every waiting message to its handler (bounded per subscription), with its DDS reception time."""
@@ -178,12 +222,23 @@ class Ros2Transport(Transport):
     def rejection_summary(self) -> str:
         return self.cache.last_rejection
 
+    def graph_publishers(self, topic: str) -> list[str]:
+        """'node (gid ...)' for each publisher the ROS graph lists on `topic` (to match publisher keys with)."""
+        if self._node is None:
+            return []
+        return [f"{info.node_namespace.rstrip('/')}/{info.node_name} (gid {bytes(info.endpoint_gid[:16]).hex()})"
+                for info in self._node.get_publishers_info_by_topic(topic)]
+
     def diagnostics(self) -> dict:
         return {
             "joint_states_accepted": self.cache.accepted,
             "messages_rejected": self.cache.rejected,
             "last_rejection": self.cache.last_rejection,
-            "last_seen_joint_names": list(self.cache.last_seen_names),
+            "joint_state_publishers": {k: dict(v) for k, v in self.cache.by_publisher.items()},
+            "joint_state_publishers_in_graph": self.graph_publishers(self.topics.joint_states),
+            "command_topic": self.command_topic,
+            "command_subscribers": self.command_subscribers(),
+            "reset_requests": self.reset_requests,
             "commands_sent": self.sent,
             **({"recorded_messages": self.recorder.recorded, "record_dropped": self.recorder.dropped,
                 "record_path": str(self.recorder.path)} if self.recorder else {}),

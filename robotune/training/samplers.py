@@ -1,4 +1,11 @@
-"""Transitions from a dataset of episodes, for offline RL: (s, a, r, s', terminated, truncated), n-step.
+"""Training batches from a dataset of episodes: chunk windows for BC, transitions for offline RL.
+
+Windows follow the chunk convention of `robotune.core.policy`: for time t the observation window is
+obs[t - obs_horizon + 1 .. t] and the action window is action[t .. t + horizon - 1]. Windows that
+run past an episode's edge repeat its first observation or last action, so every step of every
+episode is a training sample.
+
+Transitions (s, a, r, s', terminated, truncated), optionally n-step:
 
 For step t of an episode whose last step is L, with k = min(n, L − t + 1) steps looked ahead:
 
@@ -21,6 +28,56 @@ import numpy as np
 import torch
 
 from robotune.core.dataset import EpisodeDataset
+
+
+def episode_range(dataset: EpisodeDataset, start: int, stop: int) -> EpisodeDataset:
+    """Episodes [start, stop) as a dataset of views into the same arrays (a memory map stays mapped)."""
+    if not 0 <= start < stop <= len(dataset):
+        raise ValueError(f"episodes [{start}, {stop}) are not inside dataset {dataset.source} of {len(dataset)} episodes")
+    first = int(dataset.episode_starts[start])
+    last = int(dataset.episode_ends[stop - 1])
+    rows = slice(first, last)
+    return EpisodeDataset.from_arrays(
+        obs=dataset.obs[rows],
+        action=dataset.action[rows],
+        episode_ends=dataset.episode_ends[start:stop] - first,
+        reward=dataset.reward[rows] if dataset.has_rewards else None,
+        terminated=dataset.terminated[rows],
+        truncated=dataset.truncated[rows],
+        final_obs=dataset.final_obs[start:stop] if dataset.has_final_obs else None,
+        source=f"{dataset.source} episodes {start}..{stop - 1}",
+        metadata=dataset.metadata,
+    )
+
+
+class WindowSampler:
+    """Random (obs window, action chunk) batches as torch tensors, via precomputed index tables.
+
+    Gathers with NumPy so memory-mapped, read-only arrays are read only at the sampled rows.
+    """
+
+    def __init__(self, dataset: EpisodeDataset, obs_horizon: int, horizon: int) -> None:
+        ends = dataset.episode_ends
+        starts = dataset.episode_starts
+        episode_of_step = np.repeat(np.arange(len(ends)), ends - starts)
+        t = np.arange(dataset.num_steps)
+        first, last = starts[episode_of_step], ends[episode_of_step] - 1
+        # (N, obs_horizon) and (N, horizon) row indices into the flat arrays
+        self.obs_index = np.clip(t[:, None] + np.arange(-obs_horizon + 1, 1)[None, :], first[:, None], None)
+        self.action_index = np.clip(t[:, None] + np.arange(horizon)[None, :], None, last[:, None])
+        self.obs = dataset.obs
+        self.action = dataset.action
+
+    def __len__(self) -> int:
+        return len(self.obs_index)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """{"obs": (B, obs_horizon, obs_dim), "action": (B, horizon, action_dim)}, raw units."""
+        rows = torch.randint(len(self), (batch_size,), generator=generator).numpy()
+        return {
+            "obs": torch.from_numpy(np.asarray(self.obs[self.obs_index[rows]])),
+            "action": torch.from_numpy(np.asarray(self.action[self.action_index[rows]])),
+        }
 
 
 class TransitionSampler:

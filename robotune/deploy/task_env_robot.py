@@ -1,7 +1,7 @@
 """A task environment seen as a robot: named joint signals out, joint targets in, seeded episodes.
 
-Shared by `SimTransport` (the runner steps it directly) and the ROS 2 simulator node
-(`python -m robotune.deploy.sim_robot`), so both paths run the very same episodes and scoring.
+Shared by `SteppedEnvTransport` (the runner steps it directly) and the ROS 2 simulator node
+(`python -m robotune.deploy.ros.simulator_driver`), so both paths run the very same episodes and scoring.
 Signals are read from the environment's observation by `TaskSpec.obs_names`: "<joint>.pos" and
 "<joint>.vel" become joint readings, every other "<key>.<field>" an array signal (the goal).
 No ROS import here.
@@ -26,7 +26,7 @@ class EpisodeResult:
     steps: int
 
 
-class SimulatedRobot:
+class TaskEnvRobot:
     """Episodes of a Gymnasium task env, driven one joint-target command per control step.
 
     Success follows the evaluation convention: an episode succeeds if `info["is_success"]` was true

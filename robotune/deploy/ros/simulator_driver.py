@@ -1,6 +1,6 @@
 """A MuJoCo task simulator that speaks ROS 2 like a robot driver (ros2_control conventions).
 
-    python -m robotune.deploy.sim_robot --task reach_around --episodes 20 --mode lockstep
+    python -m robotune.deploy.ros.simulator_driver --task reach_around --episodes 20 --mode lockstep
 
 Publishes
   /joint_states                     sensor_msgs/JointState, in a deliberately scrambled joint order
@@ -22,7 +22,7 @@ Timing, honestly:
   at `--joint-state-rate` Hz, repeating the latest physics state with a fresh stamp between
   steps. Like a real robot, the world does not wait for the policy.
 - `--mode lockstep`: physics advances one control step for each command computed from the latest
-  published state (matched by the echoed observation stamp, see ros2_transport.py) and publishes
+  published state (matched by the echoed observation stamp, see ros/transport.py) and publishes
   the next state at once. Simulated time then runs at the runner's rate, faster than real time
   when the runner ticks faster than the task's control rate. This is what parity checks use.
 
@@ -102,8 +102,8 @@ class StampLedger:
         self.ended, self.open = self.open, {}
 
 
-class SimRobotNode:
-    """Owns a SimulatedRobot and its ROS 2 interfaces; `run()` plays all episodes, bounded in wall time."""
+class SimulatorDriverNode:
+    """Owns a TaskEnvRobot and its ROS 2 interfaces; `run()` plays all episodes, bounded in wall time."""
 
     def __init__(self, sim, args: argparse.Namespace) -> None:
         from builtin_interfaces.msg import Time
@@ -112,7 +112,7 @@ class SimRobotNode:
         from std_msgs.msg import Float64MultiArray, String
         from trajectory_msgs.msg import JointTrajectory
 
-        from robotune.deploy.ros_node import COMMAND_QOS, EVENT_QOS, lean_node
+        from robotune.deploy.ros.node import COMMAND_QOS, EVENT_QOS, lean_node
 
         self._msg = {"Time": Time, "Clock": Clock, "JointState": JointState, "Array": Float64MultiArray, "String": String}
         self.sim = sim
@@ -121,9 +121,9 @@ class SimRobotNode:
         order = list(reversed(self.joint_names))
         self.published_order = order[:1] + [EXTRA_JOINT] + order[1:]
         # No executor: the main loop takes commands itself (`_take_commands`), as the runner does
-        # (ros2_transport.py). An executor thread here held the GIL ~0.8 ms per command and delayed
+        # (ros/transport.py). An executor thread here held the GIL ~0.8 ms per command and delayed
         # this loop's 1 kHz /joint_states, which aged the states the runner computed from.
-        self.context, self.node = lean_node("robotune_sim_robot", args.domain_id)
+        self.context, self.node = lean_node("robotune_simulator_driver", args.domain_id)
         node = self.node
         self.pub_joints = node.create_publisher(JointState, "/joint_states", COMMAND_QOS)
         self.pub_arrays = {key: node.create_publisher(Float64MultiArray, f"/{key}", COMMAND_QOS) for key in sim.arrays()}
@@ -150,19 +150,19 @@ class SimRobotNode:
 
     # -- commands (taken by the main loop) ---------------------------------------------------
     def _take_commands(self, max_takes: int = 100) -> None:
-        from robotune.deploy.ros_node import take_waiting
+        from robotune.deploy.ros.node import take_waiting
 
         for sub, msg_type, handler in self._command_subs:
             for msg, received_ns in take_waiting(sub, msg_type, max_takes):
                 handler(msg, received_ns)
 
     def _on_array(self, msg, received_ns: int) -> None:
-        from robotune.deploy.ros2_transport import command_source_stamp
+        from robotune.deploy.ros.transport import command_source_stamp
 
         self._accept(np.asarray(msg.data, dtype=np.float64), command_source_stamp(msg), received_ns)
 
     def _on_trajectory(self, msg, received_ns: int) -> None:
-        from robotune.deploy.ros2_transport import command_source_stamp
+        from robotune.deploy.ros.transport import command_source_stamp
 
         if not msg.points or len(msg.points[-1].positions) != len(msg.joint_names):
             self.malformed_commands += 1
@@ -252,7 +252,7 @@ class SimRobotNode:
                 time.sleep(self.args.startup_s)  # let the other endpoints (/goal, /episode) match too
                 return time.monotonic() - start
             time.sleep(0.05)
-        print(f"sim_robot: no runner matched /joint_states and a command topic within "
+        print(f"simulator_driver: no runner matched /joint_states and a command topic within "
               f"{self.args.peer_timeout_s:.0f} s; starting anyway", file=sys.stderr, flush=True)
         return time.monotonic() - start
 
@@ -357,7 +357,7 @@ class SimRobotNode:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m robotune.deploy.sim_robot", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m robotune.deploy.ros.simulator_driver", description=__doc__.split("\n")[0])
     p.add_argument("--task", help="registered task name, e.g. reach_around")
     p.add_argument("--checkpoint", help="take the task (and its config) from this checkpoint directory")
     p.add_argument("--import", dest="imports", action="append", default=[], help="import a module first (registers out-of-tree tasks)")
@@ -386,7 +386,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     from rclpy.executors import ExternalShutdownException
 
-    from robotune.deploy.simulated_robot import SimulatedRobot
+    from robotune.deploy.task_env_robot import TaskEnvRobot
 
     args = parse_args(argv)
     for module in args.imports:
@@ -396,8 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     if spec.robot is None:
         print(f"task '{spec.name}' has no RobotSpec; cannot simulate a robot for it", file=sys.stderr)
         return 2
-    sim = SimulatedRobot(task.make_env(), spec, spec.robot, seed=args.seed, episodes=args.episodes)
-    node = SimRobotNode(sim, args)
+    sim = TaskEnvRobot(task.make_env(), spec, spec.robot, seed=args.seed, episodes=args.episodes)
+    node = SimulatorDriverNode(sim, args)
     try:
         summary = node.run()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from robotune.core.dataset import Episode, EpisodeDataset
-from robotune.training.transitions import TransitionSampler
+from robotune.training.samplers import TransitionSampler
 
 GAMMA = 0.5
 
@@ -58,3 +58,16 @@ def test_data_without_rewards_is_refused():
     no_rewards = EpisodeDataset([Episode(obs=np.zeros((3, 1), np.float32), action=np.zeros((3, 1), np.float32))])
     with pytest.raises(ValueError, match="has no rewards"):
         TransitionSampler(no_rewards, GAMMA)
+
+
+def test_an_episode_range_is_a_view_with_its_own_index():
+    from robotune.training.samplers import episode_range
+
+    whole = dataset()
+    part = episode_range(whole, 1, 2)
+    assert len(part) == 1 and part.num_steps == 2 and list(part.episode_ends) == [2]
+    np.testing.assert_array_equal(part.obs[:, 0], [100, 110])
+    np.testing.assert_array_equal(part.final_obs[:, 0], [99])
+    assert np.shares_memory(part.obs, whole.obs)  # views, not copies
+    with pytest.raises(ValueError, match=r"episodes \[1, 3\) are not inside"):
+        episode_range(dataset(), 1, 3)

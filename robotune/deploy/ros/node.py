@@ -2,7 +2,7 @@
 
 - `lean_node`: a node in a `Context` of its own (so that a runner, a simulator and test peers can
   live in one process without sharing rclpy's global init), with no parameter services and no
-  /rosout. The runner (`Ros2Transport`) and the simulator (`sim_robot`) poll its subscriptions
+  /rosout. The runner (`Ros2Transport`) and the simulator driver (`simulator_driver`) poll its subscriptions
   with `take_waiting` from their own loops, without an executor: an executor rebuilds its wait set
   from every entity on each wait, in Python, holding the GIL the control thread needs (profiled at
   100 Hz with 1 kHz joint states: ~0.8 ms of spin-thread CPU per callback, most of it in
@@ -36,6 +36,15 @@ SENSOR_QOS = QoSProfile(
     durability=qos_profile_sensor_data.durability,
     history=HistoryPolicy.KEEP_LAST,
     depth=1,
+)
+# /joint_states: best effort like SENSOR_QOS, but queued, because several publishers share the topic
+# (an arm, a gripper, a mock) and the runner merges them by joint name: with depth 1 any other
+# publisher's message displaced the arm's. 50 covers 1 kHz of joint states at a 20 Hz tick.
+JOINT_STATE_QOS = QoSProfile(
+    reliability=qos_profile_sensor_data.reliability,
+    durability=qos_profile_sensor_data.durability,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=50,
 )
 # Events (e-stop, episode markers): reliable with a deeper queue, none may be lost.
 EVENT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=50)
