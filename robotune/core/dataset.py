@@ -12,7 +12,7 @@ Python objects, and any of them may be a read-only `np.memmap`:
     final_obs    (E, obs_dim)    float32  the observation after each episode's last action
 
 Within an episode next_obs[t] is obs[t + 1], and at its last step final_obs[i], so a truncated
-episode can be bootstrapped. `Episode` views (`dataset.episode(i)`) slice these arrays without copying.
+episode can be bootstrapped. `terminated` and `truncated` may be set only at an episode's last step. `Episode` views (`dataset.episode(i)`) slice these arrays without copying.
 
 Optional fields (behaviour-cloning data often has no rewards and no final observation):
 - reward absent: zeros, and `has_rewards` is False; the flag travels with the dataset on disk.
@@ -163,6 +163,7 @@ class EpisodeDataset:
         min_length: int,
         metadata: dict[str, Any] | None,
     ) -> None:
+        """Validate the flat arrays, fill absent fields with their documented defaults, and keep them."""
         self.source = source
         self.metadata = dict(metadata or {})
         where = f"dataset {source}"

@@ -135,7 +135,7 @@ def generate_command(args: argparse.Namespace, console: Console) -> None:
     envs = list(ENVS) if args.env == "all" else [e.strip() for e in args.env.split(",")]
     levels = list(LEVELS) if args.level == "all" else [lv.strip() for lv in args.level.split(",")]
     table = Table(title=f"locomotion datasets (seed {args.seed}, {args.steps} steps per level)")
-    for column in ("dataset", "episodes", "steps", "normalised return", "path", "seconds"):
+    for column in ("dataset", "episodes", "steps", "normalised return", "measured random / expert return", "path", "seconds"):
         table.add_column(column)
     for env in envs:
         for level in levels:
@@ -147,6 +147,7 @@ def generate_command(args: argparse.Namespace, console: Console) -> None:
                 str(len(dataset)),
                 str(dataset.num_steps),
                 f"{dataset.metadata['normalised_return_mean']:.1f}",
+                "{random:.1f} / {expert:.1f}".format(**dataset.metadata["measured_returns"]),
                 str(path),
                 f"{time.perf_counter() - start:.1f}",
             )
