@@ -41,22 +41,3 @@ class Robot(ABC):
         """ROS topic names this robot's driver uses where they differ from ros2_control's defaults
         (keys as in the deploy config's `ros` section, e.g. {"joint_states": "/arm/joint_states"})."""
         return {}
-
-
-def check_deployable(robot: RobotSpec, trained_for: RobotSpec | None, task_name: str) -> None:
-    """Raise ValueError, naming both sides, unless `robot` can run a policy trained for `trained_for`."""
-    if trained_for is None:
-        raise ValueError(f"task '{task_name}' has no RobotSpec, so its policies cannot be deployed")
-    if set(robot.joint_names) != set(trained_for.joint_names):
-        missing = sorted(set(trained_for.joint_names) - set(robot.joint_names))
-        extra = sorted(set(robot.joint_names) - set(trained_for.joint_names))
-        raise ValueError(
-            f"robot '{robot.name}' has joints {list(robot.joint_names)}, but task '{task_name}' was trained for "
-            f"robot '{trained_for.name}' with joints {list(trained_for.joint_names)} (missing {missing}, "
-            f"not trained for {extra}; the order may differ, the names may not)"
-        )
-    if robot.command_interface != trained_for.command_interface:
-        raise ValueError(
-            f"robot '{robot.name}' takes {robot.command_interface} commands, but task '{task_name}' was trained "
-            f"for {trained_for.command_interface} commands"
-        )

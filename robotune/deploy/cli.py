@@ -101,12 +101,29 @@ class StatusLine:
         self.stream.flush()
 
 
+def check_deployable(robot: RobotSpec, trained_for: RobotSpec | None, task_name: str) -> None:
+    """Raise ValueError, naming both sides, unless `robot` can run a policy trained for `trained_for`."""
+    if trained_for is None:
+        raise ValueError(f"task '{task_name}' has no RobotSpec, so its policies cannot be deployed")
+    if set(robot.joint_names) != set(trained_for.joint_names):
+        missing = sorted(set(trained_for.joint_names) - set(robot.joint_names))
+        extra = sorted(set(robot.joint_names) - set(trained_for.joint_names))
+        raise ValueError(
+            f"robot '{robot.name}' has joints {list(robot.joint_names)}, but task '{task_name}' was trained for "
+            f"robot '{trained_for.name}' with joints {list(trained_for.joint_names)} (missing {missing}, "
+            f"not trained for {extra}; the order may differ, the names may not)"
+        )
+    if robot.command_interface != trained_for.command_interface:
+        raise ValueError(
+            f"robot '{robot.name}' takes {robot.command_interface} commands, but task '{task_name}' was trained "
+            f"for {trained_for.command_interface} commands"
+        )
+
+
 def resolve_robot(robot_config: DictConfig | dict, task: TaskSpec, description: str | None = None
                   ) -> tuple[RobotSpec, dict[str, str]]:
     """(robot, topic overrides) of the `robot` plugin, or of a YAML/URDF `description` file, checked
     against the robot the task was trained for (same joint names, any order)."""
-    from robotune.core.robot import check_deployable
-
     if description:
         from robotune.deploy.robot_description import load_robot_description
 
