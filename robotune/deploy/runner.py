@@ -73,10 +73,10 @@ class RunnerConfig:
     spin_s: float = 0.0003  # busy-wait this long before each deadline instead of sleeping
     # While waiting for a deadline, take what has arrived (Transport.prefetch) every prefetch_every_s
     # until prefetch_lead_s before it, so the tick parses only the last messages: with 1 kHz joint
-    # states, parsing a period's worth in the tick took its read-to-send p50 from ~0.7 ms to ~1.5 ms
-    # at 100 Hz, and one prefetch of a whole period just before the deadline (~1 ms of parsing)
-    # made the tick start late (100 Hz jitter p99 3.5-4.2 ms against 0.5-0.6 ms). Skipped when the
-    # period is shorter than twice the lead (above 1 kHz).
+    # states, parsing a whole period's worth in the tick took its read-to-send p50 from 0.75-0.93 ms
+    # to ~1.5 ms at 100 Hz (interleaved, 2 runs each), and a single prefetch of a period's worth just
+    # before the deadline (~1 ms of parsing on this machine) can push the tick's start past it.
+    # Skipped when the period is shorter than twice the lead (above 1 kHz).
     prefetch_lead_s: float = 0.0005
     prefetch_every_s: float = 0.002
     max_timing_records: int = 200_000  # bound on the tick-time log (about 7 min at 500 Hz)
