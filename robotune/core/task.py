@@ -45,8 +45,12 @@ class Task(ABC):
         """Spaces, limits and rates; must match what `make_env` returns."""
 
     @abstractmethod
-    def make_env(self) -> gym.Env:
-        """A fresh environment; seeding happens through `env.reset(seed=...)`."""
+    def make_env(self, render_mode: str | None = None) -> gym.Env:
+        """A fresh environment; seeding happens through `env.reset(seed=...)`.
+
+        `render_mode="rgb_array"` makes `env.render()` return (H, W, 3) uint8 frames, for rollout videos
+        (`robotune.rollout.video`); a task that cannot render raises ValueError naming the mode.
+        """
 
     def make_expert(self) -> Expert | None:
         """A scripted expert for demonstrations, or None if the task has none."""

@@ -14,7 +14,7 @@ position controller takes them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import mujoco
@@ -29,6 +29,9 @@ from robotune.robots.reach_around.robot import (
     load_model,
     robot_spec,
 )
+
+if TYPE_CHECKING:
+    from robotune.rollout.video import OffscreenRenderer
 
 OBS_NAMES = ("shoulder.pos", "elbow.pos", "shoulder.vel", "elbow.vel", "goal.x", "goal.y")
 GOAL_SLICE = slice(4, 6)
@@ -53,12 +56,17 @@ class ReachAroundEnv(gym.Env):
     left, so ending an episode by collision never pays better than staying put.
 
     `model`, `data` and `substeps` are public so that a joint-level simulator can drive the same MJCF.
+    With `render_mode="rgb_array"`, `render()` returns a (240, 320, 3) uint8 top view.
     """
 
-    metadata = {"render_modes": [], "render_fps": CONTROL_RATE_HZ}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_RATE_HZ}
 
-    def __init__(self, config: ReachAroundConfig) -> None:
+    def __init__(self, config: ReachAroundConfig, render_mode: str | None = None) -> None:
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"reach_around: render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.config = config
+        self.render_mode = render_mode
+        self._renderer: OffscreenRenderer | None = None  # made on the first render()
         self.model = load_model()
         self.data = mujoco.MjData(self.model)
         # 2 ms MJCF timestep x 25 = one 50 ms control step
@@ -120,6 +128,21 @@ class ReachAroundEnv(gym.Env):
         truncated = self._steps >= self.max_episode_steps and not (success or collided)
         info = {"is_success": success, "collision": collided, "distance": distance}
         return self._observation(), reward, success or collided, truncated, info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            return None
+        if self._renderer is None:
+            from robotune.rollout.video import OffscreenRenderer  # PyAV and GL only for runs that render
+
+            # looking down at the arm's workspace from above its base, the post in the middle
+            self._renderer = OffscreenRenderer(self.model, lookat=(0.4, 0.0, 0.0), distance=1.5, elevation=-70.0)
+        return self._renderer.render(self.data)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
 
     def _touches_obstacle(self) -> bool:
         contacts = self.data.contact[: self.data.ncon]
@@ -224,8 +247,8 @@ class ReachAroundTask(Task):
             extra={"success_radius": SUCCESS_RADIUS},
         )
 
-    def make_env(self) -> ReachAroundEnv:
-        return ReachAroundEnv(self.config)
+    def make_env(self, render_mode: str | None = None) -> ReachAroundEnv:
+        return ReachAroundEnv(self.config, render_mode=render_mode)
 
     def make_expert(self, side: str | None = None) -> ReachAroundExpert:
         """`side="inner"` or `"outer"` fixes the mode; None draws it per episode."""
