@@ -2,6 +2,10 @@
 
 Environments follow Gymnasium's API and report `info["is_success"]` on every step, so the
 evaluation harness and the data generator need nothing task-specific.
+
+Domain randomisation is a task's own config: fields on its `TaskConfig` subclass, off by default, drawn
+at `env.reset(seed=...)` so a seed reproduces an episode. The built-in `reach_around` has masses,
+friction, actuator gains, observation noise and action delay (see `ReachAroundConfig`).
 """
 
 from __future__ import annotations
