@@ -2,13 +2,14 @@
 
     PYTHONPATH=. python benchmarks/env_throughput.py [--seconds 3] [--tasks reach_around lift] [--cores 1 2]
 
-For each task and process count, every process times, in turn and twice (the better run counts, since the
-machine is shared):
+For each task and process count, every process times these loops in alternating 0.25 s chunks, so that
+the load of a shared machine falls on all of them alike:
 - `raw`: `mj_step(model, data, nstep=substeps)` on the task's own compiled model, one call per control step;
 - `env`: robotune's `env.step` with a trivial policy (a fixed table of seeded uniform random actions),
   resetting when an episode ends, as a rollout would;
-- for robosuite, also `robosuite`: robosuite's own `env.step` with the same actions, to show what robotune's
-  wrapper adds on top (`wrapper_overhead` = robosuite steps/s over robotune steps/s, minus 1).
+- for robosuite, also `robosuite`: robosuite's own `env.step` with the same actions.
+robotune's wrapper cost on robosuite, `wrapper_overhead`, is timed inside the same `env.step` calls: the time
+in robotune's `env.step` over the time in the robosuite `env.step` it calls, minus 1 (resets excluded).
 With 2 cores the processes run at once (started together at a barrier) and their rates are summed.
 The last line is a JSON list of records `{task, cores, steps_per_s, raw_physics_steps_per_s, ratio}`,
 robosuite ones with `robosuite_steps_per_s` and `wrapper_overhead` as well.
@@ -29,23 +30,34 @@ import numpy as np
 from robotune.core.task import build_task
 
 TASKS = ("reach_around", "lift")
-ROUNDS = 2
+CHUNK_SECONDS = 0.25
 ACTION_TABLE = 256
 
 
-def timed_rate(step: Callable[[int], None], seconds: float) -> float:
-    """Calls of `step(i)` per second over about `seconds`."""
+def timed_calls(step: Callable[[int], None], seconds: float, first_call: int = 0) -> tuple[int, float]:
+    """(calls, elapsed s) of `step(i)` for about `seconds`."""
     calls, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
-        for _ in range(50):
-            step(calls)
+        for _ in range(10):
+            step(first_call + calls)
             calls += 1
-    return calls / elapsed
+    return calls, elapsed
+
+
+def interleaved_rates(loops: dict[str, Callable[[int], None]], seconds: float) -> dict[str, float]:
+    """Calls per second of each loop, timed for `seconds` each in alternating chunks."""
+    calls = {name: 0 for name in loops}
+    elapsed = {name: 0.0 for name in loops}
+    while min(elapsed.values()) < seconds:
+        for name, loop in loops.items():
+            chunk_calls, chunk_elapsed = timed_calls(loop, CHUNK_SECONDS, calls[name])
+            calls[name] += chunk_calls
+            elapsed[name] += chunk_elapsed
+    return {name: calls[name] / elapsed[name] for name in loops}
 
 
 def measure(task_name: str, seconds: float, barrier: mp.synchronize.Barrier | None, results: mp.Queue) -> None:
-    """One process's best-of-ROUNDS rates for one task (see the module docstring)."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    """One process's rates for one task, and for robosuite the seconds inside robotune's and robosuite's step."""
     env = build_task({"name": task_name}).make_env()
     env.reset(seed=0)
     suite_env = getattr(env, "suite_env", None)
@@ -58,37 +70,44 @@ def measure(task_name: str, seconds: float, barrier: mp.synchronize.Barrier | No
     mujoco.mj_forward(model, raw_data)
     rng = np.random.default_rng(0)
     actions = rng.uniform(env.action_space.low, env.action_space.high, size=(ACTION_TABLE, env.action_space.shape[0]))
+    seconds_in = {"env.step": 0.0, "robosuite step": 0.0}
 
     def raw_step(i: int) -> None:
         mujoco.mj_step(model, raw_data, nstep=substeps)
 
     def env_step(i: int) -> None:
+        start = time.perf_counter()
         _, _, terminated, truncated, _ = env.step(actions[i % ACTION_TABLE])
+        seconds_in["env.step"] += time.perf_counter() - start
         if terminated or truncated:
             env.reset()
 
-    suite_steps = 0
-
-    def suite_step(i: int) -> None:
-        nonlocal suite_steps
-        suite_env.step(actions[i % ACTION_TABLE].astype(np.float64))
-        suite_steps += 1
-        if suite_steps % env.max_episode_steps == 0:
-            suite_env.reset()
-
     loops = {"raw": raw_step, "env": env_step}
     if suite_env is not None:
+        robosuite_step = suite_env.step
+
+        def suite_step(i: int) -> None:
+            robosuite_step(actions[i % ACTION_TABLE].astype(np.float64))
+            if (i + 1) % env.max_episode_steps == 0:
+                suite_env.reset()
+
+        def timed_robosuite_step(action: np.ndarray) -> tuple:
+            start = time.perf_counter()
+            result = robosuite_step(action)
+            seconds_in["robosuite step"] += time.perf_counter() - start
+            return result
+
         loops["robosuite"] = suite_step
+        # robotune's env.step calls suite_env.step: shadow it on the instance to time robosuite's part
+        suite_env.step = timed_robosuite_step
     for loop in loops.values():  # warm up: numba compiles robosuite's controllers on first use
-        timed_rate(loop, 0.5)
+        timed_calls(loop, 0.5)
     if barrier is not None:
         barrier.wait()
-    best = {name: 0.0 for name in loops}
-    for _ in range(ROUNDS):
-        for name, loop in loops.items():
-            best[name] = max(best[name], timed_rate(loop, seconds))
+    seconds_in.update({"env.step": 0.0, "robosuite step": 0.0})
+    rates = interleaved_rates(loops, seconds)
     env.close()
-    results.put(best)
+    results.put((rates, seconds_in))
 
 
 def run(task_name: str, cores: int, seconds: float) -> dict:
@@ -98,10 +117,10 @@ def run(task_name: str, cores: int, seconds: float) -> dict:
     workers = [context.Process(target=measure, args=(task_name, seconds, barrier, results)) for _ in range(cores)]
     for worker in workers:
         worker.start()
-    rates = [results.get() for _ in workers]
+    measured = [results.get() for _ in workers]
     for worker in workers:
         worker.join()
-    total = {name: float(sum(rate[name] for rate in rates)) for name in rates[0]}
+    total = {name: float(sum(rates[name] for rates, _ in measured)) for name in measured[0][0]}
     record = {
         "task": task_name,
         "cores": cores,
@@ -111,7 +130,9 @@ def run(task_name: str, cores: int, seconds: float) -> dict:
     }
     if "robosuite" in total:
         record["robosuite_steps_per_s"] = round(total["robosuite"], 1)
-        record["wrapper_overhead"] = round(total["robosuite"] / total["env"] - 1.0, 3)
+        in_env_step = sum(seconds["env.step"] for _, seconds in measured)
+        in_robosuite_step = sum(seconds["robosuite step"] for _, seconds in measured)
+        record["wrapper_overhead"] = round(in_env_step / in_robosuite_step - 1.0, 4)
     return record
 
 
