@@ -240,9 +240,11 @@ class NutAssemblySquareExpert(PhaseExpert):
             # the hole leaves 7 mm around the peg: line up just above its top before going down
             Phase("align", lambda o: nut_over_peg(o, self.ALIGN_HEIGHT), CLOSED, yaw=square_yaw, tolerance=0.003,
                   hold_steps=3),
-            # dropped from just above the peg's top, the nut levels out and slides down the peg; lowering it
-            # held by the handle tilted it onto the peg's edge in 6 of 8 trials
+            # let go just above the peg's top: the nut levels out and slides down. Lowering it while held by
+            # the handle left it tilted on the peg's edge: 7 of 8 trial episodes failed that way, 2 of 8 dropping it
             Phase("release", lambda o: nut_over_peg(o, self.ALIGN_HEIGHT), OPEN, yaw=square_yaw, tolerance=1.0,
                   hold_steps=6),
-            Phase("retreat", lambda o: np.r_[v.eef_position(o)[:2], self.CARRY_HEIGHT], OPEN, max_steps=1000),
+            # straight up, the wrist kept as it is: turning it back near the nut knocked it off the peg
+            Phase("retreat", lambda o: np.r_[v.eef_position(o)[:2], self.CARRY_HEIGHT], OPEN, yaw=self.start_yaw_offset,
+                  max_steps=1000),
         ]
