@@ -4,7 +4,8 @@
 
 For each task and process count, every process times these loops in alternating 0.25 s chunks, so that
 the load of a shared machine falls on all of them alike:
-- `raw`: `mj_step(model, data, nstep=substeps)` on the task's own compiled model, one call per control step;
+- `raw`: `mj_step(model, data, nstep=substeps)` on the task's own compiled model, one call per control step
+  (for reach_around with the same actions written to `data.ctrl`, so it simulates the same motion);
 - `env`: robotune's `env.step` with a trivial policy (a fixed table of seeded uniform random actions),
   resetting when an episode ends, as a rollout would;
 - for robosuite, also `robosuite`: robosuite's own `env.step` with the same actions.
@@ -72,7 +73,14 @@ def measure(task_name: str, seconds: float, barrier: mp.synchronize.Barrier | No
     actions = rng.uniform(env.action_space.low, env.action_space.high, size=(ACTION_TABLE, env.action_space.shape[0]))
     seconds_in = {"env.step": 0.0, "robosuite step": 0.0}
 
+    # reach_around's actions are its actuators' position targets: drive the raw loop with the same ones, so
+    # both loops simulate the same motion and contacts. robosuite's actions are not ctrl (its controller
+    # computes torques), so its raw loop runs with zero torques.
+    drives_ctrl = env.action_space.shape[0] == model.nu and suite_env is None
+
     def raw_step(i: int) -> None:
+        if drives_ctrl:
+            raw_data.ctrl[:] = actions[i % ACTION_TABLE]
         mujoco.mj_step(model, raw_data, nstep=substeps)
 
     def env_step(i: int) -> None:
