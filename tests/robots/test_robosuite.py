@@ -170,3 +170,20 @@ def test_render_returns_agentview_frames(lift: LiftTask) -> None:
         env.close()
     assert first.shape == (240, 320, 3) and first.dtype == np.uint8
     assert first.std() > 10 and not np.array_equal(first, later)  # a scene, and the arm moved
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("task_name", "max_steps"), [("pick_place_can", 200), ("nut_assembly_square", 260)])
+def test_the_can_and_square_experts_complete_an_episode(task_name: str, max_steps: int) -> None:
+    task = build_task({"name": task_name})
+    env, expert = task.make_env(), task.make_expert()
+    try:
+        obs, _ = env.reset(seed=0)
+        expert.reset(obs, np.random.default_rng(0))
+        for _ in range(max_steps):
+            obs, reward, terminated, _, info = env.step(expert.act(obs))
+            if terminated:
+                break
+    finally:
+        env.close()
+    assert info["is_success"] and reward == 1.0

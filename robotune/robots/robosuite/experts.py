@@ -98,12 +98,11 @@ class Phase:
 class PhaseExpert(ABC):
     """Runs `phases()` in order on OSC_POSE deltas; subclasses define the phases of one task."""
 
-    def __init__(self, obs_names: Sequence[str], object_name: str, noise_std: float = 0.0,
-                 position_gain: float = 1.0, rotation_gain: float = 1.0) -> None:
+    def __init__(self, obs_names: Sequence[str], object_name: str, noise_std: float = 0.0) -> None:
         if noise_std < 0:
             raise ValueError(f"task.expert_noise must be >= 0, got {noise_std}")
         self.view = ObservationView(obs_names, object_name)
-        self.noise_std, self.position_gain, self.rotation_gain = noise_std, position_gain, rotation_gain
+        self.noise_std = noise_std
         self._phases: list[Phase] = []
         self._phase = 0
         self._phase_steps = 0
@@ -114,10 +113,6 @@ class PhaseExpert(ABC):
     @abstractmethod
     def phases(self) -> list[Phase]:
         """The task's phases; called at every reset, so targets may close over per-episode state."""
-
-    @property
-    def phase_name(self) -> str:
-        return self._phases[min(self._phase, len(self._phases) - 1)].name
 
     def reset(self, obs: np.ndarray, rng: np.random.Generator) -> None:
         self._rng = rng
@@ -144,8 +139,9 @@ class PhaseExpert(ABC):
         rotation_error = rotation_vector(target_rotation @ self.view.eef_rotation(obs).T)
 
         action = np.zeros(7)
-        action[:3] = self.position_gain * position_error / POSITION_STEP
-        action[3:6] = self.rotation_gain * rotation_error / ROTATION_STEP
+        # proportional control: an error of one full step (5 cm, 0.5 rad) or more commands a full step
+        action[:3] = position_error / POSITION_STEP
+        action[3:6] = rotation_error / ROTATION_STEP
         if self.noise_std > 0:
             action[:6] += self._rng.normal(0.0, self.noise_std, size=6)
         action[6] = phase.gripper
