@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robotune.robots.reach_around.task import ReachAroundTask
-from robotune.rollout.video import read_mp4_frames, record_episode, write_mp4
+from robotune.rollout.video import OffscreenRenderer, read_mp4_frames, record_episode, write_mp4
 
 
 def test_an_episode_renders_to_an_mp4_with_one_frame_per_step(tmp_path: Path) -> None:
@@ -49,3 +49,17 @@ def test_frames_of_different_sizes_are_refused(tmp_path: Path) -> None:
     frames = [np.zeros((240, 320, 3), np.uint8), np.zeros((120, 160, 3), np.uint8)]
     with pytest.raises(ValueError, match="frame 1 is 160x120, the first was 320x240"):
         write_mp4(frames, tmp_path / "bad.mp4", fps=20)
+
+
+def test_hidden_geom_groups_are_not_drawn() -> None:
+    env = ReachAroundTask().make_env()
+    env.reset(seed=0)
+    shown = OffscreenRenderer(env.model, lookat=(0.4, 0.0, 0.0), elevation=-70.0)
+    hidden = OffscreenRenderer(env.model, lookat=(0.4, 0.0, 0.0), elevation=-70.0, hidden_geom_groups=(0,))
+    try:
+        with_geoms, without_geoms = shown.render(env.data), hidden.render(env.data)
+    finally:
+        shown.close()
+        hidden.close()
+    # every reach_around geom is in group 0: hiding it leaves the empty background (the goal is a site)
+    assert with_geoms.std() > 2 * without_geoms.std()

@@ -185,7 +185,10 @@ class RobosuiteEnv(gym.Env):
         if self._renderer is None:
             from robotune.rollout.video import OffscreenRenderer
 
-            self._renderer = OffscreenRenderer(self.suite_env.sim.model._model, camera="agentview")
+            # robosuite keeps collision geoms in group 0 and what it shows in group 1
+            self._renderer = OffscreenRenderer(
+                self.suite_env.sim.model._model, camera="agentview", hidden_geom_groups=(0,)
+            )
         return self._renderer.render(self.suite_env.sim.data._data)
 
     def close(self) -> None:
