@@ -142,6 +142,9 @@ class ReachAroundEnv(gym.Env):
         self._fingertip = self.model.site("fingertip").id
         self._collision_pair = (self.model.geom("fingertip").id, self.model.geom("obstacle").id)
         self._goal_mocap = self.model.body("goal").mocapid[0]
+        # views into `data` (MuJoCo never reallocates it), read every step without indexing again
+        self._fingertip_xy = self.data.site_xpos[self._fingertip, :2]
+        self._goal_xy = self.data.mocap_pos[self._goal_mocap, :2]
         self._nominal_start_q = self.kinematics.inverse(NOMINAL_START_XY)
 
         lower, upper = self.model.jnt_range[:, 0], self.model.jnt_range[:, 1]
@@ -197,7 +200,7 @@ class ReachAroundEnv(gym.Env):
         mujoco.mj_collision(self.model, self.data)
         self._steps += 1
 
-        offset = self.data.site_xpos[self._fingertip, :2] - self.data.mocap_pos[self._goal_mocap, :2]
+        offset = self._fingertip_xy - self._goal_xy
         distance = math.sqrt(offset.dot(offset))  # what np.linalg.norm computes, without its dispatch
         collided = self._touches_obstacle()
         success = distance < SUCCESS_RADIUS and not collided
@@ -234,7 +237,7 @@ class ReachAroundEnv(gym.Env):
 
     def _observation(self) -> np.ndarray:
         obs = np.empty(len(OBS_NAMES), dtype=np.float32)
-        obs[0:2], obs[2:4], obs[4:6] = self.data.qpos, self.data.qvel, self.data.mocap_pos[self._goal_mocap, :2]
+        obs[0:2], obs[2:4], obs[4:6] = self.data.qpos, self.data.qvel, self._goal_xy
         if self.randomization.observation_noise > 0:
             obs += self.np_random.normal(0.0, self.randomization.observation_noise, size=obs.shape).astype(np.float32)
         return obs
