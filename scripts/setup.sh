@@ -6,3 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 python -m pip install --quiet --disable-pip-version-check -e ".[ros,test]"
+# robosuite 1.5 without its dependency list: that list pins mink==0.0.5 and so numpy<2, which zarr 3 and
+# minari cannot use; mink serves only robosuite's GR1 whole-body IK. What the Panda tasks import is in
+# pyproject.toml's dependencies.
+python -m pip install --quiet --disable-pip-version-check --no-deps "robosuite>=1.5.2,<1.6"
+# Rollout videos render headless through Mesa's software EGL; the machine images ship it, older ones may not.
+if ! ldconfig -p | grep -q libEGL_mesa; then
+    apt-get update -qq && apt-get install -y -qq libegl-mesa0 libgl1-mesa-dri
+fi

@@ -5,6 +5,10 @@ Environments follow Gymnasium's API. A task whose episodes can succeed reports
 with `info.get("is_success")`, and for a task without it (MuJoCo locomotion) they report returns
 alone. A task may also turn a return into a normalised score (D4RL's convention: 0 for a random
 policy, 100 for an expert) with `normalized_score`.
+
+Domain randomisation is a task's own config: fields on its `TaskConfig` subclass, off by default, drawn
+at `env.reset(seed=...)` so a seed reproduces an episode. The built-in `reach_around` has masses,
+friction, actuator gains, observation noise and action delay (see `ReachAroundConfig`).
 """
 
 from __future__ import annotations
@@ -48,8 +52,12 @@ class Task(ABC):
         """Spaces, limits and rates; must match what `make_env` returns."""
 
     @abstractmethod
-    def make_env(self) -> gym.Env:
-        """A fresh environment; seeding happens through `env.reset(seed=...)`."""
+    def make_env(self, render_mode: str | None = None) -> gym.Env:
+        """A fresh environment; seeding happens through `env.reset(seed=...)`.
+
+        `render_mode="rgb_array"` makes `env.render()` return (H, W, 3) uint8 frames, for rollout videos
+        (`robotune.rollout.video`); a task that cannot render raises ValueError naming the mode.
+        """
 
     def make_expert(self) -> Expert | None:
         """A scripted expert for demonstrations, or None if the task has none."""

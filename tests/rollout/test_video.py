@@ -1,0 +1,65 @@
+"""Headless rollout videos: render reach_around offscreen, encode an MP4, read it back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robotune.robots.reach_around.task import ReachAroundTask
+from robotune.rollout.video import OffscreenRenderer, read_mp4_frames, record_episode, write_mp4
+
+
+def test_an_episode_renders_to_an_mp4_with_one_frame_per_step(tmp_path: Path) -> None:
+    task = ReachAroundTask()
+    env, expert = task.make_env(render_mode="rgb_array"), task.make_expert(side="inner")
+    try:
+        obs, _ = env.reset(seed=0)
+        expert.reset(obs, np.random.default_rng(0))  # record_episode resets with the same seed: same start
+        frames = record_episode(env, expert.act, seed=0, max_steps=12)
+    finally:
+        env.close()
+    assert len(frames) == 13  # the reset state and 12 steps
+    assert frames[0].shape == (240, 320, 3) and frames[0].dtype == np.uint8
+    assert not np.array_equal(frames[0], frames[-1])  # the arm moved
+
+    path = tmp_path / "videos" / "episode_000.mp4"
+    assert write_mp4(frames, path, fps=env.metadata["render_fps"]) == 13
+    decoded = read_mp4_frames(path)
+    assert decoded.shape == (13, 240, 320, 3)
+    # lossy, but close to what was rendered
+    assert np.abs(decoded.astype(int) - np.array(frames).astype(int)).mean() < 8
+
+
+def test_without_a_render_mode_render_returns_none_and_make_env_still_takes_no_argument() -> None:
+    env = ReachAroundTask().make_env()
+    env.reset(seed=0)
+    assert env.render_mode is None and env.render() is None
+    with pytest.raises(ValueError, match="record_episode needs an env made with render_mode=.rgb_array."):
+        record_episode(env, lambda obs: obs[:2], seed=0)
+
+
+def test_an_unknown_render_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="render_mode"):
+        ReachAroundTask().make_env(render_mode="human")
+
+
+def test_frames_of_different_sizes_are_refused(tmp_path: Path) -> None:
+    frames = [np.zeros((240, 320, 3), np.uint8), np.zeros((120, 160, 3), np.uint8)]
+    with pytest.raises(ValueError, match="frame 1 is 160x120, the first was 320x240"):
+        write_mp4(frames, tmp_path / "bad.mp4", fps=20)
+
+
+def test_hidden_geom_groups_are_not_drawn() -> None:
+    env = ReachAroundTask().make_env()
+    env.reset(seed=0)
+    shown = OffscreenRenderer(env.model, lookat=(0.4, 0.0, 0.0), elevation=-70.0)
+    hidden = OffscreenRenderer(env.model, lookat=(0.4, 0.0, 0.0), elevation=-70.0, hidden_geom_groups=(0,))
+    try:
+        with_geoms, without_geoms = shown.render(env.data), hidden.render(env.data)
+    finally:
+        shown.close()
+        hidden.close()
+    # every reach_around geom is in group 0: hiding it leaves the empty background (the goal is a site)
+    assert with_geoms.std() > 2 * without_geoms.std()
