@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 
 from robotune.rollout.chunking import ChunkController
+from robotune.rollout.video import write_mp4
 from robotune.core.policy import Policy
 from robotune.core.task import Task, build_task
 
@@ -83,11 +84,17 @@ def evaluate(
     num_envs: int = 10,
     deterministic: bool = True,
     ensemble_decay: float | None = None,
+    video_episodes: int = 0,
+    video_dir: str | Path | None = None,
 ) -> EvalResult:
+    """`video_episodes`: the first N episodes are also rendered (offscreen, on the CPU) to
+    `video_dir/episode_NNN.mp4`; the task must support `make_env(render_mode="rgb_array")`."""
     if episodes < 1:
         raise ValueError(f"eval.episodes must be >= 1, got {episodes}")
+    if video_episodes and video_dir is None:
+        raise ValueError("video episodes need a video directory")
     policy = policy.export_for_inference()  # the deployment path: weights frozen, the fast sampler where there is one
-    envs = [task.make_env() for _ in range(min(num_envs, episodes))]
+    envs = [task.make_env(render_mode="rgb_array" if i < video_episodes else None) for i in range(min(num_envs, episodes))]
     records: list[dict] = []
     reports_success = False
     for wave_start in range(0, episodes, len(envs)):
@@ -101,10 +108,13 @@ def evaluate(
         total = np.zeros(len(wave))
         length = np.zeros(len(wave), dtype=int)
         metrics = [EpisodeMetrics(task.info_metrics) for _ in wave]
+        frames = {i: [env.render()] for i, env in enumerate(wave) if wave_start + i < video_episodes}
         while running.any():
             actions = controller.act(obs)
             for i in np.flatnonzero(running):
                 obs[i], reward, terminated, truncated, info = wave[i].step(actions[i])
+                if i in frames:
+                    frames[i].append(wave[i].render())
                 total[i] += reward
                 length[i] += 1
                 metrics[i].add(info)
@@ -112,6 +122,9 @@ def evaluate(
                     reports_success = True
                     success[i] |= bool(info["is_success"])
                 running[i] = not (terminated or truncated)
+        for i, episode_frames in frames.items():
+            fps = wave[i].metadata.get("render_fps") or task.spec.control_rate_hz
+            write_mp4(episode_frames, Path(video_dir) / f"episode_{wave_start + i:03d}.mp4", fps=fps)
         for i in range(len(wave)):
             records.append({
                 "episode": wave_start + i,
@@ -155,6 +168,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
         num_envs=cfg.num_envs,
         deterministic=cfg.deterministic,
         ensemble_decay=cfg.ensemble_decay,
+        video_episodes=cfg.video,
+        video_dir=cfg.video_dir,
     )
     if cfg.records_file:
         result.write_records(cfg.records_file)

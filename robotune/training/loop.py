@@ -156,7 +156,8 @@ def build_components(cfg: DictConfig, console: Console | None) -> Components:
     return Components(task, dataset, policy, algorithm_class(algorithm_config, context), generator, parent)
 
 
-def run_evaluation(cfg: DictConfig, algo: Algorithm, task: Task, episodes: int) -> EvalResult:
+def run_evaluation(cfg: DictConfig, algo: Algorithm, task: Task, episodes: int, video_dir: Path | None = None) -> EvalResult:
+    """Evaluate the algorithm's inference policy; with `video_dir`, also render `eval.video` episodes."""
     return evaluate(
         algo.inference_policy(),
         task,
@@ -164,6 +165,8 @@ def run_evaluation(cfg: DictConfig, algo: Algorithm, task: Task, episodes: int) 
         seed=cfg.eval.seed,
         num_envs=cfg.eval.num_envs,
         deterministic=cfg.eval.deterministic,
+        video_episodes=min(cfg.eval.video, episodes) if video_dir else 0,
+        video_dir=video_dir,
     )
 
 
@@ -231,7 +234,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 checkpoint(step)
         final = checkpoint(total) if start_step < total else checkpoints[-1]
         train_seconds = time.monotonic() - started
-        result = run_evaluation(cfg, algo, parts.task, cfg.eval.episodes)
+        try:
+            result = run_evaluation(cfg, algo, parts.task, cfg.eval.episodes, run_dir / "videos" if cfg.eval.video else None)
+        except (ValueError, RuntimeError) as exc:  # a task that cannot render must not cost the run its evaluation
+            if not cfg.eval.video:
+                raise
+            console.print(f"[yellow]No evaluation videos ({exc}); evaluating without them.[/]")
+            result = run_evaluation(cfg, algo, parts.task, cfg.eval.episodes)
         result.write_records(run_dir / "eval_episodes.jsonl")
         log.log(total, result.summary(), prefix="eval", counters=algo.counters())
     algo.close()

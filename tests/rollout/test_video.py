@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from robotune.robots.reach_around.task import ReachAroundTask
@@ -63,3 +64,20 @@ def test_hidden_geom_groups_are_not_drawn() -> None:
         hidden.close()
     # every reach_around geom is in group 0: hiding it leaves the empty background (the goal is a site)
     assert with_geoms.std() > 2 * without_geoms.std()
+
+
+def test_evaluation_renders_its_first_episodes_to_mp4(tmp_path):
+    from robotune.core.normalization import Normalizer
+    from robotune.plugins.gaussian import GaussianConfig, GaussianPolicy
+    from robotune.robots.reach_around.task import ReachAroundTask
+    from robotune.rollout.evaluation import evaluate
+    from robotune.rollout.video import read_mp4_frames
+
+    task = ReachAroundTask()
+    spec = task.spec
+    torch.manual_seed(0)
+    config = GaussianConfig(name="gaussian", hidden_dim=16, num_blocks=1)
+    policy = GaussianPolicy(config, spec, Normalizer.identity(spec.obs_dim), Normalizer(spec.action_low, spec.action_high))
+    result = evaluate(policy, task, episodes=3, num_envs=2, video_episodes=3, video_dir=tmp_path)
+    for record in result.records:  # the reset frame, then one per step
+        assert len(read_mp4_frames(tmp_path / f"episode_{record['episode']:03d}.mp4")) == record["length"] + 1
