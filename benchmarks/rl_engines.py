@@ -14,9 +14,11 @@ Both libraries run on one CPU thread, one process at a time, with SB3's defaults
   γ 0.99, automatic temperature from 1.0 with target entropy −dim(a), 100 uniform-random steps
   first, one update per environment step (robotune: `policy=gaussian_sac`, `critic=mlp`).
 
-Per run: the final deterministic policy's mean return over 10 evaluation episodes; gradient updates
-per second measured over the time spent in updates only (SB3: inside `model.train()`; robotune:
-`Algorithm.update_seconds`), and environment steps per second over the whole run.
+Per run: the final deterministic policy's mean return over 10 evaluation episodes, and environment
+steps per second over the whole run. Gradient updates per second are measured apart, side by side in
+one process: both libraries' learners are built, fed the same amount of data, then timed in
+alternating blocks of updates (PPO: one rollout's epochs; SAC: 20 updates from the replay buffer),
+and the median block rate is reported; this keeps a busy machine's noise out of the ratio.
 The last line is a JSON list of records
 {library, algo, env, env_steps, seeds, return_mean, return_std, updates_per_s, env_steps_per_s, wall_s}.
 """
@@ -69,8 +71,6 @@ def robotune_run(algo: str, env_id: str, steps: int, seed: int) -> dict:
         algorithm.close()
     return {
         "return": result.mean_return,
-        "grad_steps": algorithm.grad_steps,
-        "update_seconds": algorithm.update_seconds,
         "env_steps": algorithm.env_steps,
         "wall_s": wall,
     }
@@ -84,15 +84,6 @@ def sb3_run(algo: str, env_id: str, steps: int, seed: int) -> dict:
     torch.set_num_threads(1)
     env = gym.make(env_id)
     model = (PPO if algo == "ppo" else SAC)("MlpPolicy", env, seed=seed, device="cpu", verbose=0)
-    timer = {"seconds": 0.0}
-    train = model.train
-
-    def timed_train(*args, **kwargs):  # SB3 calls train() for the update phase of each rollout/step
-        started = time.perf_counter()
-        train(*args, **kwargs)
-        timer["seconds"] += time.perf_counter() - started
-
-    model.train = timed_train
     started = time.perf_counter()
     model.learn(total_timesteps=steps if algo == "sac" else (steps // 2048) * 2048)
     wall = time.perf_counter() - started
@@ -101,12 +92,59 @@ def sb3_run(algo: str, env_id: str, steps: int, seed: int) -> dict:
     mean_return, _ = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True)
     return {
         "return": float(mean_return),
-        # SB3 counts PPO epochs in _n_updates; each epoch is ceil(n_steps / batch_size) minibatch updates
-        "grad_steps": int(model._n_updates) * (-(-2048 // 64) if algo == "ppo" else 1),
-        "update_seconds": timer["seconds"],
         "env_steps": int(model.num_timesteps),
         "wall_s": wall,
     }
+
+
+def update_throughput(algo: str, env_id: str, blocks: int = 8) -> dict[str, float]:
+    """Median gradient updates per second of each library, timed in alternating blocks in this process."""
+    import gymnasium as gym
+    from hydra import compose, initialize_config_module
+    from stable_baselines3 import PPO, SAC
+
+    from robotune.configs import store_plugin_configs
+    from robotune.core.registry import load_plugins
+    from robotune.training.loop import build_components
+
+    torch.set_num_threads(1)
+    load_plugins()
+    store_plugin_configs()
+    with TemporaryDirectory() as run_dir, initialize_config_module("robotune.configs", version_base=None):
+        if algo == "ppo":
+            overrides = [
+                "algo=ppo", "policy=gaussian_ppo", "algo.num_envs=1", "algo.rollout_steps=2048", "algo.batch_size=64",
+                "algo.epochs=2", "critic.num_members=1", "critic.hidden_dims=[64,64]", "critic.activation=tanh",
+                "critic.orthogonal_init=true",
+            ]
+        else:
+            overrides = ["algo=sac", "policy=gaussian_sac", "algo.learning_starts=1000"]
+        cfg = compose("train", overrides=[f"task=gymnasium", f"task.env_id={env_id}", *overrides, f"run_dir={run_dir}"])
+        learner = build_components(cfg, console=None).algorithm
+        if algo == "ppo":
+            batch, _ = learner.rollout.collect(2048, learner._decide)
+            sb3 = PPO("MlpPolicy", gym.make(env_id), n_epochs=2, seed=0, device="cpu")
+            sb3.learn(2048)
+            ours, theirs, per_block = (lambda: learner.learn(batch)), (lambda: sb3.train()), 2 * 32
+        else:
+            for _ in range(1000):
+                learner.step()
+            sb3 = SAC("MlpPolicy", gym.make(env_id), seed=0, device="cpu", learning_starts=1000)
+            sb3.learn(1000)
+
+            def ours():
+                for _ in range(20):
+                    learner.update(learner.buffer.sample(256, learner.sample_generator, learner.context.device))
+
+            theirs, per_block = (lambda: sb3.train(gradient_steps=20, batch_size=256)), 20
+        rates: dict[str, list[float]] = {"robotune": [], "sb3": []}
+        for _ in range(blocks):
+            for library, block in (("robotune", ours), ("sb3", theirs)):
+                started = time.perf_counter()
+                block()
+                rates[library].append(per_block / (time.perf_counter() - started))
+        learner.close()
+    return {library: float(np.median(r)) for library, r in rates.items()}
 
 
 def main() -> None:
@@ -116,8 +154,13 @@ def main() -> None:
     parser.add_argument("--sac-steps", type=int, default=6_000)
     parser.add_argument("--algos", nargs="+", default=["ppo", "sac"], choices=["ppo", "sac"])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/rl_engines.json"))
+    parser.add_argument("--updates-only", action="store_true", help="only the side-by-side update throughput")
     args = parser.parse_args()
 
+    if args.updates_only:
+        results = {algo: update_throughput(algo, PPO_ENV if algo == "ppo" else SAC_ENV) for algo in args.algos}
+        print(json.dumps([{"library": lib, "algo": algo, "updates_per_s": round(rate, 1)} for algo, r in results.items() for lib, rate in r.items()]))
+        return
     records = []
     for algo in args.algos:
         env_id, steps = (PPO_ENV, args.ppo_steps) if algo == "ppo" else (SAC_ENV, args.sac_steps)
@@ -126,8 +169,8 @@ def main() -> None:
             for library, run in (("robotune", robotune_run), ("sb3", sb3_run)):
                 result = run(algo, env_id, steps, seed)
                 runs[library].append(result)
-                print(f"{library} {algo} {env_id} seed {seed}: return {result['return']:.1f}, "
-                      f"{result['grad_steps'] / result['update_seconds']:.0f} updates/s, {result['wall_s']:.0f} s", flush=True)
+                print(f"{library} {algo} {env_id} seed {seed}: return {result['return']:.1f}, {result['wall_s']:.0f} s", flush=True)
+        throughput = update_throughput(algo, env_id)
         for library, library_runs in runs.items():
             returns = [r["return"] for r in library_runs]
             records.append({
@@ -138,7 +181,7 @@ def main() -> None:
                 "seeds": args.seeds,
                 "return_mean": round(statistics.fmean(returns), 2),
                 "return_std": round(float(np.std(returns)), 2),
-                "updates_per_s": round(sum(r["grad_steps"] for r in library_runs) / sum(r["update_seconds"] for r in library_runs), 1),
+                "updates_per_s": round(throughput[library], 1),
                 "env_steps_per_s": round(sum(r["env_steps"] for r in library_runs) / sum(r["wall_s"] for r in library_runs), 1),
                 "wall_s": round(sum(r["wall_s"] for r in library_runs), 1),
             })

@@ -81,7 +81,6 @@ class Algorithm(ABC):
         self.policy = context.policy
         self.grad_steps = 0  # gradient updates made so far
         self.env_steps = 0  # environment steps taken so far, over all environments
-        self.update_seconds = 0.0  # wall time spent in gradient updates this session (throughput reports)
 
     @abstractmethod
     def step(self) -> dict[str, float]:

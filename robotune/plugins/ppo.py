@@ -20,7 +20,6 @@ Any policy implementing `SupportsLikelihood` can be trained; the Gaussian is the
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,7 +149,6 @@ class PPO(Algorithm):
         trace = {k.removeprefix("trace."): v for k, v in batch.payload.items() if k.startswith("trace.")}
         train_policy = self.iteration >= cfg.critic_warmup_iterations
 
-        started = time.perf_counter()
         totals = torch.zeros(4, device=self.context.device)  # policy loss, value loss, approx KL, clip fraction
         updates = 0
         for _ in range(cfg.epochs):
@@ -184,7 +182,6 @@ class PPO(Algorithm):
             if train_policy and cfg.target_kl and (epoch_kl / batches).item() > cfg.target_kl:
                 break
         self.grad_steps += updates
-        self.update_seconds += time.perf_counter() - started
         policy_loss, value_loss, approx_kl, clip_fraction = (totals / updates).tolist()
         metrics = {"value_loss": value_loss}
         if train_policy:

@@ -23,7 +23,6 @@ pass, and metrics kept as tensors so nothing synchronises until the loop logs th
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,10 +125,8 @@ class SAC(Algorithm):
         )
         metrics: dict[str, Any] = episodes.summary()
         if self.env_steps >= cfg.learning_starts:
-            started = time.perf_counter()
             for _ in range(cfg.updates_per_step):
                 metrics.update(self.update(self.buffer.sample(cfg.batch_size, self.sample_generator, self.context.device)))
-            self.update_seconds += time.perf_counter() - started
         return metrics
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
