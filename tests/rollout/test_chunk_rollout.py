@@ -76,3 +76,23 @@ def test_chunks_open_at_the_end_of_a_collection_are_cut_and_bootstrap():
     # The next collection continues the same episode with a fresh decision.
     batch2, _ = rollout.collect(1, NumberedDecisions())
     np.testing.assert_array_equal(batch2.obs[np.flatnonzero(batch2.env == 0)[0]], [[2.0, 0.0], [3.0, 0.0]])
+
+
+def test_async_subprocess_workers_give_the_same_rollout_as_sync():
+    from robotune.rollout.vector import make_vector_env
+    from tests.rollout.toy_envs import TargetTask
+
+    def collect(mode):
+        envs = make_vector_env(TargetTask(), 3, mode)
+        rollout = ChunkRollout(envs, obs_horizon=1, act_steps=1, gamma=GAMMA, seed=5)
+        constant = lambda obs: (np.full((len(obs), 1, 2), 0.25, np.float32), {"id": torch.zeros(len(obs))})  # noqa: E731
+        batch, episodes = rollout.collect(12, constant)
+        envs.close()
+        return batch, episodes
+
+    sync, sync_episodes = collect("sync")
+    worker, worker_episodes = collect("async")
+    np.testing.assert_array_equal(sync.obs, worker.obs)
+    np.testing.assert_array_equal(sync.reward, worker.reward)
+    np.testing.assert_array_equal(sync.next_obs, worker.next_obs)
+    assert sync_episodes.returns == worker_episodes.returns and len(sync_episodes.returns) == 6
