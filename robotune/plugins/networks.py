@@ -42,6 +42,9 @@ class BackbonePolicyConfig(PolicyConfig):
     hidden_dim: int = 512  # mlp: width of every residual block
     num_blocks: int = 2  # mlp: residual blocks (2 blocks at width 512 is ~1.1M parameters); plain_mlp: hidden layers
     activation: str = "tanh"  # plain_mlp: hidden activation, "tanh", "relu" or "mish"
+    # plain_mlp: orthogonal init (PPO's convention in SB3 and CleanRL) or torch's default Linear init
+    # (what SB3's SAC actor uses)
+    orthogonal_init: bool = True
     time_embed_dim: int = 64  # sinusoidal time-embedding width, for policies that condition on a time
     unet_channels: tuple[int, ...] = (64, 128, 256)  # unet: channels per level; horizon must divide by 2**(levels-1)
     unet_kernel_size: int = 5  # unet: temporal convolution width
@@ -264,8 +267,9 @@ class ConditionalUnet1D(nn.Module):
 class PlainMLP(nn.Module):
     """A ChunkNetwork as RL baselines build their actors: [chunk_in, cond, time embedding] -> (Linear, act) x L -> Linear.
 
-    Orthogonal init, gain sqrt(2) on hidden layers and 0.01 on the output (the PPO convention of SB3
-    and CleanRL: the initial policy sits near its mean action), zero biases.
+    With `orthogonal_init`: gain sqrt(2) on hidden layers and 0.01 on the output (the PPO convention
+    of SB3 and CleanRL: the initial policy sits near its mean action), zero biases; otherwise torch's
+    default Linear init (SB3's SAC actor).
     """
 
     ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "mish": nn.Mish}
@@ -280,8 +284,10 @@ class PlainMLP(nn.Module):
         num_layers: int,
         activation: str,
         time_embed_dim: int = 0,
+        orthogonal_init: bool = True,
     ) -> None:
         super().__init__()
+        self.orthogonal_init = orthogonal_init
         if activation not in self.ACTIVATIONS:
             raise ValueError(f"policy.activation must be one of {sorted(self.ACTIVATIONS)}, got '{activation}'")
         self.horizon, self.in_channels, self.out_channels = horizon, in_channels, out_channels
@@ -292,11 +298,11 @@ class PlainMLP(nn.Module):
             layers += [self._linear(width_in, width_out, math.sqrt(2)), self.ACTIVATIONS[activation]()]
         self.layers = nn.Sequential(*layers, self._linear(widths[-1], horizon * out_channels, 0.01))
 
-    @staticmethod
-    def _linear(width_in: int, width_out: int, gain: float) -> nn.Linear:
+    def _linear(self, width_in: int, width_out: int, gain: float) -> nn.Linear:
         linear = nn.Linear(width_in, width_out)
-        nn.init.orthogonal_(linear.weight, gain=gain)
-        nn.init.zeros_(linear.bias)
+        if self.orthogonal_init:
+            nn.init.orthogonal_(linear.weight, gain=gain)
+            nn.init.zeros_(linear.bias)
         return linear
 
     def forward(self, chunk_in: torch.Tensor | None, cond: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
@@ -324,6 +330,7 @@ def make_chunk_network(
         )
     if config.backbone == "plain_mlp":
         return PlainMLP(
-            config.horizon, in_channels, out_channels, cond_dim, config.hidden_dim, config.num_blocks, config.activation, time_dim
+            config.horizon, in_channels, out_channels, cond_dim, config.hidden_dim, config.num_blocks, config.activation, time_dim,
+            config.orthogonal_init,
         )
     raise ValueError(f"policy.backbone must be 'mlp', 'unet' or 'plain_mlp', got '{config.backbone}'")
