@@ -91,10 +91,12 @@ class ResidualPolicy(WrappedPolicy):
 
     def sample_chunk_norm(self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
         """obs_norm (B, To, Do) -> chunk (B, H, Da); deterministic takes Δ = μ_φ."""
-        chunk, trace, _ = self._sample(obs_norm, deterministic, generator)
-        return chunk
+        return self._sample(obs_norm, deterministic, generator)[0]
 
-    def _sample(self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None):
+    def _sample(
+        self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """-> chunk (B, H, Da), trace {"base_chunk", "delta"}, μ_φ (B, act_steps, Da)."""
         base_chunk = self.base_chunk(obs_norm, generator)
         mean = self.residual_mean(obs_norm, base_chunk)
         delta = mean

@@ -26,11 +26,17 @@ def tiny_base(name: str, task: TargetTask, **overrides) -> Policy:
     return policy_class(config, task.spec, Normalizer.identity(2), Normalizer(task.spec.action_low, task.spec.action_high))
 
 
-def checkpoint_round_trip(policy: Policy, algorithm: str, directory: Path) -> Policy:
+def assert_reloads_to_the_same_actions(policy: Policy, algorithm: str, directory: Path) -> Policy:
     """Save `policy` as the checkpoint of a fine-tuning run records it (the policy's own config under
-    `policy`), then rebuild it with `load_checkpoint`, as `robotune eval` and `robotune deploy` do."""
+    `policy`), rebuild it with `load_checkpoint` as `robotune eval` and `robotune deploy` do, check that
+    it predicts the same chunks in both modes, and return it."""
     config = OmegaConf.create(
         {"task": {"name": "reach_around"}, "policy": OmegaConf.structured(policy.config), "algo": {"name": algorithm}}
     )
-    path = save_checkpoint(directory, 1, policy, {"step": 1}, config)
-    return load_checkpoint(path).policy
+    loaded = load_checkpoint(save_checkpoint(directory, 1, policy, {"step": 1}, config)).policy
+    assert type(loaded) is type(policy) and not loaded.training
+    obs = torch.rand(5, policy.config.obs_horizon, policy.obs_dim) * 2 - 1
+    for deterministic in (True, False):
+        expected = policy.predict_chunk(obs, deterministic, torch.Generator().manual_seed(4))
+        torch.testing.assert_close(loaded.predict_chunk(obs, deterministic, torch.Generator().manual_seed(4)), expected, rtol=0, atol=0)
+    return loaded

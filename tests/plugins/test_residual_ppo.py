@@ -8,7 +8,7 @@ import torch
 
 from robotune.plugins.residual_ppo import ResidualPolicy, ResidualPPO, ResidualPPOConfig
 from tests.helpers import make_context
-from tests.plugins.finetune_helpers import checkpoint_round_trip, tiny_base
+from tests.plugins.finetune_helpers import assert_reloads_to_the_same_actions, tiny_base
 from tests.rollout.toy_envs import TargetTask
 
 BASES = ("diffusion", "flow", "mip")
@@ -65,13 +65,11 @@ def test_a_fine_tuned_residual_checkpoint_reloads_to_the_same_actions(tmp_path):
     with torch.no_grad():
         for p in policy.residual.parameters():
             p.normal_(0, 0.3)  # as after training: the residual now changes the actions
-    loaded = checkpoint_round_trip(policy, "residual_ppo", tmp_path)
-    assert isinstance(loaded, ResidualPolicy) and not loaded.training
+    loaded = assert_reloads_to_the_same_actions(policy, "residual_ppo", tmp_path)
+    assert loaded.config.residual_scale == 0.2 and loaded.config.base["name"] == "flow"
     obs = torch.rand(5, 1, 2) * 2 - 1
-    for deterministic in (True, False):
-        expected = policy.predict_chunk(obs, deterministic, torch.Generator().manual_seed(4))
-        torch.testing.assert_close(loaded.predict_chunk(obs, deterministic, torch.Generator().manual_seed(4)), expected, rtol=0, atol=0)
-    assert not torch.equal(expected, policy.base.predict_chunk(obs, True, torch.Generator().manual_seed(4)))
+    steered = loaded.predict_chunk(obs, True, torch.Generator().manual_seed(4))
+    assert not torch.equal(steered, policy.base.predict_chunk(obs, True, torch.Generator().manual_seed(4)))
 
 
 def test_a_residual_policy_without_a_base_names_the_field():
