@@ -41,12 +41,16 @@ class Method:
     overrides: tuple[str, ...] = ()
 
 
+# Budgets and the settings that differ from each algorithm's documented defaults, chosen on seed 0
+# (see the README's fine-tuning table): residual PPO with 16 environments and residual_scale 0.3
+# (ResiP's 0.1 moved success by 6 points in 20k steps), DPPO on the last 5 of 10 denoising steps,
+# DSRL with a small initial temperature (at 1.0 the entropy bonus dwarfs reach_around's rewards).
 METHODS: dict[str, Method] = {
-    "residual_ppo": Method("residual_ppo", "diffusion", steps=40, eval_every=4),
+    "residual_ppo": Method("residual_ppo", "diffusion", steps=40, eval_every=4, overrides=("algo.num_envs=16", "algo.residual_scale=0.3")),
     "dppo": Method("dppo", "diffusion", steps=40, eval_every=4, overrides=("algo.finetuned_steps=5",)),
-    "fpo": Method("fpo", "flow", steps=40, eval_every=4),
-    "dsrl": Method("dsrl", "diffusion", steps=1000, eval_every=100),
-    "ppo": Method("ppo_finetune", "gaussian", steps=40, eval_every=4),
+    "fpo": Method("fpo", "flow", steps=60, eval_every=6),
+    "dsrl": Method("dsrl", "diffusion", steps=2000, eval_every=200, overrides=("algo.updates_per_step=8", "algo.init_alpha=0.05")),
+    "ppo": Method("ppo_finetune", "gaussian", steps=100, eval_every=10),
 }
 
 
@@ -66,7 +70,7 @@ def base_run(policy: str, seed: int, demos: int, root: Path) -> Path:
     if not (run_dir / "summary.json").is_file():
         robotune(
             ["train", f"policy={policy}", f"data.num_episodes={demos}", f"seed={seed}", f"data.cache_dir={root / 'data'}",
-             f"run_dir={run_dir}", "logger=quiet", "resume=false" if not run_dir.exists() else "resume=true"],
+             f"run_dir={run_dir}", "logger=quiet"],
             root / f"{run_dir.name}.log",
         )
     return run_dir

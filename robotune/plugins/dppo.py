@@ -187,9 +187,12 @@ class DPPO(PPO):
     def __init__(self, config: DPPOConfig, context: TrainingContext) -> None:
         if not isinstance(context.policy, DiffusionPolicy):
             raise TypeError(f"algo=dppo fine-tunes a diffusion policy; init_from holds '{context.policy.config.name}'")
+        denoising_steps = context.policy.config.num_inference_steps
+        if not 1 <= config.finetuned_steps <= denoising_steps:
+            raise ValueError(f"algo.finetuned_steps must be in [1, {denoising_steps}] (the base's num_inference_steps), got {config.finetuned_steps}")
         policy = DenoisingFinetunedPolicy.wrap(
             context.policy,
-            finetuned_steps=min(config.finetuned_steps, context.policy.config.num_inference_steps),
+            finetuned_steps=config.finetuned_steps,
             train_eta=config.train_eta,
             min_sampling_std=config.min_sampling_std,
             min_logprob_std=config.min_logprob_std,

@@ -6,7 +6,8 @@ One `step()` is one iteration:
    decision's reward is the discounted sum inside the chunk (`robotune/rollout/chunk_rollout.py`).
 2. Advantages by GAE with truncation bootstrapping (`robotune/rollout/advantages.py`), from the
    critic's value V(o) of the normalised, flattened observation window.
-3. `epochs` passes over the decisions in minibatches of `batch_size`, minimising
+3. `epochs` passes over the policy samples (the decisions; DPPO's (decision, denoising step)
+   pairs, through `policy_samples`) in minibatches of `batch_size`, minimising
 
        L = −E[min(ρ A, clip(ρ, 1 − ε, 1 + ε) A)] + c_v E[(V(o) − R)²],   ρ = exp(log π_θ(a|o) − log π_old(a|o))
 
