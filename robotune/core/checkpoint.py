@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from safetensors.torch import load_file, save_file
 
 import robotune
@@ -93,6 +93,11 @@ def save_checkpoint(
     `correctors` (regularizers that correct actions at inference) are stored in correctors.safetensors."""
     checkpoints_dir = Path(checkpoints_dir)
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    # config.yaml and meta.json describe the policy as saved, which an algorithm may have built around
+    # the run's policy (residual PPO, DPPO and DSRL wrap the init_from policy): rebuild what is stored.
+    config = config.copy()
+    with open_dict(config):
+        config.policy = OmegaConf.structured(policy.config)
     final = checkpoints_dir / f"{STEP_PREFIX}{step:07d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=checkpoints_dir))
     try:

@@ -210,19 +210,28 @@ class DiffusionPolicy(FastInference, Policy):
         """obs_norm (B, To, Do) -> chunk (B, H, Da) in [-1, 1]."""
         if not deterministic and self.config.scheduler not in PRECOMPUTED_SCHEDULERS:
             return self.sample_chunk_norm_with_scheduler(obs_norm, deterministic, generator)
-        coef = self.coefficients(deterministic)
+        shape = (obs_norm.shape[0], self.config.horizon, self.action_dim)
+        noise = torch.randn(shape, generator=generator, device=obs_norm.device)
+        return self._denoise(obs_norm, noise, self.coefficients(deterministic), generator)
+
+    def chunk_from_noise(self, obs_norm: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The deterministic sampler (DDIM, η = 0) from a given initial noise (B, H, Da) -> chunk (B, H, Da).
+
+        A deterministic map (observation, noise) -> chunk: the black box that DSRL steers (dsrl.py)."""
+        return self._denoise(obs_norm, noise, self.coefficients(True), None)
+
+    def _denoise(self, obs_norm: torch.Tensor, x: torch.Tensor, coef: StepCoefficients, generator: torch.Generator | None) -> torch.Tensor:
+        """The affine sampler steps of the module docstring from x = x_0 (B, H, Da)."""
         denoiser = self._denoiser()
         cond = self.obs_encoder(obs_norm)
         batch = obs_norm.shape[0]
-        shape = (batch, self.config.horizon, self.action_dim)
-        x = torch.randn(shape, generator=generator, device=obs_norm.device)
         clip = 1.0 if self.config.clip_sample else float("inf")
         for k, t in enumerate(coef.timesteps):
             out = denoiser(x, cond, torch.full((batch,), t, device=x.device))
             x0 = (coef.r_xt[k] * x + coef.r_out[k] * out).clamp_(-clip, clip)
             x = coef.c_x0[k] * x0 + coef.c_out[k] * out + coef.c_xt[k] * x
             if coef.sigma[k] > 0:
-                x += coef.sigma[k] * torch.randn(shape, generator=generator, device=x.device)
+                x += coef.sigma[k] * torch.randn(x.shape, generator=generator, device=x.device)
         return x
 
     # ------------------------------------------------------------------ likelihood (RL)

@@ -85,9 +85,15 @@ class FlowMatchingPolicy(FastInference, Policy):
 
     def sample_chunk_norm(self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
         """obs_norm (B, To, Do) -> chunk (B, H, Da); predict_chunk clamps it to [-1, 1]."""
+        noise = torch.randn((obs_norm.shape[0], self.config.horizon, self.action_dim), generator=generator, device=obs_norm.device)
+        return self.chunk_from_noise(obs_norm, noise)
+
+    def chunk_from_noise(self, obs_norm: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Euler integration from a given initial noise (B, H, Da) -> chunk (B, H, Da): the deterministic
+        map (observation, noise) -> chunk that DSRL steers (dsrl.py)."""
         batch = obs_norm.shape[0]
         cond = self.obs_encoder(obs_norm)
-        x = torch.randn((batch, self.config.horizon, self.action_dim), generator=generator, device=obs_norm.device)
+        x = noise
         dt = 1.0 / self.config.num_steps
         for t in euler_schedule(self.config.num_steps)[0]:
             x = x + dt * self.network(x, cond, torch.full((batch,), t, device=x.device))

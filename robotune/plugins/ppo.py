@@ -6,7 +6,8 @@ One `step()` is one iteration:
    decision's reward is the discounted sum inside the chunk (`robotune/rollout/chunk_rollout.py`).
 2. Advantages by GAE with truncation bootstrapping (`robotune/rollout/advantages.py`), from the
    critic's value V(o) of the normalised, flattened observation window.
-3. `epochs` passes over the decisions in minibatches of `batch_size`, minimising
+3. `epochs` passes over the policy samples (the decisions; DPPO's (decision, denoising step)
+   pairs, through `policy_samples`) in minibatches of `batch_size`, minimising
 
        L = −E[min(ρ A, clip(ρ, 1 − ε, 1 + ε) A)] + c_v E[(V(o) − R)²],   ρ = exp(log π_θ(a|o) − log π_old(a|o))
 
@@ -15,13 +16,15 @@ One `step()` is one iteration:
 
 Fine-tuning (`init_from=<BC checkpoint>`) starts from a trained policy and an untrained critic:
 `critic_warmup_iterations` first fits the critic alone, so that early advantages are not noise.
+`reward_scaling` divides rewards by a running std of the discounted return (DPPO and ResiP do; a
+sparse success reward otherwise gives value targets whose scale changes as the policy improves).
 Any policy implementing `SupportsLikelihood` can be trained; the Gaussian is the baseline.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -53,11 +56,65 @@ class PPOConfig(AlgorithmConfig):
     normalize_advantages: bool = True
     target_kl: float = 0.0  # stop an iteration's epochs once approx. KL exceeds this; 0 never stops
     critic_warmup_iterations: int = 0  # iterations that train the critic only (fine-tuning)
+    reward_scaling: bool = False  # divide rewards by the running std of the discounted return (RunningReturnScaler)
+    reward_clip: float = 10.0  # |scaled reward| ceiling when reward_scaling is on
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "num_envs", "rollout_steps", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"algo.{name} must be >= 1, got {getattr(self, name)}")
+
+
+class RunningReturnScaler:
+    """Running std of each environment's discounted return, G ← d G + R per decision (PPG's reward scaling).
+
+    Dividing rewards by it keeps value targets near unit scale without shifting them (a shift would
+    change which actions look good)."""
+
+    def __init__(self, num_envs: int, clip: float) -> None:
+        self.clip = clip
+        self.returns = np.zeros(num_envs)
+        self.count, self.mean, self.var = 0, 0.0, 1.0
+
+    def scale(self, batch: DecisionBatch) -> np.ndarray:
+        """Scaled rewards (D,); updates the running statistics with this batch's returns."""
+        seen = []
+        for row in batch.grid:  # time order, all environments at once
+            valid = row >= 0
+            index = row[valid]
+            self.returns[valid] = self.returns[valid] + batch.reward[index]
+            seen.append(self.returns[valid].copy())
+            self.returns[valid] *= np.where(batch.episode_end[index], 0.0, batch.discount[index])
+        seen = np.concatenate(seen)
+        total = self.count + len(seen)  # Chan et al.'s parallel update of mean and variance
+        delta = seen.mean() - self.mean
+        self.var = (self.var * self.count + seen.var() * len(seen) + delta**2 * self.count * len(seen) / total) / total
+        self.mean += delta * len(seen) / total
+        self.count = total
+        return np.clip(batch.reward / np.sqrt(self.var + 1e-8), -self.clip, self.clip).astype(np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"returns": torch.from_numpy(self.returns.copy()), "count": self.count, "mean": self.mean, "var": self.var}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.returns = state["returns"].numpy().astype(np.float64)
+        self.count, self.mean, self.var = int(state["count"]), float(state["mean"]), float(state["var"])
+
+
+@dataclass
+class PolicySamples:
+    """What PPO's update needs from a rollout: `count` samples, each belonging to a decision.
+
+    `log_ratio(index)` is log π_θ − log π_old of samples `index` (a (M,) int tensor), with gradients;
+    `clip_range`, `advantage_weight` and `extra_loss` let a variant (DPPO) vary ε and weight the
+    decision's advantage per sample, and add a loss term with its metrics."""
+
+    count: int
+    decision: Callable[[torch.Tensor], torch.Tensor]
+    log_ratio: Callable[[torch.Tensor], torch.Tensor]
+    clip_range: Callable[[torch.Tensor], float | torch.Tensor]
+    advantage_weight: Callable[[torch.Tensor], float | torch.Tensor] = lambda index: 1.0
+    extra_loss: Callable[[torch.Tensor], tuple[torch.Tensor | float, dict[str, torch.Tensor]]] = lambda index: (0.0, {})
 
 
 @register("algorithm", "ppo")
@@ -77,7 +134,7 @@ class PPO(Algorithm):
         self.critic = context.build_critic(pc.obs_horizon * policy.obs_dim, 0)
         self.optimizer = make_adam(
             [
-                {"params": list(policy.parameters()), "lr": config.lr},
+                {"params": [p for p in policy.parameters() if p.requires_grad], "lr": config.lr},  # frozen bases stay out
                 {"params": list(self.critic.parameters()), "lr": config.critic_lr},
             ],
             lr=config.lr,
@@ -86,6 +143,7 @@ class PPO(Algorithm):
         self.parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.envs = context.make_envs(config.num_envs, config.vector)
         self.rollout = ChunkRollout(self.envs, pc.obs_horizon, pc.act_steps, config.gamma, seed=context.seed)
+        self.reward_scaler = RunningReturnScaler(config.num_envs, config.reward_clip) if config.reward_scaling else None
         self.iteration = 0
 
     # ------------------------------------------------------------------ acting
@@ -114,11 +172,12 @@ class PPO(Algorithm):
         device = self.context.device
         value = batch.payload["value"]
         next_value = self.critic.value(self._obs_norm(batch.next_obs).flatten(1)).mean(0)
+        reward = self.reward_scaler.scale(batch) if self.reward_scaler is not None else batch.reward
         grid = torch.as_tensor(batch.grid, device=device)
         on_grid = {
             name: grid_view(torch.as_tensor(array, device=device), grid, pad)
             for name, array, pad in (
-                ("reward", batch.reward, 0.0),
+                ("reward", reward, 0.0),
                 ("discount", batch.discount, 0.0),
                 ("terminated", batch.terminated, False),
                 ("episode_end", batch.episode_end, True),
@@ -140,53 +199,63 @@ class PPO(Algorithm):
         self.iteration += 1
         return {**metrics, "decisions": float(len(batch)), **episodes.summary()}
 
+    def policy_samples(self, batch: DecisionBatch, obs_norm: torch.Tensor) -> PolicySamples:
+        """PPO's samples are the decisions; DPPO overrides this with (decision, denoising step) pairs."""
+        trace = {k.removeprefix("trace."): v for k, v in batch.payload.items() if k.startswith("trace.")}
+        old_log_prob = batch.payload["log_prob"]
+
+        def log_ratio(index: torch.Tensor) -> torch.Tensor:
+            return self.policy.log_prob(obs_norm[index], {k: v[index] for k, v in trace.items()}) - old_log_prob[index]
+
+        return PolicySamples(len(batch), lambda index: index, log_ratio, clip_range=lambda index: self.config.clip_range)
+
     def learn(self, batch: DecisionBatch) -> dict[str, float]:
-        """GAE, then `epochs` passes of clipped-surrogate and value updates over the decisions."""
-        cfg = self.config
+        """GAE, then `epochs` passes of clipped-surrogate and value updates over the policy samples."""
+        cfg, device = self.config, self.context.device
         advantages, returns = self._advantages(batch)
         obs_norm = self._obs_norm(batch.obs)
-        old_log_prob = batch.payload["log_prob"]
-        trace = {k.removeprefix("trace."): v for k, v in batch.payload.items() if k.startswith("trace.")}
+        samples = self.policy_samples(batch, obs_norm)
         train_policy = self.iteration >= cfg.critic_warmup_iterations
 
-        totals = torch.zeros(4, device=self.context.device)  # policy loss, value loss, approx KL, clip fraction
+        totals: dict[str, torch.Tensor] = {}
         updates = 0
         for _ in range(cfg.epochs):
-            order = torch.randperm(len(batch), generator=self.context.generator, device=self.context.device)
-            epoch_kl = torch.zeros((), device=self.context.device)
-            for start in range(0, len(batch), cfg.batch_size):
+            order = torch.randperm(samples.count, generator=self.context.generator, device=device)
+            epoch_kl = torch.zeros((), device=device)
+            for start in range(0, samples.count, cfg.batch_size):
                 index = order[start : start + cfg.batch_size]
-                value_loss = (self.critic.value(obs_norm[index].flatten(1)) - returns[index]).square().mean()
+                decision = samples.decision(index)
+                value_loss = (self.critic.value(obs_norm[decision].flatten(1)) - returns[decision]).square().mean()
                 loss = cfg.value_coef * value_loss
+                terms = {"value_loss": value_loss.detach()}
                 if train_policy:
-                    log_ratio = self.policy.log_prob(obs_norm[index], {k: v[index] for k, v in trace.items()}) - old_log_prob[index]
+                    log_ratio = samples.log_ratio(index)
                     ratio = log_ratio.exp()
-                    adv = advantages[index]
+                    adv = advantages[decision]
                     if cfg.normalize_advantages and len(index) > 1:
                         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                    policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range) * adv).mean()
-                    loss = loss + policy_loss
+                    adv = adv * samples.advantage_weight(index)
+                    clip = samples.clip_range(index)
+                    policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv).mean()
+                    extra_loss, extra_terms = samples.extra_loss(index)
+                    loss = loss + policy_loss + extra_loss
                     with torch.no_grad():
                         approx_kl = ((ratio - 1) - log_ratio).mean()  # Schulman's k3 estimator
-                        clipped = ((ratio - 1).abs() > cfg.clip_range).float().mean()
-                        totals += torch.stack([policy_loss.detach(), value_loss.detach(), approx_kl, clipped])
+                        terms.update(policy_loss=policy_loss.detach(), approx_kl=approx_kl, **extra_terms,
+                                     clip_fraction=((ratio - 1).abs() > clip).float().mean())
                         epoch_kl = epoch_kl + approx_kl
-                else:
-                    totals[1] += value_loss.detach()
+                for name, value in terms.items():
+                    totals[name] = totals.get(name, 0.0) + value
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm, foreach=True)
                 self.optimizer.step()
                 updates += 1
-            batches = -(-len(batch) // cfg.batch_size)
+            batches = -(-samples.count // cfg.batch_size)
             if train_policy and cfg.target_kl and (epoch_kl / batches).item() > cfg.target_kl:
                 break
         self.grad_steps += updates
-        policy_loss, value_loss, approx_kl, clip_fraction = (totals / updates).tolist()
-        metrics = {"value_loss": value_loss}
-        if train_policy:
-            metrics.update(policy_loss=policy_loss, approx_kl=approx_kl, clip_fraction=clip_fraction)
-        return metrics
+        return {name: float(total) / updates for name, total in totals.items()}
 
     # ------------------------------------------------------------------ state
 
@@ -196,6 +265,7 @@ class PPO(Algorithm):
             "critic": self.critic.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "iteration": self.iteration,
+            **({"reward_scaler": self.reward_scaler.state_dict()} if self.reward_scaler is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -203,6 +273,8 @@ class PPO(Algorithm):
         self.critic.load_state_dict(state["critic"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration = int(state["iteration"])
+        if self.reward_scaler is not None:
+            self.reward_scaler.load_state_dict(state["reward_scaler"])
         self.rollout.restart(seed=self.context.seed + self.env_steps)  # new episodes: env state is not checkpointed
 
     def inference_policy(self):

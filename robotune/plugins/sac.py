@@ -68,28 +68,58 @@ class SAC(Algorithm):
 
     def __init__(self, config: SACConfig, context: TrainingContext) -> None:
         super().__init__(config, context)
+        self.check_policy()
         policy = self.policy
-        if not hasattr(policy, "rsample"):
-            raise TypeError(
-                f"algo=sac needs a policy with rsample(obs_norm, generator) -> (chunk_norm, log_prob); "
-                f"policy '{policy.config.name}' has none (use policy=gaussian policy.tanh_squash=true policy.state_dependent_std=true)"
-            )
         pc = policy.config
         self.obs_flat_dim = pc.obs_horizon * policy.obs_dim
-        self.executed_dim = pc.act_steps * policy.action_dim
-        self.critic = context.build_critic(self.obs_flat_dim, self.executed_dim)
+        self.action_size = self.actor_action_size()
+        self.critic = context.build_critic(self.obs_flat_dim, self.action_size)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.regularizers = context.build_regularizers(self.obs_flat_dim, self.executed_dim)
-        self.actor_optimizer = make_adam(list(policy.parameters()), config.lr)
+        self.regularizers = context.build_regularizers(self.obs_flat_dim, self.action_size)
+        self.actor_optimizer = make_adam([p for p in policy.parameters() if p.requires_grad], config.lr)  # frozen bases stay out
         self.critic_optimizer = make_adam(list(self.critic.parameters()), config.critic_lr)
         self.log_alpha = torch.tensor(np.log(config.init_alpha), dtype=torch.float32, device=context.device, requires_grad=True)
         self.alpha_optimizer = make_adam([self.log_alpha], config.alpha_lr)
-        self.target_entropy = config.target_entropy if config.target_entropy is not None else -float(self.executed_dim)
-        self.buffer = ReplayBuffer(context.work_dir / "replay", config.buffer_size, self.obs_flat_dim, self.executed_dim)
+        self.target_entropy = config.target_entropy if config.target_entropy is not None else -float(self.action_size)
+        self.buffer = ReplayBuffer(context.work_dir / "replay", config.buffer_size, self.obs_flat_dim, self.action_size)
         self.sample_generator = torch.Generator().manual_seed(context.seed)  # replay indices, on the CPU
         self.envs = context.make_envs(config.num_envs, config.vector)
         self.rollout = ChunkRollout(self.envs, pc.obs_horizon, pc.act_steps, config.gamma, seed=context.seed)
         self.target_pairs = (list(self.target_critic.parameters()), list(self.critic.parameters()))
+
+    # ------------------------------------------------------------------ the actor's action space
+    # SAC acts on the chunk's executed actions, normalised; DSRL (dsrl.py) overrides these four
+    # methods to act in a frozen generative policy's initial-noise space instead.
+
+    def check_policy(self) -> None:
+        if not hasattr(self.policy, "rsample"):
+            raise TypeError(
+                f"algo=sac needs a policy with rsample(obs_norm, generator) -> (chunk_norm, log_prob); "
+                f"policy '{self.policy.config.name}' has none (use policy=gaussian policy.tanh_squash=true policy.state_dependent_std=true)"
+            )
+
+    def actor_action_size(self) -> int:
+        """Size of the actor's (and the critic's) action: the executed actions, flattened."""
+        return self.policy.config.act_steps * self.policy.action_dim
+
+    def actor_action(self, obs_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs_norm (B, To, Do) -> a reparameterised action (B, action_size) in the critic's units, log π (B,)."""
+        chunk, log_prob = self.policy.rsample(obs_norm, self.context.generator)
+        return chunk[:, : self.policy.config.act_steps].flatten(1), log_prob
+
+    def to_environment(self, obs_norm: torch.Tensor, action: torch.Tensor | None) -> tuple[np.ndarray, torch.Tensor]:
+        """An actor action (B, action_size), or None for uniform random exploration -> raw executed
+        actions (B, act_steps, Da) for the environments, and what the replay buffer stores (raw, flat)."""
+        k, da = self.policy.config.act_steps, self.policy.action_dim
+        if action is None:
+            action = torch.rand((len(obs_norm), k * da), generator=self.context.generator, device=self.context.device) * 2 - 1
+        raw = self.policy.action_normalizer.unnormalize(action.view(-1, k, da).clamp(-1.0, 1.0))
+        return raw.cpu().numpy(), raw.flatten(1)
+
+    def critic_action(self, stored: torch.Tensor) -> torch.Tensor:
+        """A replay buffer's action (B, action_size) -> the critic's units (normalised)."""
+        k, da = self.policy.config.act_steps, self.policy.action_dim
+        return self.policy.action_normalizer.normalize(stored.view(-1, k, da)).flatten(1)
 
     # ------------------------------------------------------------------ acting
 
@@ -100,14 +130,10 @@ class SAC(Algorithm):
 
     @torch.no_grad()
     def _decide(self, obs: np.ndarray) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
-        k, da = self.policy.config.act_steps, self.policy.action_dim
-        if self.env_steps < self.config.learning_starts:
-            executed = torch.rand((len(obs), k, da), generator=self.context.generator, device=self.context.device) * 2 - 1
-        else:
-            chunk_norm, _ = self.policy.rsample(self._obs_norm(obs), self.context.generator)
-            executed = chunk_norm[:, :k].clamp(-1.0, 1.0)
-        actions = self.policy.action_normalizer.unnormalize(executed)
-        return actions.cpu().numpy(), {"action": actions.flatten(1)}
+        obs_norm = self._obs_norm(obs)
+        action = self.actor_action(obs_norm)[0] if self.env_steps >= self.config.learning_starts else None
+        actions, stored = self.to_environment(obs_norm, action)
+        return actions, {"action": stored}
 
     # ------------------------------------------------------------------ learning
 
@@ -131,18 +157,16 @@ class SAC(Algorithm):
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One gradient step of critic, actor and temperature on a raw replay batch (see the module docstring)."""
-        policy, k = self.policy, self.policy.config.act_steps
         obs_norm, next_obs_norm = self._obs_norm(batch["obs"]), self._obs_norm(batch["next_obs"])
         obs_flat, next_obs_flat = obs_norm.flatten(1), next_obs_norm.flatten(1)
-        action = policy.action_normalizer.normalize(batch["action"].view(-1, k, policy.action_dim)).flatten(1)
+        action = self.critic_action(batch["action"])
         norm_batch = {**batch, "obs": obs_flat, "next_obs": next_obs_flat, "action": action}
         alpha = self.log_alpha.exp().detach()
         metrics: dict[str, torch.Tensor] = {}
         autocast = torch.autocast(self.context.device.type, dtype=torch.bfloat16, enabled=self.config.bf16_autocast)
 
         with torch.no_grad(), autocast:
-            next_chunk, next_log_prob = policy.rsample(next_obs_norm, self.context.generator)
-            next_action = next_chunk[:, :k].flatten(1)
+            next_action, next_log_prob = self.actor_action(next_obs_norm)
             next_value = self.target_critic.q_value(next_obs_flat, next_action).min(0).values - alpha * next_log_prob
             for regularizer in self.regularizers:
                 penalty, reg_metrics = regularizer.critic_term(norm_batch, next_action)
@@ -158,8 +182,7 @@ class SAC(Algorithm):
 
         self.critic.requires_grad_(False)  # the actor's loss needs dQ/da, not dQ/dθ_Q
         with autocast:
-            chunk, log_prob = policy.rsample(obs_norm, self.context.generator)
-            new_action = chunk[:, :k].flatten(1)
+            new_action, log_prob = self.actor_action(obs_norm)
             q_new = self.critic.q_value(obs_flat, new_action).min(0).values.float()
         log_prob = log_prob.float()
         actor_loss = (alpha * log_prob - q_new).mean()

@@ -120,10 +120,10 @@ def build_components(cfg: DictConfig, console: Console | None) -> Components:
     algorithm_class = registry.get("algorithm", cfg.algo.name)
     algorithm_config = build_config(algorithm_class.config_class, cfg.algo, "algo")
     dataset = load_dataset(cfg, task, console) if algorithm_class.needs_dataset else None
+    torch.manual_seed(cfg.seed)  # weight initialisation (policy, critics, residual heads) draws from torch's global generator
     if cfg.init_from:
         policy, parent = policy_from_checkpoint(cfg, task)
     else:
-        torch.manual_seed(cfg.seed)  # weight initialisation draws from torch's global generator
         policy, parent = fresh_policy(cfg, task, dataset), None
     device = resolve_device(cfg.device)
     policy.to(device)
