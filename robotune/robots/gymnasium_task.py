@@ -79,8 +79,10 @@ class GymnasiumTask(Task):
     def spec(self) -> TaskSpec:
         return self._spec
 
-    def make_env(self) -> gym.Env:
+    def make_env(self, render_mode: str | None = None) -> gym.Env:
         kwargs = dict(self.config.env_kwargs)
+        if render_mode is not None:
+            kwargs["render_mode"] = render_mode
         if self.config.max_episode_steps:
             kwargs["max_episode_steps"] = self.config.max_episode_steps
         return gym.make(self.config.env_id, **kwargs)

@@ -94,7 +94,7 @@ def evaluate(
     if video_episodes and video_dir is None:
         raise ValueError("video episodes need a video directory")
     policy = policy.export_for_inference()  # the deployment path: weights frozen, the fast sampler where there is one
-    envs = [task.make_env(render_mode="rgb_array" if i < video_episodes else None) for i in range(min(num_envs, episodes))]
+    envs = [task.make_env(render_mode="rgb_array") if i < video_episodes else task.make_env() for i in range(min(num_envs, episodes))]
     records: list[dict] = []
     reports_success = False
     for wave_start in range(0, episodes, len(envs)):
