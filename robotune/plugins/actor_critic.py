@@ -11,6 +11,10 @@ One `step()` is one gradient update. With `actor=td3` (Fujimoto et al. 2018; COR
     n    = E|Q(s, π(s))| (detached) if normalize_q else 1
     Q̄, π̄ ← (1 − τ) Q̄ + τ Q, (1 − τ) π̄ + τ π                            after each actor update
 
+A generative actor (flow matching, diffusion) works as a TD3 actor: π(s) is its sample, and the
+gradient of Q flows back through its integration steps; `policy_loss_weight` adds its own training
+loss on the data as the behaviour-cloning anchor (Diffusion-QL, FQL).
+
 Q is member 0 (`actor_q=first`, TD3) or the minimum over members (`actor_q=min`, ReBRAC, SAC-RND).
 With `actor=sac` (Haarnoja et al. 2018) the actor is stochastic, ã' ~ π(·|s') with no smoothing,
 y gains −α log π(ã'|s'), L_π gains α E[log π(ã|s)], and α is tuned to the target entropy −|A|;
@@ -72,6 +76,9 @@ class OfflineActorCriticConfig(AlgorithmConfig):
     actor_q: str = "first"  # "first" (Q_0, TD3) or "min" (over members: ReBRAC, SAC-RND)
     standardize_obs: bool = True  # z-score observations with the dataset (off when init_from a policy whose normaliser must stay)
     normalize_reward: bool = False  # r *= 1000 / (max − min episode return), as CORL's IQL
+    # A generative actor's own training loss on the batch's actions (flow matching, denoising), added
+    # to the actor loss times this weight: the behaviour-cloning anchor of Diffusion-QL and FQL.
+    policy_loss_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.actor not in ACTORS:
@@ -141,8 +148,9 @@ class OfflineActorCritic(Algorithm):
     # ------------------------------------------------------------------ the actor
 
     def deterministic_action(self, policy, obs: torch.Tensor) -> torch.Tensor:
-        """A TD3 actor's action: obs (B, obs_dim) -> (B, action_dim) in [-1, 1] (a tanh Gaussian's tanh(μ))."""
-        return policy.sample_chunk_norm(obs.unsqueeze(1), True, None)[:, 0]
+        """A TD3 actor's action: obs (B, obs_dim) -> (B, action_dim): a tanh Gaussian's tanh(μ), or a flow's or a
+        diffusion policy's sample, differentiable through its integration steps (noise from the run's generator)."""
+        return policy.sample_chunk_norm(obs.unsqueeze(1), True, self.context.generator)[:, 0]
 
     def stochastic_action(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A SAC actor's reparameterised sample (B, action_dim) and its log-density (B,)."""
@@ -197,6 +205,10 @@ class OfflineActorCritic(Algorithm):
             actor_loss = -q_scale * q_policy.mean()
             if sac:
                 actor_loss = actor_loss + (alpha * log_prob).mean()
+            if cfg.policy_loss_weight:
+                anchor, _ = self.policy.compute_loss(batch["obs"].unsqueeze(1), batch["action"].unsqueeze(1), self.context.generator)
+                actor_loss = actor_loss + cfg.policy_loss_weight * anchor
+                metrics["policy_loss"] = anchor.detach()
             for regularizer in self.regularizers:
                 term, reg_metrics = regularizer.actor_term(batch, policy_action, q_policy)
                 actor_loss = actor_loss + term
