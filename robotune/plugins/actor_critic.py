@@ -50,7 +50,7 @@ from robotune.core.algorithm import Algorithm, AlgorithmConfig, TrainingContext
 from robotune.core.dataset import EpisodeDataset
 from robotune.core.registry import register
 from robotune.core.regularizer import ActionCorrectedPolicy
-from robotune.plugins.offline_data import TransitionTensors, normalized_dataset, return_range_scale, standardize_observations
+from robotune.plugins.offline_data import TransitionTensors, offline_transitions, require_single_step
 from robotune.training.optimizers import make_adam
 
 ACTORS = ("td3", "sac")
@@ -103,11 +103,7 @@ class OfflineActorCritic(Algorithm):
         super().__init__(config, context)
         policy = self.policy
         pc = policy.config
-        if pc.obs_horizon != 1 or pc.act_steps != 1:
-            raise ValueError(
-                f"algo={config.name} learns single-step transitions: it needs policy.obs_horizon=1 and policy.act_steps=1, "
-                f"got {pc.obs_horizon} and {pc.act_steps} (policy=td3_actor or policy=gaussian_sac are set up for it)"
-            )
+        require_single_step(policy, config.name)
         if config.actor == "sac" and not hasattr(policy, "rsample"):
             raise TypeError(f"algo.actor=sac needs a policy with rsample(obs_norm, generator); policy '{pc.name}' has none (use policy=gaussian_sac)")
         self.obs_dim, self.action_dim = policy.obs_dim, policy.action_dim
@@ -131,15 +127,13 @@ class OfflineActorCritic(Algorithm):
         """Normalise the dataset once, fit the regularizers' models on it, and hold its transitions as tensors.
 
         Resuming fits again (the fits are seeded) and the checkpoint's weights then replace the fitted ones."""
-        if self.config.standardize_obs:
-            standardize_observations(self.policy, dataset)
-            if self.target_policy is not None:
-                self.target_policy.load_state_dict(self.policy.state_dict())
-        scale = return_range_scale(dataset) if self.config.normalize_reward else 1.0
-        dataset_norm = normalized_dataset(dataset, self.policy, scale)
+        cfg = self.config
+        transitions, dataset_norm = offline_transitions(self.policy, dataset, cfg.gamma, self.context.device, cfg.standardize_obs, cfg.normalize_reward)
+        if self.target_policy is not None:
+            self.target_policy.load_state_dict(self.policy.state_dict())  # the normaliser may have changed
         for regularizer in self.regularizers:
             regularizer.fit(dataset_norm)
-        return TransitionTensors(dataset_norm, self.config.gamma, self.context.device)
+        return transitions
 
     def _target_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         targets, sources = list(self.target_critic.parameters()), list(self.critic.parameters())
@@ -356,14 +350,7 @@ class ActorCritic(OfflineActorCritic):
         cfg = self.config
         transitions, episodes = self.rollout.collect(cfg.env_steps_per_step, self._decide)
         self.env_steps += cfg.env_steps_per_step * cfg.num_envs
-        self.buffer.add(
-            obs=transitions.obs.reshape(len(transitions), -1),
-            action=transitions.payload["action"].cpu().numpy(),
-            reward=transitions.reward,
-            next_obs=transitions.next_obs.reshape(len(transitions), -1),
-            discount=transitions.discount,
-            terminated=transitions.terminated,
-        )
+        self.buffer.add_decisions(transitions)
         metrics: dict[str, Any] = episodes.summary()
         if self.env_steps >= cfg.learning_starts:
             started = time.perf_counter()

@@ -27,7 +27,7 @@ import torch
 
 from robotune.core.algorithm import Algorithm, AlgorithmConfig, TrainingContext
 from robotune.core.registry import register
-from robotune.plugins.offline_data import TransitionTensors, normalized_dataset, return_range_scale, standardize_observations
+from robotune.plugins.offline_data import offline_transitions, require_single_step
 from robotune.training.optimizers import make_adam
 
 MAX_ADVANTAGE_WEIGHT = 100.0  # CORL's EXP_ADV_MAX
@@ -68,12 +68,9 @@ class IQL(Algorithm):
 
     def __init__(self, config: IQLConfig, context: TrainingContext) -> None:
         super().__init__(config, context)
-        policy, pc = self.policy, self.policy.config
-        if pc.obs_horizon != 1 or pc.act_steps != 1:
-            raise ValueError(f"algo=iql learns single-step transitions: it needs policy.obs_horizon=1 and policy.act_steps=1, got {pc.obs_horizon} and {pc.act_steps}")
-        standardize_observations(policy, context.dataset)
-        scale = return_range_scale(context.dataset) if config.normalize_reward else 1.0
-        self.data = TransitionTensors(normalized_dataset(context.dataset, policy, scale), config.gamma, context.device)
+        policy = self.policy
+        require_single_step(policy, config.name)
+        self.data, _ = offline_transitions(policy, context.dataset, config.gamma, context.device, standardize_obs=True, normalize_reward=config.normalize_reward)
         self.critic = context.build_critic(policy.obs_dim, policy.action_dim)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.value = context.build_critic(policy.obs_dim, 0)

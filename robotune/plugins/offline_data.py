@@ -64,6 +64,27 @@ def normalized_dataset(dataset: EpisodeDataset, policy: Policy, reward_scale: fl
     )
 
 
+def require_single_step(policy: Policy, algorithm: str) -> None:
+    """The offline learners train on one-step transitions; a chunked or windowed policy is refused by name."""
+    pc = policy.config
+    if pc.obs_horizon != 1 or pc.act_steps != 1:
+        raise ValueError(
+            f"algo={algorithm} learns single-step transitions: it needs policy.obs_horizon=1 and policy.act_steps=1, "
+            f"got {pc.obs_horizon} and {pc.act_steps} (policy=td3_actor or policy=gaussian_sac are set up for it)"
+        )
+
+
+def offline_transitions(
+    policy: Policy, dataset: EpisodeDataset, gamma: float, device: torch.device, standardize_obs: bool, normalize_reward: bool
+) -> tuple[TransitionTensors, EpisodeDataset]:
+    """Z-score the policy's observation normaliser (if asked), then the dataset in the engine's units and its transitions."""
+    if standardize_obs:
+        standardize_observations(policy, dataset)
+    scale = return_range_scale(dataset) if normalize_reward else 1.0
+    dataset_norm = normalized_dataset(dataset, policy, scale)
+    return TransitionTensors(dataset_norm, gamma, device), dataset_norm
+
+
 class TransitionTensors:
     """All one-step transitions of a (normalised) dataset as tensors on `device`.
 
