@@ -85,3 +85,26 @@ def test_chunked_policies_are_refused_naming_the_field(tmp_path):
         OfflineActorCritic(OfflineActorCriticConfig(name="offline"), offline_context(policy, target_dataset(), tmp_path))
     with pytest.raises(ValueError, match="algo.actor"):
         OfflineActorCriticConfig(name="offline", actor="ddpg")
+
+
+def test_one_update_matches_the_td3_bc_and_rebrac_formulas(tmp_path):
+    """critic loss Σ_e mean (Q_e − y)², y = r + γ(1 − d)(min_e Q̄_e(s', π̄(s')) − β_c ‖π̄(s') − a'‖²);
+    actor loss −α mean Q_1(s, π(s)) / mean |Q_1| + MSE(π(s), a), recomputed from the engine's own networks."""
+    dataset = target_dataset()
+    config = OfflineActorCriticConfig(name="offline", batch_size=8, policy_noise=0.0, q_weight=2.5, normalize_q=True)
+    regularizers = {"td3_bc": {}, "rebrac": {"actor_weight": 0.0, "critic_weight": 0.3}}
+    engine = OfflineActorCritic(config, offline_context(tiny_actor(), dataset, tmp_path, regularizers))
+    batch = engine.data.sample(8, torch.Generator().manual_seed(3))
+    policy_before, target_policy, target_critic = (copy.deepcopy(m) for m in (engine.policy, engine.target_policy, engine.target_critic))
+    critic_before = copy.deepcopy(engine.critic)
+    metrics = engine.update(batch)
+    with torch.no_grad():
+        next_action = target_policy.sample_chunk_norm(batch["next_obs"][:, None], True, None)[:, 0]
+        penalty = 0.3 * (next_action - batch["next_action"]).square().sum(-1)
+        y = batch["reward"] + batch["bootstrap"] * (target_critic.q_value(batch["next_obs"], next_action).min(0).values - penalty)
+        critic_loss = (critic_before.q_value(batch["obs"], batch["action"]) - y).square().mean(1).sum()
+        action = policy_before.sample_chunk_norm(batch["obs"][:, None], True, None)[:, 0]
+        q1 = engine.critic.q_value(batch["obs"], action)[0]
+        actor_loss = -2.5 * q1.mean() / q1.abs().mean() + (action - batch["action"]).square().mean()
+    torch.testing.assert_close(metrics["critic_loss"], critic_loss)
+    torch.testing.assert_close(metrics["actor_loss"], actor_loss)
