@@ -291,7 +291,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS) + "," + REFERENCE)
     parser.add_argument("--datasets", default=None, help="comma-separated env-level names (default: the grid)")
     parser.add_argument("--seeds", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=10_000, help="gradient steps per run")
+    parser.add_argument("--steps", type=int, default=3_000, help="gradient steps per run (the default grid's budget; see the README)")
     parser.add_argument("--dataset-steps", type=int, default=100_000, help="environment steps per generated dataset")
     parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes per run")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
