@@ -141,14 +141,7 @@ class SAC(Algorithm):
         cfg = self.config
         batch, episodes = self.rollout.collect(cfg.env_steps_per_step, self._decide)
         self.env_steps += cfg.env_steps_per_step * cfg.num_envs
-        self.buffer.add(
-            obs=batch.obs.reshape(len(batch), -1),
-            action=batch.payload["action"].cpu().numpy(),
-            reward=batch.reward,
-            next_obs=batch.next_obs.reshape(len(batch), -1),
-            discount=batch.discount,
-            terminated=batch.terminated,
-        )
+        self.buffer.add_decisions(batch)
         metrics: dict[str, Any] = episodes.summary()
         if self.env_steps >= cfg.learning_starts:
             for _ in range(cfg.updates_per_step):

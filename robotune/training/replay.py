@@ -59,6 +59,19 @@ class ReplayBuffer:
         self.position = int((self.position + n) % self.capacity)
         self.size = min(self.size + n, self.capacity)
 
+    def add_decisions(self, decisions) -> None:
+        """Append a rollout's `DecisionBatch` (robotune.rollout.chunk_rollout): observation windows flattened,
+        the executed actions from its payload's "action" (n, action_dim)."""
+        n = len(decisions)
+        self.add(
+            obs=decisions.obs.reshape(n, -1),
+            action=decisions.payload["action"].cpu().numpy(),
+            reward=decisions.reward,
+            next_obs=decisions.next_obs.reshape(n, -1),
+            discount=decisions.discount,
+            terminated=decisions.terminated,
+        )
+
     def sample(self, batch_size: int, generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
         """A uniform batch as float32 tensors on `device`; indices drawn with `generator` (CPU)."""
         index = torch.randint(self.size, (batch_size,), generator=generator).numpy()

@@ -120,19 +120,24 @@ class TransitionSampler:
         """A uniform batch of raw transitions as float32 tensors on `device` (see the module docstring)."""
         index = torch.randint(len(self), (batch_size,), generator=generator).numpy()
         index.sort()  # ascending reads suit a memory map
-        obs = self._windows(index)
-        next_obs = self._next_windows(index)
+        return {k: torch.from_numpy(v).to(device) for k, v in self.gather(index).items()}
+
+    def gather(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        """The transitions at steps `index` (B,) as contiguous float32 arrays with leading dimension B.
+
+        Offline engines gather every transition once (`index = arange(len(self))`) and then sample
+        batches by indexing tensors, which costs far less per step than gathering windows again."""
         out = {
-            "obs": obs,
+            "obs": self._windows(index),
             "action": np.asarray(self.dataset.action)[index],
             "reward": self.reward[index],
-            "next_obs": next_obs,
+            "next_obs": self._next_windows(index),
             "discount": self.discount[index],
             "terminated": self.terminated[index].astype(np.float32),
             "truncated": self.truncated[index].astype(np.float32),
             "next_action": np.asarray(self.dataset.action)[self.next_action_index[index]],
         }
-        return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(device) for k, v in out.items()}
+        return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 
     def _next_windows(self, index: np.ndarray) -> np.ndarray:
         """The window after the look-ahead: slide the window forward; past the episode, end it with final_obs."""
