@@ -39,7 +39,6 @@ Polyak updates are one foreach lerp, batches are tensor indexing, and metrics st
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,9 +156,7 @@ class OfflineActorCritic(Algorithm):
     # ------------------------------------------------------------------ learning
 
     def step(self) -> dict[str, Any]:
-        started = time.perf_counter()
         metrics = self.update(self.data.sample(self.config.batch_size, self.sample_generator))
-        self.update_seconds += time.perf_counter() - started
         return metrics
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -353,9 +350,7 @@ class ActorCritic(OfflineActorCritic):
         self.buffer.add_decisions(transitions)
         metrics: dict[str, Any] = episodes.summary()
         if self.env_steps >= cfg.learning_starts:
-            started = time.perf_counter()
             metrics.update(self.update(self._mixed_batch()))
-            self.update_seconds += time.perf_counter() - started
         return metrics
 
     def _mixed_batch(self) -> dict[str, torch.Tensor]:

@@ -19,7 +19,6 @@ CORL does for locomotion (`robotune/plugins/offline_data.py`).
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,9 +81,7 @@ class IQL(Algorithm):
         self.sample_generator = torch.Generator().manual_seed(context.seed)
 
     def step(self) -> dict[str, Any]:
-        started = time.perf_counter()
         metrics = self.update(self.data.sample(self.config.batch_size, self.sample_generator))
-        self.update_seconds += time.perf_counter() - started
         return metrics
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

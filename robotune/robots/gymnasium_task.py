@@ -12,6 +12,7 @@ environment give `task.random_return` and `task.expert_return`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,8 @@ import numpy as np
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
 from robotune.core.task import Task, TaskConfig
+
+HEADLESS_GL = ("egl", "osmesa")
 
 # D4RL's reference returns (random, expert), by environment family.
 D4RL_REFERENCE_RETURNS = {
@@ -82,6 +85,13 @@ class GymnasiumTask(Task):
     def make_env(self, render_mode: str | None = None) -> gym.Env:
         kwargs = dict(self.config.env_kwargs)
         if render_mode is not None:
+            # Gymnasium's MuJoCo renderer uses the GL backend mujoco chose at import (MUJOCO_GL); without
+            # a headless one and without a display, GLFW aborts the process instead of raising.
+            if os.environ.get("MUJOCO_GL", "").lower() not in HEADLESS_GL and not os.environ.get("DISPLAY"):
+                raise ValueError(
+                    f"task.env_id '{self.config.env_id}' cannot render render_mode={render_mode!r} here: no display; "
+                    f"start with MUJOCO_GL=egl (or osmesa) to render headless"
+                )
             kwargs["render_mode"] = render_mode
         if self.config.max_episode_steps:
             kwargs["max_episode_steps"] = self.config.max_episode_steps
