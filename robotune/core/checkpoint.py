@@ -31,7 +31,7 @@ from robotune.core import registry
 from robotune.core.config import build_config
 from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
-from robotune.core.regularizer import ActionCorrectedPolicy, Regularizer
+from robotune.core.regularizer import ActionCorrectedPolicy, Regularizer, build_regularizer
 from robotune.core.spec import TaskSpec
 
 FORMAT_VERSION = 1
@@ -237,8 +237,7 @@ def _load_correctors(path: Path, meta: dict, config: DictConfig, policy: Policy)
     action_dim = policy.config.act_steps * policy.action_dim
     correctors = []
     for name in meta["action_correctors"]:
-        regularizer_class = registry.get("regularizer", name)
-        regularizer = regularizer_class(build_config(regularizer_class.config_class, config.regularizer[name], f"regularizer.{name}"), obs_dim, action_dim)
+        regularizer = build_regularizer(name, config.regularizer[name], obs_dim, action_dim)
         prefix = f"{name}."
         try:
             regularizer.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})

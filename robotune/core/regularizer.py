@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from robotune.core.config import PluginConfig
+from robotune.core.config import PluginConfig, build_config
 from robotune.core.dataset import EpisodeDataset
 
 
@@ -74,6 +74,17 @@ class Regularizer(nn.Module, ABC):
         return {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None: ...
+
+
+def build_regularizer(name: str, values: Any, obs_dim: int, action_dim: int) -> Regularizer:
+    """The regularizer plugin `name`, configured by `values` (its node under `regularizer.<name>`),
+    for flat observations of `obs_dim` and actions of `action_dim`. The training loop and the
+    checkpoint loader both build regularizers through here."""
+    from robotune.core import registry
+
+    regularizer_class = registry.get("regularizer", name)
+    config = build_config(regularizer_class.config_class, {**values, "name": name}, f"regularizer.{name}")
+    return regularizer_class(config, obs_dim, action_dim)
 
 
 class ActionCorrectedPolicy:

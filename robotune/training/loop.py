@@ -33,7 +33,7 @@ from robotune.core.critic import Critic
 from robotune.core.dataset import EpisodeDataset
 from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
-from robotune.core.regularizer import Regularizer
+from robotune.core.regularizer import Regularizer, build_regularizer
 from robotune.core.task import Task, build_task
 from robotune.data import load_dataset as load_dataset_file
 from robotune.rollout.evaluation import EvalResult, evaluate
@@ -134,12 +134,8 @@ def build_components(cfg: DictConfig, console: Console | None) -> Components:
         return critic_class(build_config(critic_class.config_class, cfg.critic, "critic"), obs_dim, action_dim).to(device)
 
     def build_regularizers(obs_dim: int, action_dim: int) -> list[Regularizer]:
-        regularizers = []
-        for name, node in (cfg.get("regularizer") or {}).items():
-            regularizer_class = registry.get("regularizer", name)
-            config = build_config(regularizer_class.config_class, {**node, "name": name}, f"regularizer.{name}")
-            regularizers.append(regularizer_class(config, obs_dim, action_dim).to(device))
-        return regularizers
+        nodes = cfg.get("regularizer") or {}
+        return [build_regularizer(name, node, obs_dim, action_dim).to(device) for name, node in nodes.items()]
 
     context = TrainingContext(
         policy=policy,
