@@ -5,6 +5,7 @@
     robotune eval checkpoint=runs/reach_around-diffusion-bc-seed0
     robotune deploy checkpoint=DIR robot=planar_arm transport=sim
     robotune data info data/lift.zarr
+    robotune sweep-report multirun/2025-01-31_12-00-00
     robotune plugins
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.resources
 import sys
 from typing import Any, Callable
 
@@ -24,6 +26,7 @@ commands:
   eval      evaluate a checkpoint: robotune eval checkpoint=DIR [episodes=50]
   deploy    run a checkpoint on a robot: robotune deploy checkpoint=DIR robot=NAME transport=ros2|sim
   data      import, export, inspect and generate datasets: robotune data import|export|info|generate --help
+  sweep-report  one table and one plot, mean and std over seeds, of a multirun: robotune sweep-report SWEEP_DIR
   plugins   list every plugin with its kind and the package it came from (exit 1 on any loading problem)
 
 Any Hydra flag works after the command: --multirun, --cfg job, --help."""
@@ -38,6 +41,9 @@ HYDRA_COMMANDS: dict[str, tuple[str, str]] = {
 
 # commands whose composed config selects plugins to build, checked before the command runs
 PLUGIN_CONFIG_COMMANDS = ("train",)
+
+# what the default run_dir already names (runs/<task>-<policy>-<algo>-seed<seed>)
+RUN_IDENTITY_KEYS = ("task", "policy", "algo", "seed")
 
 
 def _resolve(target: str) -> Callable[[DictConfig], Any]:
@@ -108,6 +114,39 @@ def _explain_unloadable_selection(command: str, overrides: list[str]) -> None:
                 sys.exit(f"robotune {command}: {exc}")
 
 
+def _sweep_run_dir_suffix(overrides: list[str]) -> list[str]:
+    """For a multirun that sweeps settings the default run_dir does not name, an override naming them in it.
+
+    `robotune train --multirun seed=0,1 algo.lr=1e-3,3e-4` would otherwise train both learning rates
+    in runs/<task>-<policy>-<algo>-seed<seed>, the second resuming the first's finished run. With
+    `run_dir_suffix='-algo.lr=${algo.lr}'` each job resolves its own value. Group choices
+    (`critic=mlp,other`) are named by `${hydra:runtime.choices.<group>}`.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from robotune.core.registry import KINDS
+
+    multirun = "-m" in overrides or "--multirun" in overrides
+    if not multirun or any(o.lstrip("+").startswith(("run_dir=", "run_dir_suffix=")) for o in overrides):
+        return []
+    groups = set(KINDS.values()) | {entry.name for entry in importlib.resources.files("robotune.configs").iterdir() if entry.is_dir()}
+    parser = OverridesParser.create()
+    names = []
+    for text in overrides:
+        if text.startswith("-") or "=" not in text:
+            continue
+        try:
+            override = parser.parse_override(text)
+        except Exception:  # left to Hydra, which reports malformed overrides itself
+            continue
+        key = override.key_or_group
+        if not override.is_sweep_override() or key in RUN_IDENTITY_KEYS or key.startswith("hydra"):
+            continue
+        value = f"${{hydra:runtime.choices.{key}}}" if key in groups else f"${{{key}}}"
+        names.append(f"{key}={value}")
+    return [f"run_dir_suffix='-{'-'.join(names)}'"] if names else []
+
+
 def run_hydra_command(command: str, overrides: list[str]) -> None:
     import hydra
 
@@ -122,6 +161,8 @@ def run_hydra_command(command: str, overrides: list[str]) -> None:
     if command in PLUGIN_CONFIG_COMMANDS:
         function = _validating_plugin_configs(command, function)
     app = hydra.main(config_path="pkg://robotune.configs", config_name=config_name, version_base=None)(function)
+    if command == "train":
+        overrides = [*overrides, *_sweep_run_dir_suffix(overrides)]
     sys.argv = [f"robotune {command}", *overrides]
     app()
 
@@ -169,6 +210,10 @@ def main(argv: list[str] | None = None) -> None:
         from robotune.data.cli import main as data_main
 
         data_main(overrides)
+    elif command == "sweep-report":
+        from robotune.training.sweeps import main as sweep_report_main
+
+        sweep_report_main(overrides)
     elif command in HYDRA_COMMANDS:
         run_hydra_command(command, overrides)
     else:

@@ -51,6 +51,10 @@ class TrainingContext:
     builds the configured `regularizer=` list. `generator` (on `device`) is the run's source of
     randomness, saved with every checkpoint. `work_dir` is the run directory, for large state that
     lives beside the checkpoints (a memory-mapped replay buffer).
+
+    `rank` and `world_size` place this process among the processes training the run together
+    (torchrun); only an algorithm with `supports_distributed` is given more than one. `seed` and
+    `generator` are then this rank's own, and the algorithm splits its batch and averages gradients.
     """
 
     policy: Policy
@@ -63,6 +67,8 @@ class TrainingContext:
     generator: torch.Generator
     work_dir: Path
     seed: int
+    rank: int = 0
+    world_size: int = 1
 
 
 class Algorithm(ABC):
@@ -74,6 +80,8 @@ class Algorithm(ABC):
 
     config_class: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
     needs_dataset: ClassVar[bool] = False
+    # trains with several processes under torchrun (see TrainingContext.world_size)
+    supports_distributed: ClassVar[bool] = False
 
     def __init__(self, config: AlgorithmConfig, context: TrainingContext) -> None:
         self.config = config

@@ -9,6 +9,10 @@ One `step()` is one gradient update on a batch of (observation window, action ch
 Batches are drawn with BC's own CPU generator and the loss noise with the run's generator, both
 saved with the checkpoint, so an interrupted run resumes to the same weights bit for bit.
 A policy without parameters is trained by fitting nothing: its normalisers already hold the data.
+
+Under torchrun (`robotune/training/distributed.py`) each of the N processes draws batch_size / N
+windows with its own generators and DistributedDataParallel averages the gradients, so a step is
+one update on the global batch of batch_size, and the logged loss is its mean over the processes.
 """
 
 from __future__ import annotations
@@ -23,6 +27,13 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from robotune.core.algorithm import Algorithm, AlgorithmConfig, TrainingContext
 from robotune.core.policy import Policy
 from robotune.core.registry import register
+from robotune.training.distributed import (
+    distributed_policy_loss,
+    gather_rank_states,
+    local_batch_size,
+    mean_over_ranks,
+    own_rank_state,
+)
 from robotune.training.samplers import WindowSampler, episode_range
 
 
@@ -51,6 +62,7 @@ class BehaviourCloning(Algorithm):
     config_class = BCConfig
     config: BCConfig
     needs_dataset = True
+    supports_distributed = True
 
     def __init__(self, config: BCConfig, context: TrainingContext) -> None:
         super().__init__(config, context)
@@ -58,7 +70,12 @@ class BehaviourCloning(Algorithm):
         train_data, self.validation = self._split(context.dataset)
         self.sampler = WindowSampler(train_data, policy.config.obs_horizon, policy.config.horizon)
         self.batch_generator = torch.Generator().manual_seed(context.seed)
+        self.rank_batch_size = local_batch_size(config.batch_size, context.world_size)
         self.parameters = [p for p in policy.parameters() if p.requires_grad]
+        # Wrapped before the EMA copies the weights: the wrap gives every rank rank 0's weights.
+        self.compute_loss = (
+            distributed_policy_loss(policy, context.device) if context.world_size > 1 and self.parameters else policy.loss
+        )
         self.optimizer = (
             torch.optim.AdamW(self.parameters, lr=config.lr, weight_decay=config.weight_decay) if self.parameters else None
         )
@@ -98,9 +115,9 @@ class BehaviourCloning(Algorithm):
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     def step(self) -> dict[str, float]:
-        batch = {k: v.to(self.context.device) for k, v in self.sampler.sample(self.config.batch_size, self.batch_generator).items()}
+        batch = {k: v.to(self.context.device) for k, v in self.sampler.sample(self.rank_batch_size, self.batch_generator).items()}
         self.policy.train()
-        loss, metrics = self.policy.loss(batch, self.context.generator)
+        loss, metrics = self.compute_loss(batch, self.context.generator)
         self.grad_steps += 1
         if self.optimizer is None:
             return {"loss": loss.item(), **metrics}
@@ -111,7 +128,8 @@ class BehaviourCloning(Algorithm):
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.policy)
-        metrics = {"loss": loss.item(), "grad_norm": grad_norm.item(), "lr": self.scheduler.get_last_lr()[0], **metrics}
+        global_loss = mean_over_ranks(loss.detach(), self.context.world_size).item()
+        metrics = {"loss": global_loss, "grad_norm": grad_norm.item(), "lr": self.scheduler.get_last_lr()[0], **metrics}
         if self.validation and self.grad_steps % self.config.validation_every == 0:
             metrics["val_loss"] = self.validation_loss()
         return metrics
@@ -126,7 +144,7 @@ class BehaviourCloning(Algorithm):
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "batch_generator": self.batch_generator.get_state(),
+            "batch_generator": gather_rank_states(self.batch_generator.get_state(), self.context.world_size),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -136,4 +154,5 @@ class BehaviourCloning(Algorithm):
             self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
-        self.batch_generator.set_state(state["batch_generator"])
+        context = self.context
+        self.batch_generator.set_state(own_rank_state(state["batch_generator"], context.rank, context.world_size, "batch_generator"))

@@ -8,6 +8,9 @@ running the same command again after an interruption resumes from the newest che
 algorithm's state (weights, optimisers, counters, replay-buffer position), the loop's generator
 and the step are restored. Metrics are logged against the loop step, gradient steps and
 environment steps.
+
+Launched by torchrun, every process runs this loop as one rank of the run (see
+`robotune/training/distributed.py`); rank 0 alone logs, writes checkpoints and evaluates.
 """
 
 from __future__ import annotations
@@ -19,11 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.core.utils import JobReturn, JobStatus
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
-from rich.table import Table
 
 from robotune.core import registry
 from robotune.core.algorithm import Algorithm, TrainingContext
@@ -39,6 +39,15 @@ from robotune.data import load_dataset as load_dataset_file
 from robotune.rollout.evaluation import EvalResult, evaluate
 from robotune.rollout.vector import make_vector_env
 from robotune.training.demonstrations import cached_demonstrations
+from robotune.training.distributed import (
+    SINGLE_PROCESS,
+    ProcessGroup,
+    gather_rank_states,
+    join_process_group,
+    leave_process_group,
+    own_rank_state,
+    rank_seed,
+)
 from robotune.training.samplers import episode_range
 from robotune.training.run_logging import LoggerConfig, RunLogger, plot_learning_curve
 
@@ -115,19 +124,31 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_components(cfg: DictConfig, console: Console | None) -> Components:
+def build_components(
+    cfg: DictConfig, console: Console | None, processes: ProcessGroup = SINGLE_PROCESS, device: torch.device | None = None
+) -> Components:
+    """The run's parts; with several processes, this rank's (same weights, its own seed and generator)."""
     task = build_task(cfg.task)
     algorithm_class = registry.get("algorithm", cfg.algo.name)
+    if processes.world_size > 1 and not algorithm_class.supports_distributed:
+        raise ValueError(
+            f"algo={cfg.algo.name} does not train with several processes; run it without torchrun "
+            f"(this launch has {processes.world_size})"
+        )
     algorithm_config = build_config(algorithm_class.config_class, cfg.algo, "algo")
-    dataset = load_dataset(cfg, task, console) if algorithm_class.needs_dataset else None
+    dataset = None
+    if algorithm_class.needs_dataset:
+        with processes.main_first():  # rank 0 records the demonstrations that the others read from the cache
+            dataset = load_dataset(cfg, task, console)
     torch.manual_seed(cfg.seed)  # weight initialisation (policy, critics, residual heads) draws from torch's global generator
     if cfg.init_from:
         policy, parent = policy_from_checkpoint(cfg, task)
     else:
         policy, parent = fresh_policy(cfg, task, dataset), None
-    device = resolve_device(cfg.device)
+    device = device or resolve_device(cfg.device)
     policy.to(device)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    seed = rank_seed(cfg.seed, processes.rank)
+    generator = torch.Generator(device=device).manual_seed(seed)
 
     def build_critic(obs_dim: int, action_dim: int) -> Critic:
         critic_class = registry.get("critic", cfg.critic.name)
@@ -147,7 +168,9 @@ def build_components(cfg: DictConfig, console: Console | None) -> Components:
         device=device,
         generator=generator,
         work_dir=Path(cfg.run_dir),
-        seed=cfg.seed,
+        seed=seed,
+        rank=processes.rank,
+        world_size=processes.world_size,
     )
     return Components(task, dataset, policy, algorithm_class(algorithm_config, context), generator, parent)
 
@@ -167,15 +190,26 @@ def run_evaluation(cfg: DictConfig, algo: Algorithm, task: Task, episodes: int, 
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run (or resume) a training run described by `cfg`; returns the summary also written to summary.json."""
-    console = Console(soft_wrap=True)  # whole lines in logs and pipes
+    """Run (or resume) a training run described by `cfg`; returns the summary also written to summary.json.
+
+    Under torchrun this process is one rank of the run; ranks other than 0 return an empty summary.
+    """
+    processes, device = join_process_group(resolve_device(cfg.device))
+    try:
+        return train_rank(cfg, processes, device)
+    finally:
+        leave_process_group()
+
+
+def train_rank(cfg: DictConfig, processes: ProcessGroup, device: torch.device) -> dict[str, Any]:
+    console = Console(soft_wrap=True, quiet=not processes.is_main)  # whole lines in logs and pipes
     torch.set_num_threads(cfg.torch_threads)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = list_checkpoints(run_dir / "checkpoints")
     if checkpoints and not cfg.resume:
         raise FileExistsError(f"{run_dir} already holds checkpoints; pass resume=true to continue it or a new run_dir")
-    parts = build_components(cfg, console)
+    parts = build_components(cfg, console, processes, device)
     algo, policy = parts.algorithm, parts.policy
     logger_config = build_config(LoggerConfig, cfg.logger, "logger")
 
@@ -184,7 +218,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         state = load_training_state(checkpoints[-1])
         algo.load_counters(state["counters"])
         algo.load_state_dict(state["algorithm"])
-        parts.generator.set_state(state["generator"])
+        parts.generator.set_state(own_rank_state(state["generator"], processes.rank, processes.world_size, "generator"))
         start_step = state["step"]
         console.print(f"Resuming [bold]{run_dir}[/] from {checkpoints[-1].name} (step {start_step})")
     data_note = f"{len(parts.dataset)} episodes, {parts.dataset.num_steps} steps, " if parts.dataset is not None else ""
@@ -194,13 +228,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         f"{data_note}{sum(p.numel() for p in policy.parameters()):,} policy parameters"
     )
 
-    def checkpoint(step: int) -> Path:
+    def checkpoint(step: int) -> Path | None:
+        """Called on every rank, which all give their generator states; rank 0 writes and returns the path."""
         training_state = {
             "algorithm": algo.state_dict(),
             "counters": algo.counters(),
-            "generator": parts.generator.get_state(),
+            "generator": gather_rank_states(parts.generator.get_state(), processes.world_size),
             "step": step,
         }
+        if not processes.is_main:
+            return None
         return save_checkpoint(
             run_dir / "checkpoints",
             step,
@@ -214,6 +251,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     total = cfg.algo.steps
     started = time.monotonic()
+    if not processes.is_main:
+        for step in range(start_step + 1, total + 1):
+            algo.step()
+            if step % cfg.checkpoint_every == 0 and step < total:
+                checkpoint(step)
+        if start_step < total:
+            checkpoint(total)
+        algo.close()
+        return {}
     with RunLogger(run_dir, logger_config, total, start_step, console) as log:
         best = BestCheckpoint(run_dir, cfg.eval.best_metric)  # after the logger cut metrics back to the restored step
         for step in range(start_step + 1, total + 1):
@@ -301,24 +347,3 @@ class BestCheckpoint:
             f"last10_mean_{self.metric}": sum(last_ten) / len(last_ten) if last_ten else None,
         }
 
-
-class MultirunSummary(Callback):
-    """Hydra callback: after `robotune train --multirun ...`, one table of every job's result."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-
-    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if job_return.status == JobStatus.COMPLETED and isinstance(job_return.return_value, dict):
-            self.rows.append(job_return.return_value)
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if not self.rows:
-            return
-        table = Table(title="robotune multirun summary")
-        columns = ("task", "policy", "algorithm", "seed", "eval_success_rate", "eval_mean_return", "checkpoint")
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        for row in self.rows:
-            table.add_row(*(f"{row.get(c):.2f}" if isinstance(row.get(c), float) else str(row.get(c)) for c in columns))
-        Console(width=160).print(table)

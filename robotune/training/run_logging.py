@@ -17,6 +17,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "learning_curve.png"
 
+# The curves a learning-curve figure shows, when a run logged them: (metric, axis label, log scale).
+# The training loss is read against loop steps; the others against environment steps in RL runs.
+CURVES = (
+    ("train/loss", "training loss", True),
+    ("train/episode_return", "episode return (training rollouts)", False),
+    ("eval/mean_return", "evaluated return", False),
+    ("train/success_rate", "success rate (training rollouts)", False),
+    ("eval/success_rate", "evaluated success rate", False),
+)
+
 
 @dataclass
 class LoggerConfig:
@@ -95,18 +105,13 @@ class RunLogger:
 def plot_learning_curve(metrics_file: Path, out_file: Path, title: str) -> None:
     """One panel per available curve: training loss (log scale) against step; for RL runs, episode
     return and success rate against environment steps; evaluated success rate and return."""
-    records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line]
-    rl = any(r.get("env_steps") for r in records)
-    x_key, x_label = ("env_steps", "environment steps") if rl else ("step", "step")
+    records = read_metrics(metrics_file)
+    rl = is_rl_run(records)
+    x_label = "environment steps" if rl else "step"
     panels = []
-    for key, label, log_scale in (
-        ("train/loss", "training loss", True),
-        ("train/episode_return", "episode return (training rollouts)", False),
-        ("eval/mean_return", "evaluated return", False),
-        ("train/success_rate", "success rate (training rollouts)", False),
-        ("eval/success_rate", "evaluated success rate", False),
-    ):
-        points = [(r.get(x_key if key != "train/loss" else "step", 0), r[key]) for r in records if key in r]
+    for key, label, log_scale in CURVES:
+        x_key = curve_x_key(key, rl)
+        points = [(r.get(x_key, 0), r[key]) for r in records if key in r]
         if key == "eval/mean_return" and not rl:
             continue  # BC runs: success rate is the evaluation that matters, keep the figure as it was
         if points:
@@ -124,3 +129,17 @@ def plot_learning_curve(metrics_file: Path, out_file: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(out_file, dpi=100)
     plt.close(fig)
+
+
+def read_metrics(metrics_file: Path) -> list[dict]:
+    """The records of a run's metrics.jsonl, in order."""
+    return [json.loads(line) for line in metrics_file.read_text().splitlines() if line]
+
+
+def is_rl_run(records: list[dict]) -> bool:
+    """Whether the run stepped environments (its curves are then read against environment steps)."""
+    return any(r.get("env_steps") for r in records)
+
+
+def curve_x_key(metric: str, rl: bool) -> str:
+    return "env_steps" if rl and metric != "train/loss" else "step"
