@@ -161,8 +161,10 @@ def run_hydra_command(command: str, overrides: list[str]) -> None:
     if command in PLUGIN_CONFIG_COMMANDS:
         function = _validating_plugin_configs(command, function)
     app = hydra.main(config_path="pkg://robotune.configs", config_name=config_name, version_base=None)(function)
-    if command == "train":
-        overrides = [*overrides, *_sweep_run_dir_suffix(overrides)]
+    if command == "train" and (suffix := _sweep_run_dir_suffix(overrides)):
+        # beside the other overrides: argparse takes them as one run of arguments, not split by a flag like --cfg
+        first = next(i for i, text in enumerate(overrides) if "=" in text and not text.startswith("-"))
+        overrides = [*overrides[:first], *suffix, *overrides[first:]]
     sys.argv = [f"robotune {command}", *overrides]
     app()
 

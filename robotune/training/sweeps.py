@@ -244,7 +244,7 @@ def write_report(sweep_dir: Path, out_prefix: Path | None = None) -> dict[str, P
     paths["md"].write_text(f"# Sweep {sweep_dir}\n\nMean ± std over seeds (n − 1), final evaluation of each run.\n\n"
                            + markdown_table(columns, rows) + note)
     write_csv(paths["csv"], columns, rows)
-    plot_sweep(runs, paths["png"], f"sweep {sweep_dir.name}")
+    plot_sweep(runs, paths["png"], f"sweep {sweep_dir.name}: mean ± std over seeds")
     return paths
 
 
