@@ -15,9 +15,12 @@ import functools
 import importlib
 import importlib.resources
 import sys
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    from hydra.core.override_parser.types import Override
 
 USAGE = """usage: robotune <command> [hydra overrides...]
 
@@ -70,27 +73,35 @@ def _validating_plugin_configs(command: str, function: Callable[[DictConfig], An
     return validated
 
 
-def _selected_plugins(overrides: list[str]) -> list[tuple[str, str]]:
-    """(kind, name) for every `group=name` override that selects a plugin, sweeps included."""
+def _parsed_overrides(overrides: list[str]) -> Iterator[Override]:
+    """The command line's `key=value` overrides, parsed; flags, and overrides Hydra will report as malformed, skipped."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from robotune.core.registry import KINDS
-
-    kind_of_group = {group: kind for kind, group in KINDS.items()}
     parser = OverridesParser.create()
-    selected = []
     for text in overrides:
         if text.startswith("-") or "=" not in text:
             continue
         try:
-            override = parser.parse_override(text)
-            kind = kind_of_group.get(override.key_or_group)
-            if kind is None or override.is_delete():
-                continue
-            names = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
-            selected += [(kind, str(name)) for name in names if name is not None]  # `policy=null` selects none
+            yield parser.parse_override(text)
         except Exception:  # left to Hydra, which reports malformed overrides itself
             continue
+
+
+def _selected_plugins(overrides: list[str]) -> list[tuple[str, str]]:
+    """(kind, name) for every `group=name` override that selects a plugin, sweeps included."""
+    from robotune.core.registry import KINDS
+
+    kind_of_group = {group: kind for kind, group in KINDS.items()}
+    selected = []
+    for override in _parsed_overrides(overrides):
+        kind = kind_of_group.get(override.key_or_group)
+        if kind is None or override.is_delete():
+            continue
+        try:
+            names = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        except Exception:  # a sweep that lists no names (an interval): left to Hydra, which reports it
+            continue
+        selected += [(kind, str(name)) for name in names if name is not None]  # `policy=null` selects none
     return selected
 
 
@@ -122,23 +133,14 @@ def _sweep_run_dir_suffix(overrides: list[str]) -> list[str]:
     `run_dir_suffix='-algo.lr=${algo.lr}'` each job resolves its own value. Group choices
     (`critic=mlp,other`) are named by `${hydra:runtime.choices.<group>}`.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     from robotune.core.registry import KINDS
 
     multirun = "-m" in overrides or "--multirun" in overrides
     if not multirun or any(o.lstrip("+").startswith(("run_dir=", "run_dir_suffix=")) for o in overrides):
         return []
     groups = set(KINDS.values()) | {entry.name for entry in importlib.resources.files("robotune.configs").iterdir() if entry.is_dir()}
-    parser = OverridesParser.create()
     names = []
-    for text in overrides:
-        if text.startswith("-") or "=" not in text:
-            continue
-        try:
-            override = parser.parse_override(text)
-        except Exception:  # left to Hydra, which reports malformed overrides itself
-            continue
+    for override in _parsed_overrides(overrides):
         key = override.key_or_group
         if not override.is_sweep_override() or key in RUN_IDENTITY_KEYS or key.startswith("hydra"):
             continue
