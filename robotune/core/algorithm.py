@@ -46,7 +46,9 @@ class TrainingContext:
 
     `make_envs(num_envs, mode)` returns a Gymnasium vector env, "sync" or "async" (subprocess
     workers), that autoresets with the final observation kept in `info["final_obs"]`; seed it at
-    its first reset. `build_critic(obs_dim, action_dim)` builds the configured `critic=` plugin
+    its first reset. `make_chunk_rollout(num_envs, mode, obs_horizon, act_steps, gamma)` returns a
+    chunk rollout over that many environments, in this process or on the run's Ray workers
+    (`runtime=ray`); its `collect` takes a `Decider` (robotune/rollout/chunk_rollout.py). `build_critic(obs_dim, action_dim)` builds the configured `critic=` plugin
     (action_dim 0 for a state-value critic) on `device`; `build_regularizers(obs_dim, action_dim)`
     builds the configured `regularizer=` list. `generator` (on `device`) is the run's source of
     randomness, saved with every checkpoint. `work_dir` is the run directory, for large state that
@@ -57,6 +59,7 @@ class TrainingContext:
     task: Task
     dataset: EpisodeDataset | None
     make_envs: Callable[..., gym.vector.VectorEnv]
+    make_chunk_rollout: Callable[..., Any]
     build_critic: Callable[[int, int], Critic]
     build_regularizers: Callable[[int, int], list[Regularizer]]
     device: torch.device

@@ -206,6 +206,13 @@ class Checkpoint:
     meta: dict
 
 
+def build_policy(policy_config: Any, spec: TaskSpec) -> Policy:
+    """An untrained policy from its plugin config (a `policy` node with its name) and task spec; load weights next."""
+    policy_class = registry.get("policy", policy_config["name"])
+    config = build_config(policy_class.config_class, policy_config, "policy")
+    return policy_class(config, spec, Normalizer.identity(spec.obs_dim), Normalizer.identity(spec.action_dim))
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Rebuild the policy from the directory alone: its config, task spec and weights."""
     path = resolve_checkpoint(path)
@@ -217,13 +224,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint file {config_file} is missing")
     config = OmegaConf.load(config_file)
     spec = TaskSpec.from_dict(meta["task_spec"])
-    policy_class = _recorded_plugin(path, meta, "policy")
-    policy_config = build_config(policy_class.config_class, config.policy, "policy")
-    policy = policy_class(policy_config, spec, Normalizer.identity(spec.obs_dim), Normalizer.identity(spec.action_dim))
+    _recorded_plugin(path, meta, "policy")  # a clear error when the policy's package is missing
+    policy = build_policy(config.policy, spec)
     try:
         policy.load_state_dict(_read_tensors(path / "policy.safetensors"))
     except RuntimeError as exc:
-        raise CheckpointError(f"{path / 'policy.safetensors'} does not match policy '{policy_config.name}': {exc}") from None
+        raise CheckpointError(f"{path / 'policy.safetensors'} does not match policy '{policy.config.name}': {exc}") from None
     policy.eval()
     if meta.get("action_correctors"):
         policy = ActionCorrectedPolicy(policy, _load_correctors(path, meta, config, policy))

@@ -12,12 +12,14 @@ environment steps.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import gymnasium as gym
 import torch
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
@@ -36,6 +38,7 @@ from robotune.core.policy import Policy
 from robotune.core.regularizer import Regularizer, build_regularizer
 from robotune.core.task import Task, build_task
 from robotune.data import load_dataset as load_dataset_file
+from robotune.rollout.chunk_rollout import local_chunk_rollouts
 from robotune.rollout.evaluation import EvalResult, evaluate
 from robotune.rollout.vector import make_vector_env
 from robotune.training.demonstrations import cached_demonstrations
@@ -115,6 +118,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def chunk_rollout_factory(cfg: DictConfig, make_envs: Callable[..., gym.vector.VectorEnv]) -> Callable[..., Any]:
+    """`TrainingContext.make_chunk_rollout` for the run's `runtime`: local, or Ray workers (imported only then)."""
+    if cfg.runtime.name == "local":
+        return local_chunk_rollouts(make_envs, cfg.seed)
+    if cfg.runtime.name == "ray":
+        from robotune.rollout.ray_rollout import RayChunkRollout, RayRuntimeConfig
+
+        ray_config = build_config(RayRuntimeConfig, cfg.runtime, "runtime")
+        task_config = OmegaConf.to_container(cfg.task, resolve=True)
+        return functools.partial(RayChunkRollout, task_config, seed=cfg.seed, config=ray_config)
+    raise ValueError(f"invalid config 'runtime.name': expected 'local' or 'ray', got '{cfg.runtime.name}'")
+
+
 def build_components(cfg: DictConfig, console: Console | None) -> Components:
     task = build_task(cfg.task)
     algorithm_class = registry.get("algorithm", cfg.algo.name)
@@ -137,11 +153,21 @@ def build_components(cfg: DictConfig, console: Console | None) -> Components:
         nodes = cfg.get("regularizer") or {}
         return [build_regularizer(name, node, obs_dim, action_dim).to(device) for name, node in nodes.items()]
 
+    def make_envs(num_envs: int, mode: str = "sync") -> gym.vector.VectorEnv:
+        return make_vector_env(task, num_envs, mode)
+
+    make_rollout, rollouts = chunk_rollout_factory(cfg, make_envs), []  # rollouts: to check that runtime=ray is used
+
+    def make_chunk_rollout(*args: Any) -> Any:
+        rollouts.append(make_rollout(*args))
+        return rollouts[-1]
+
     context = TrainingContext(
         policy=policy,
         task=task,
         dataset=dataset,
-        make_envs=lambda num_envs, mode="sync": make_vector_env(task, num_envs, mode),
+        make_envs=make_envs,
+        make_chunk_rollout=make_chunk_rollout,
         build_critic=build_critic,
         build_regularizers=build_regularizers,
         device=device,
@@ -149,7 +175,14 @@ def build_components(cfg: DictConfig, console: Console | None) -> Components:
         work_dir=Path(cfg.run_dir),
         seed=cfg.seed,
     )
-    return Components(task, dataset, policy, algorithm_class(algorithm_config, context), generator, parent)
+    algorithm = algorithm_class(algorithm_config, context)
+    if cfg.runtime.name != "local" and not rollouts:
+        algorithm.close()
+        raise ValueError(
+            f"runtime={cfg.runtime.name} runs the rollouts of on-policy RL (algo=ppo, dppo, residual_ppo, fpo); "
+            f"algo={cfg.algo.name} collects none through it: use runtime=local"
+        )
+    return Components(task, dataset, policy, algorithm, generator, parent)
 
 
 def run_evaluation(cfg: DictConfig, algo: Algorithm, task: Task, episodes: int, video_dir: Path | None = None) -> EvalResult:
