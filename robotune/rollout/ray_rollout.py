@@ -152,8 +152,8 @@ class RayChunkRollout:
         if self.started_ray:
             if config.address:
                 ray.init(address=config.address, log_to_driver=True)
-            else:  # a private instance on this machine, reachable on loopback only
-                ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=True)
+            else:  # a private instance on this machine
+                ray.init(include_dashboard=False, log_to_driver=True)
         shares = [num_envs // config.num_workers + (w < num_envs % config.num_workers) for w in range(config.num_workers)]
         self.env_offsets = list(np.cumsum([0] + shares[:-1]).tolist())
         self.shares = shares
