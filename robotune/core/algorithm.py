@@ -71,12 +71,16 @@ class TrainingContext:
 class Algorithm(ABC):
     """Register subclasses with `@register("algorithm", name)`; select with `algo=<name>`.
 
-    Set `needs_dataset = True` when the algorithm learns from a dataset (BC, offline RL): the loop
-    then loads or records one and passes it in the context.
+    Override `needs_dataset` when the algorithm learns from a dataset (BC, offline RL, online RL
+    that mixes offline data in): the loop then loads or records one and passes it in the context.
     """
 
     config_class: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
-    needs_dataset: ClassVar[bool] = False
+
+    @classmethod
+    def needs_dataset(cls, config: AlgorithmConfig) -> bool:
+        """Whether the loop should load (`data.path`) or record the dataset for a run with this config."""
+        return False
 
     def __init__(self, config: AlgorithmConfig, context: TrainingContext) -> None:
         self.config = config

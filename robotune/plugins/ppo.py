@@ -122,7 +122,7 @@ def sample_decisions(modules: dict[str, torch.nn.Module], obs: np.ndarray, gener
     """PPO's decision rule: raw windows (M, To, Do) -> raw executed actions (M, act_steps, Da) and, per decision,
     the log-probability, the critic's value and the sampling trace. Module-level so Ray workers run it too."""
     policy, critic = modules["policy"], modules["critic"]
-    obs_norm = policy.obs_normalizer.normalize(torch.as_tensor(obs, device=generator.device))
+    obs_norm = policy.normalize_obs(obs)
     chunk_norm, trace, log_prob = policy.sample_with_trace(obs_norm, generator)
     executed = chunk_norm[:, : policy.config.act_steps].clamp(-1.0, 1.0)
     actions = policy.action_normalizer.unnormalize(executed).cpu().numpy()
@@ -159,19 +159,13 @@ class PPO(Algorithm):
         self.reward_scaler = RunningReturnScaler(config.num_envs, config.reward_clip) if config.reward_scaling else None
         self.iteration = 0
 
-    # ------------------------------------------------------------------ acting
-
-    def _obs_norm(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Raw windows (M, To, Do) -> normalised tensor on the device."""
-        return self.policy.obs_normalizer.normalize(torch.as_tensor(obs, device=self.context.device))
-
     # ------------------------------------------------------------------ learning
 
     @torch.no_grad()
     def _advantages(self, batch: DecisionBatch) -> tuple[torch.Tensor, torch.Tensor]:
         device = self.context.device
         value = batch.payload["value"]
-        next_value = self.critic.value(self._obs_norm(batch.next_obs).flatten(1)).mean(0)
+        next_value = self.critic.value(self.policy.normalize_obs(batch.next_obs).flatten(1)).mean(0)
         reward = self.reward_scaler.scale(batch) if self.reward_scaler is not None else batch.reward
         grid = torch.as_tensor(batch.grid, device=device)
         on_grid = {
@@ -213,7 +207,7 @@ class PPO(Algorithm):
         """GAE, then `epochs` passes of clipped-surrogate and value updates over the policy samples."""
         cfg, device = self.config, self.context.device
         advantages, returns = self._advantages(batch)
-        obs_norm = self._obs_norm(batch.obs)
+        obs_norm = self.policy.normalize_obs(batch.obs)
         samples = self.policy_samples(batch, obs_norm)
         train_policy = self.iteration >= cfg.critic_warmup_iterations
 

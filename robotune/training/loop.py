@@ -135,7 +135,7 @@ def build_components(cfg: DictConfig, console: Console | None) -> Components:
     task = build_task(cfg.task)
     algorithm_class = registry.get("algorithm", cfg.algo.name)
     algorithm_config = build_config(algorithm_class.config_class, cfg.algo, "algo")
-    dataset = load_dataset(cfg, task, console) if algorithm_class.needs_dataset else None
+    dataset = load_dataset(cfg, task, console) if algorithm_class.needs_dataset(algorithm_config) else None
     torch.manual_seed(cfg.seed)  # weight initialisation (policy, critics, residual heads) draws from torch's global generator
     if cfg.init_from:
         policy, parent = policy_from_checkpoint(cfg, task)
