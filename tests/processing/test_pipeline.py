@@ -80,6 +80,7 @@ def test_z_score_and_min_max_per_key_match_a_hand_computation():
         (ProcessorsConfig(observation_keys=["goal", "goal.x"]), r"key 'goal.x' selects \['goal.x'\] again"),
         (ProcessorsConfig(observation_keys=["goal[2:]"]), r"key 'goal\[2:\]' selects none of \['goal.x', 'goal.y'\]"),
     ],
+    ids=["unknown-key", "unknown-angle", "angle-not-selected", "selected-twice", "empty-slice"],
 )
 def test_a_bad_key_is_an_error_naming_the_field_and_the_key(config, message):
     with pytest.raises(ProcessorError, match=message):
