@@ -47,6 +47,7 @@ from robotune.deploy.observation import ArrayTopic, ObservationError, Observatio
 from robotune.deploy.planner import ChunkPlanner
 from robotune.deploy.safety import HOLDS, SafetyConfig, SafetyLayer, Verdict
 from robotune.deploy.transport import Transport
+from robotune.processing.normalizers import observation_kinds
 from robotune.processing.pipeline import ObservationProcessors
 
 log = logging.getLogger("robotune.deploy")
@@ -294,9 +295,11 @@ class PolicyRunner:
         normalizer = self.policy.obs_normalizer
         center, half_range = normalizer.center.numpy().astype(np.float64), normalizer.half_range.numpy().astype(np.float64)
         norm = (obs - center) / half_range
+        names, normalizer = self.processors.obs_names, self.processors.normalizer
+        z_scored = [kind == "z_score" for kind in observation_kinds(normalizer, names)] if normalizer else [False] * len(names)
         self.out_of_distribution = [
-            f"{name}={value:.3f} (training range [{c - h:.3f}, {c + h:.3f}])"
-            for name, value, x, c, h in zip(self.processors.obs_names, obs, norm, center, half_range)
+            f"{name}={value:.3f} (" + (f"{x:+.1f} std from the training mean {c:.3f}" if z else f"training range [{c - h:.3f}, {c + h:.3f}]") + ")"
+            for name, value, x, c, h, z in zip(names, obs, norm, center, half_range, z_scored)
             if abs(x) > self.config.ood_warn_norm
         ]
         if self.out_of_distribution:
