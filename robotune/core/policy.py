@@ -10,8 +10,8 @@ Subclasses implement `compute_loss` and `sample_chunk_norm`; everything else is 
 
 Rules a policy author can rely on (and must respect):
 - Normalisers map the dataset's per-dimension min/max to [-1, 1] (RL from scratch: the task's action
-  bounds, identity for observations); predicted chunks are clamped to [-1, 1] before
-  unnormalising, so actions never leave the demonstrated (or allowed) range.
+  bounds, identity for observations; observations may be z-scored instead); predicted chunks are
+  clamped to [-1, 1] before unnormalising, so actions never leave the demonstrated (or allowed) range.
 - Every random draw, in training and sampling, comes from the `generator` passed in: a run and its
   resumption draw the same numbers.
 - The module's buffers must have sizes fixed by the config and spec: a checkpoint is loaded by

@@ -1,7 +1,11 @@
 """`robotune train`: one loop for behaviour cloning, on-policy, off-policy and offline RL.
 
-    task -> [dataset] -> policy (fresh, or `init_from` a checkpoint) -> algorithm.step() x algo.steps
+    task -> [dataset] -> processors -> policy (fresh, or `init_from` a checkpoint) -> algorithm.step() x algo.steps
          -> checkpoints -> evaluation
+
+The processors (`robotune.processing`, the `processors:` config) turn the task's observation into
+the policy's; the dataset is processed once, the task's environments through a wrapper, and every
+checkpoint stores them, so evaluation and deployment apply the same.
 
 The run directory is derived from the config (task, policy, algorithm, seed) unless given, so
 running the same command again after an interruption resumes from the newest checkpoint: the
@@ -33,11 +37,13 @@ from robotune.core.checkpoint import list_checkpoints, load_checkpoint, load_tra
 from robotune.core.config import build_config
 from robotune.core.critic import Critic
 from robotune.core.dataset import EpisodeDataset
-from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.regularizer import Regularizer, build_regularizer
 from robotune.core.task import Task, build_task
 from robotune.data import load_dataset as load_dataset_file
+from robotune.processing.normalizers import fit_normalizers
+from robotune.processing.pipeline import ObservationProcessors, ProcessorsConfig
+from robotune.processing.task import processed_task
 from robotune.rollout.chunk_rollout import local_chunk_rollouts
 from robotune.rollout.evaluation import EvalResult, evaluate
 from robotune.rollout.vector import make_vector_env
@@ -48,9 +54,10 @@ from robotune.training.run_logging import LoggerConfig, RunLogger, plot_learning
 
 @dataclass
 class Components:
-    task: Task
-    dataset: EpisodeDataset | None
+    task: Task  # as the policy sees it, through the processors
+    dataset: EpisodeDataset | None  # processed
     policy: Policy
+    processors: ObservationProcessors
     algorithm: Algorithm
     generator: torch.Generator
     parent: dict | None  # the checkpoint this run was initialised from
@@ -78,25 +85,23 @@ def load_dataset(cfg: DictConfig, task: Task, console: Console | None) -> Episod
 
 
 def fresh_policy(cfg: DictConfig, task: Task, dataset: EpisodeDataset | None) -> Policy:
-    """A new policy. Normalisers come from the dataset's min/max; without a dataset (RL from scratch),
-    actions use the task's bounds and observations are left as they are."""
-    spec = task.spec
+    """A new policy for `task` (as the policy sees it), its normalisers fitted to `dataset` (processed
+    alike) as `cfg.processors.normalizer` says; without a dataset (RL from scratch), actions use the
+    task's bounds and observations are left as they are."""
     policy_class = registry.get("policy", cfg.policy.name)
     policy_config = build_config(policy_class.config_class, cfg.policy, "policy")
-    if dataset is not None:
-        stats = dataset.stats()
-        obs_normalizer = Normalizer(stats["obs_min"], stats["obs_max"])
-        action_normalizer = Normalizer(stats["action_min"], stats["action_max"])
-    else:
-        obs_normalizer = Normalizer.identity(spec.obs_dim)
-        action_normalizer = Normalizer(spec.action_low, spec.action_high)
-    return policy_class(policy_config, spec, obs_normalizer, action_normalizer)
+    normalizer = build_config(ProcessorsConfig, cfg.processors, "processors").normalizer
+    obs_normalizer, action_normalizer = fit_normalizers(normalizer, task.spec, dataset)
+    return policy_class(policy_config, task.spec, obs_normalizer, action_normalizer)
 
 
-def policy_from_checkpoint(cfg: DictConfig, task: Task) -> tuple[Policy, dict]:
-    """The trained policy of `init_from`, with its normalisers and spec; the run's policy config becomes its."""
+def policy_from_checkpoint(cfg: DictConfig, task: Task) -> tuple[Policy, dict, ObservationProcessors]:
+    """The trained policy of `init_from`, with its normalisers, spec and processors; the run's policy
+    and processors config become its."""
     path = resolve_checkpoint(cfg.init_from)
     parent = load_checkpoint(path)
+    processors = ObservationProcessors.from_meta(parent.meta)
+    processors.check_task(task.spec)
     if parent.task_spec.name != task.spec.name:
         raise ValueError(
             f"init_from={cfg.init_from} was trained on task '{parent.task_spec.name}', but this run's task is '{task.spec.name}'"
@@ -108,8 +113,9 @@ def policy_from_checkpoint(cfg: DictConfig, task: Task) -> tuple[Policy, dict]:
         )
     with open_dict(cfg):
         cfg.policy = parent.config.policy  # the saved config must rebuild this exact policy
+        cfg.processors = OmegaConf.structured(processors.config)
     policy = parent.policy.train()
-    return policy, {"checkpoint": str(path), "step": parent.meta["step"], "plugins": parent.meta["plugins"]}
+    return policy, {"checkpoint": str(path), "step": parent.meta["step"], "plugins": parent.meta["plugins"]}, processors
 
 
 def resolve_device(name: str) -> torch.device:
@@ -138,9 +144,15 @@ def build_components(cfg: DictConfig, console: Console | None) -> Components:
     dataset = load_dataset(cfg, task, console) if algorithm_class.needs_dataset(algorithm_config) else None
     torch.manual_seed(cfg.seed)  # weight initialisation (policy, critics, residual heads) draws from torch's global generator
     if cfg.init_from:
-        policy, parent = policy_from_checkpoint(cfg, task)
+        policy, parent, processors = policy_from_checkpoint(cfg, task)
     else:
-        policy, parent = fresh_policy(cfg, task, dataset), None
+        config = build_config(ProcessorsConfig, cfg.processors, "processors")
+        processors = ObservationProcessors(config, task.spec.obs_names, config.normalizer if dataset is not None else None)
+        policy, parent = None, None
+    task = processed_task(task, processors)
+    dataset = processors.apply_to_dataset(dataset) if dataset is not None else None
+    if policy is None:
+        policy = fresh_policy(cfg, task, dataset)
     device = resolve_device(cfg.device)
     policy.to(device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -182,7 +194,7 @@ def build_components(cfg: DictConfig, console: Console | None) -> Components:
             f"runtime={cfg.runtime.name} runs the rollouts of on-policy RL (algo=ppo, dppo, residual_ppo, fpo); "
             f"algo={cfg.algo.name} collects none through it: use runtime=local"
         )
-    return Components(task, dataset, policy, algorithm, generator, parent)
+    return Components(task, dataset, policy, processors, algorithm, generator, parent)
 
 
 def run_evaluation(cfg: DictConfig, algo: Algorithm, task: Task, episodes: int, video_dir: Path | None = None) -> EvalResult:
@@ -243,6 +255,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             keep=cfg.keep_checkpoints,
             parent=parts.parent,
             correctors=algo.action_correctors(),
+            processors=parts.processors.to_json(),
         )
 
     total = cfg.algo.steps
@@ -258,7 +271,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 result = run_evaluation(cfg, algo, parts.task, cfg.eval.every_episodes)
                 log.log(step, result.summary(), prefix="eval", counters=algo.counters())
                 if best.improves(result.summary()):
-                    save_checkpoint(run_dir / "checkpoints" / "best", step, algo.inference_policy(), {"step": step}, cfg, keep=1, parent=parts.parent, correctors=algo.action_correctors())
+                    save_checkpoint(run_dir / "checkpoints" / "best", step, algo.inference_policy(), {"step": step}, cfg, keep=1,
+                                    parent=parts.parent, correctors=algo.action_correctors(), processors=parts.processors.to_json())
             if step % cfg.checkpoint_every == 0 and step < total:
                 checkpoint(step)
         final = checkpoint(total) if start_step < total else checkpoints[-1]
