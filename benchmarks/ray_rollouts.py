@@ -27,6 +27,7 @@ from robotune.core import registry
 from robotune.core.config import build_config
 from robotune.core.task import build_task
 from robotune.plugins.ppo import sample_decisions
+from robotune.processing.pipeline import ObservationProcessors
 from robotune.rollout.chunk_rollout import ChunkRollout, Decider
 from robotune.rollout.ray_rollout import RayChunkRollout, RayRuntimeConfig
 from robotune.rollout.vector import make_vector_env
@@ -66,7 +67,8 @@ def main() -> None:
             rollouts[workers] = ChunkRollout(envs, pc.obs_horizon, pc.act_steps, GAMMA, seed=SEED)
         else:
             config = RayRuntimeConfig(num_workers=workers)
-            rollouts[workers] = RayChunkRollout(TASK, args.num_envs, "sync", pc.obs_horizon, pc.act_steps, GAMMA, SEED, config)
+            processors = ObservationProcessors.identity(build_task(TASK).spec.obs_names).to_json()
+            rollouts[workers] = RayChunkRollout(TASK, args.num_envs, "sync", pc.obs_horizon, pc.act_steps, GAMMA, SEED, config, processors)
         rollouts[workers].collect(args.rollout_steps, decide)  # warm-up (and, on Ray, the workers' start)
         startup_s[workers] = time.perf_counter() - start
 

@@ -38,6 +38,8 @@ from robotune.core.critic import Critic
 from robotune.core.policy import Policy
 from robotune.core.spec import TaskSpec
 from robotune.core.task import build_task
+from robotune.processing.pipeline import ObservationProcessors
+from robotune.processing.task import processed_task
 from robotune.rollout.chunk_rollout import ChunkRollout, Decider, DecisionBatch, DecisionRule, EpisodeStats
 from robotune.rollout.vector import make_vector_env
 
@@ -88,12 +90,13 @@ def module_weights(modules: dict[str, nn.Module]) -> dict[str, dict[str, np.ndar
 class RolloutWorker:
     """One Ray actor: environments [env_offset, env_offset + num_envs) of the run and copies of the modules."""
 
-    def __init__(self, task_config: dict, env_offset: int, num_envs: int, vector: str, obs_horizon: int,
+    def __init__(self, task_config: dict, processors: dict, env_offset: int, num_envs: int, vector: str, obs_horizon: int,
                  act_steps: int, gamma: float, seed: int, recipes: dict[str, dict], threads: int) -> None:
         torch.set_num_threads(threads)
         registry.load_plugins()
         self.env_offset = env_offset
-        envs = make_vector_env(build_task(task_config), num_envs, vector)
+        task = processed_task(build_task(task_config), ObservationProcessors.from_json(processors))
+        envs = make_vector_env(task, num_envs, vector)
         self.rollout = ChunkRollout(envs, obs_horizon, act_steps, gamma, seed=seed + env_offset)
         self.modules = {name: build_module(recipe).eval() for name, recipe in recipes.items()}
 
@@ -142,7 +145,7 @@ class RayChunkRollout:
     """`ChunkRollout`'s interface (collect, restart, close) over Ray workers; collect takes a `Decider`."""
 
     def __init__(self, task_config: dict, num_envs: int, vector: str, obs_horizon: int, act_steps: int, gamma: float,
-                 seed: int, config: RayRuntimeConfig) -> None:
+                 seed: int, config: RayRuntimeConfig, processors: dict) -> None:
         import ray
 
         if num_envs < config.num_workers:
@@ -157,7 +160,7 @@ class RayChunkRollout:
         shares = [num_envs // config.num_workers + (w < num_envs % config.num_workers) for w in range(config.num_workers)]
         self.env_offsets = list(np.cumsum([0] + shares[:-1]).tolist())
         self.shares = shares
-        self.worker_args = dict(task_config=task_config, vector=vector, obs_horizon=obs_horizon, act_steps=act_steps, gamma=gamma)
+        self.worker_args = dict(task_config=task_config, processors=processors, vector=vector, obs_horizon=obs_horizon, act_steps=act_steps, gamma=gamma)
         self.recipes: dict[str, dict] | None = None  # set by the first collect, from the Decider's modules
         self.workers: list[Any] = []
         self.worker_restarts = 0

@@ -124,8 +124,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def chunk_rollout_factory(cfg: DictConfig, make_envs: Callable[..., gym.vector.VectorEnv]) -> Callable[..., Any]:
-    """`TrainingContext.make_chunk_rollout` for the run's `runtime`: local, or Ray workers (imported only then)."""
+def chunk_rollout_factory(
+    cfg: DictConfig, make_envs: Callable[..., gym.vector.VectorEnv], processors: ObservationProcessors
+) -> Callable[..., Any]:
+    """`TrainingContext.make_chunk_rollout` for the run's `runtime`: local, or Ray workers (imported only then),
+    which rebuild the task from its config and apply the same observation processors."""
     if cfg.runtime.name == "local":
         return local_chunk_rollouts(make_envs, cfg.seed)
     if cfg.runtime.name == "ray":
@@ -133,7 +136,7 @@ def chunk_rollout_factory(cfg: DictConfig, make_envs: Callable[..., gym.vector.V
 
         ray_config = build_config(RayRuntimeConfig, cfg.runtime, "runtime")
         task_config = OmegaConf.to_container(cfg.task, resolve=True)
-        return functools.partial(RayChunkRollout, task_config, seed=cfg.seed, config=ray_config)
+        return functools.partial(RayChunkRollout, task_config, processors=processors.to_json(), seed=cfg.seed, config=ray_config)
     raise ValueError(f"invalid config 'runtime.name': expected 'local' or 'ray', got '{cfg.runtime.name}'")
 
 
@@ -168,7 +171,7 @@ def build_components(cfg: DictConfig, console: Console | None) -> Components:
     def make_envs(num_envs: int, mode: str = "sync") -> gym.vector.VectorEnv:
         return make_vector_env(task, num_envs, mode)
 
-    make_rollout, rollouts = chunk_rollout_factory(cfg, make_envs), []  # rollouts: to check that runtime=ray is used
+    make_rollout, rollouts = chunk_rollout_factory(cfg, make_envs, processors), []  # rollouts: to check that runtime=ray is used
 
     def make_chunk_rollout(*args: Any) -> Any:
         rollouts.append(make_rollout(*args))

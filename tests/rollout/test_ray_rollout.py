@@ -12,6 +12,7 @@ import torch
 
 from robotune.core.registry import load_plugins
 from robotune.core.task import build_task
+from robotune.processing.pipeline import ObservationProcessors
 from robotune.rollout.chunk_rollout import ChunkRollout, Decider, DecisionBatch
 from robotune.rollout.ray_rollout import (
     RayChunkRollout,
@@ -29,6 +30,7 @@ ray = pytest.importorskip("ray")
 
 TASK = {"name": "reach_around"}
 NUM_ENVS, OBS_HORIZON, ACT_STEPS, GAMMA, SEED, STEPS = 3, 2, 4, 0.99, 7, 30
+IDENTITY = ObservationProcessors.identity(build_task(TASK).spec.obs_names).to_json()
 
 
 def elementwise_rule(modules, obs, generator):
@@ -77,7 +79,7 @@ def test_worker_collections_merge_into_the_local_batch(policy):
     recipes, weights = {"policy": module_recipe(policy)}, module_weights({"policy": policy})
     parts = []
     for offset, share in ((0, 2), (2, 1)):
-        worker = RolloutWorker(TASK, offset, share, "sync", OBS_HORIZON, ACT_STEPS, GAMMA, SEED, recipes, threads=1)
+        worker = RolloutWorker(TASK, IDENTITY, offset, share, "sync", OBS_HORIZON, ACT_STEPS, GAMMA, SEED, recipes, threads=1)
         parts.append(worker.collect(STEPS, elementwise_rule, weights, sample_seed=0))
     merged, stats = merge_collections(parts, [0, 2], torch.device("cpu"))
     assert_same_decisions(merged, local_collection(policy))
@@ -85,7 +87,7 @@ def test_worker_collections_merge_into_the_local_batch(policy):
 
 
 def test_ray_workers_match_local_and_a_killed_worker_is_replaced(policy, local_ray):
-    rollout = RayChunkRollout(TASK, NUM_ENVS, "sync", OBS_HORIZON, ACT_STEPS, GAMMA, SEED, RayRuntimeConfig(num_workers=2))
+    rollout = RayChunkRollout(TASK, NUM_ENVS, "sync", OBS_HORIZON, ACT_STEPS, GAMMA, SEED, RayRuntimeConfig(num_workers=2), IDENTITY)
     decide = Decider(elementwise_rule, {"policy": policy}, torch.Generator().manual_seed(0))
     try:
         first, _ = rollout.collect(STEPS, decide)
@@ -110,7 +112,10 @@ def ppo_overrides(tmp_path, runtime: str) -> list[str]:
 
 
 def test_train_runs_to_completion_on_ray_workers(tmp_path, local_ray):
-    summary = train(compose_config("train", [*ppo_overrides(tmp_path, "ray"), "runtime.num_workers=2"]))
+    """The workers rebuild the task with the run's observation processors (sin/cos of one angle here):
+    without them their observations would not fit the policy."""
+    overrides = [*ppo_overrides(tmp_path, "ray"), "runtime.num_workers=2", "processors.angle_keys=[shoulder.pos]"]
+    summary = train(compose_config("train", overrides))
     assert summary["env_steps"] == 2 * 2 * 16
     assert (tmp_path / "ray" / "checkpoints").is_dir()
 
