@@ -173,7 +173,7 @@ def engine_and_buffer(dataset_path: Path, seed: int, bf16_autocast: bool = False
     torch.manual_seed(seed)
     policy = fresh_policy(cfg, task, dataset)
     context = TrainingContext(
-        policy=policy, task=task, dataset=dataset, make_envs=None,
+        policy=policy, task=task, dataset=dataset, make_envs=None, make_chunk_rollout=None,
         build_critic=lambda o, a: EnsembleCritic(EnsembleCriticConfig(name="mlp", hidden_dims=(256, 256)), o, a),
         build_regularizers=lambda o, a: [TD3BCRegularizer(RegularizerConfig(name="td3_bc"), o, a)],
         device=torch.device("cpu"), generator=torch.Generator().manual_seed(seed), work_dir=Path(tempfile.mkdtemp()), seed=seed,

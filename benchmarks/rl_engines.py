@@ -134,7 +134,7 @@ def update_throughput(algo: str, env_id: str, blocks: int = 8) -> dict[str, floa
 
             def ours():
                 for _ in range(20):
-                    learner.update(learner.buffer.sample(256, learner.sample_generator, learner.context.device))
+                    learner.update(learner.replay_batch())
 
             theirs, per_block = (lambda: sb3.train(gradient_steps=20, batch_size=256)), 20
         rates: dict[str, list[float]] = {"robotune": [], "sb3": []}

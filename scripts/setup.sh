@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-# [scale]: Ray and Hydra's Ray and submitit launchers, for sweeps (the tests run one through each)
-python -m pip install --quiet --disable-pip-version-check -e ".[ros,test,scale]"
+# [scale]: Ray, and Hydra's Ray and submitit launchers (tests/training/test_sweeps.py runs a sweep through each)
+python -m pip install --quiet --disable-pip-version-check -e ".[ros,scale,test]"
 # robosuite 1.5 without its dependency list: that list pins mink==0.0.5 and so numpy<2, which zarr 3 and
 # minari cannot use; mink serves only robosuite's GR1 whole-body IK. What the Panda tasks import is in
 # pyproject.toml's dependencies.

@@ -44,6 +44,7 @@ def make_context(policy, task=None, dataset=None, work_dir: Path | None = None, 
 
     from robotune.core.algorithm import TrainingContext
     from robotune.plugins.ensemble_critic import EnsembleCritic, EnsembleCriticConfig
+    from robotune.rollout.chunk_rollout import local_chunk_rollouts
     from robotune.rollout.vector import make_vector_env
 
     def build_critic(obs_dim: int, action_dim: int):
@@ -54,6 +55,7 @@ def make_context(policy, task=None, dataset=None, work_dir: Path | None = None, 
         task=task,
         dataset=dataset,
         make_envs=lambda num_envs, mode="sync": make_vector_env(task, num_envs, mode),
+        make_chunk_rollout=local_chunk_rollouts(lambda num_envs, mode: make_vector_env(task, num_envs, mode), seed),
         build_critic=build_critic,
         build_regularizers=lambda obs_dim, action_dim: [],
         device=torch.device("cpu"),

@@ -46,7 +46,9 @@ class TrainingContext:
 
     `make_envs(num_envs, mode)` returns a Gymnasium vector env, "sync" or "async" (subprocess
     workers), that autoresets with the final observation kept in `info["final_obs"]`; seed it at
-    its first reset. `build_critic(obs_dim, action_dim)` builds the configured `critic=` plugin
+    its first reset. `make_chunk_rollout(num_envs, mode, obs_horizon, act_steps, gamma)` returns a
+    chunk rollout over that many environments, in this process or on the run's Ray workers
+    (`runtime=ray`); its `collect` takes a `Decider` (robotune/rollout/chunk_rollout.py). `build_critic(obs_dim, action_dim)` builds the configured `critic=` plugin
     (action_dim 0 for a state-value critic) on `device`; `build_regularizers(obs_dim, action_dim)`
     builds the configured `regularizer=` list. `generator` (on `device`) is the run's source of
     randomness, saved with every checkpoint. `work_dir` is the run directory, for large state that
@@ -61,6 +63,7 @@ class TrainingContext:
     task: Task
     dataset: EpisodeDataset | None
     make_envs: Callable[..., gym.vector.VectorEnv]
+    make_chunk_rollout: Callable[..., Any]
     build_critic: Callable[[int, int], Critic]
     build_regularizers: Callable[[int, int], list[Regularizer]]
     device: torch.device
@@ -74,14 +77,18 @@ class TrainingContext:
 class Algorithm(ABC):
     """Register subclasses with `@register("algorithm", name)`; select with `algo=<name>`.
 
-    Set `needs_dataset = True` when the algorithm learns from a dataset (BC, offline RL): the loop
-    then loads or records one and passes it in the context.
+    Override `needs_dataset` when the algorithm learns from a dataset (BC, offline RL, online RL
+    that mixes offline data in): the loop then loads or records one and passes it in the context.
     """
 
     config_class: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
-    needs_dataset: ClassVar[bool] = False
     # trains with several processes under torchrun (see TrainingContext.world_size)
     supports_distributed: ClassVar[bool] = False
+
+    @classmethod
+    def needs_dataset(cls, config: AlgorithmConfig) -> bool:
+        """Whether the loop should load (`data.path`) or record the dataset for a run with this config."""
+        return False
 
     def __init__(self, config: AlgorithmConfig, context: TrainingContext) -> None:
         self.config = config

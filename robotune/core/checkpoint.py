@@ -5,7 +5,7 @@
       training_state.safetensors  everything else needed to resume (raw weights, optimiser, EMA, RNG)
       training_state.json         the non-tensor part of that state
       config.yaml                 the resolved run config
-      meta.json                   format version, step, task spec, plugin names, sources and versions
+      meta.json                   format version, step, task spec, plugin names, sources and versions, processors
 
 Tensors go to safetensors and everything else to JSON/YAML: no pickle. A checkpoint directory is
 written under a temporary name and renamed into place, so a crash leaves either the old set of
@@ -86,11 +86,13 @@ def save_checkpoint(
     keep: int = 2,
     parent: dict | None = None,
     correctors: list[Regularizer] = (),
+    processors: dict | None = None,
 ) -> Path:
     """Write `checkpoints_dir/step_<step>` atomically and keep only the newest `keep` checkpoints.
 
     `parent` names the checkpoint a fine-tuning run started from; meta.json records it.
-    `correctors` (regularizers that correct actions at inference) are stored in correctors.safetensors."""
+    `correctors` (regularizers that correct actions at inference) are stored in correctors.safetensors.
+    `processors` (JSON from `robotune.processing`: the task's observation -> the policy's) goes to meta.json."""
     checkpoints_dir = Path(checkpoints_dir)
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
     # config.yaml and meta.json describe the policy as saved, which an algorithm may have built around
@@ -108,7 +110,7 @@ def save_checkpoint(
         (tmp / "config.yaml").write_text(OmegaConf.to_yaml(config, resolve=True))
         if correctors:
             save_file({f"{r.config.name}.{k}": v.contiguous() for r in correctors for k, v in r.state_dict().items()}, str(tmp / "correctors.safetensors"))
-        meta = {**_meta(step, policy, config), "parent": parent, "action_correctors": [r.config.name for r in correctors]}
+        meta = {**_meta(step, policy, config), "parent": parent, "action_correctors": [r.config.name for r in correctors], "processors": processors}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         for f in tmp.iterdir():  # data on disk before the rename makes it visible
             with open(f, "rb") as fh:
@@ -206,6 +208,13 @@ class Checkpoint:
     meta: dict
 
 
+def build_policy(policy_config: Any, spec: TaskSpec) -> Policy:
+    """An untrained policy from its plugin config (a `policy` node with its name) and task spec; load weights next."""
+    policy_class = registry.get("policy", policy_config["name"])
+    config = build_config(policy_class.config_class, policy_config, "policy")
+    return policy_class(config, spec, Normalizer.identity(spec.obs_dim), Normalizer.identity(spec.action_dim))
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Rebuild the policy from the directory alone: its config, task spec and weights."""
     path = resolve_checkpoint(path)
@@ -217,13 +226,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint file {config_file} is missing")
     config = OmegaConf.load(config_file)
     spec = TaskSpec.from_dict(meta["task_spec"])
-    policy_class = _recorded_plugin(path, meta, "policy")
-    policy_config = build_config(policy_class.config_class, config.policy, "policy")
-    policy = policy_class(policy_config, spec, Normalizer.identity(spec.obs_dim), Normalizer.identity(spec.action_dim))
+    _recorded_plugin(path, meta, "policy")  # a clear error when the policy's package is missing
+    policy = build_policy(config.policy, spec)
     try:
         policy.load_state_dict(_read_tensors(path / "policy.safetensors"))
     except RuntimeError as exc:
-        raise CheckpointError(f"{path / 'policy.safetensors'} does not match policy '{policy_config.name}': {exc}") from None
+        raise CheckpointError(f"{path / 'policy.safetensors'} does not match policy '{policy.config.name}': {exc}") from None
     policy.eval()
     if meta.get("action_correctors"):
         policy = ActionCorrectedPolicy(policy, _load_correctors(path, meta, config, policy))

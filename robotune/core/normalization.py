@@ -4,9 +4,9 @@ Diffusion and flow policies sample in [-1, 1], so actions must map there exactly
 the same map so that one mechanism covers both. Dimensions that barely vary keep unit scale instead
 of exploding (a constant joint would otherwise divide by ~0).
 
-What a plugin author can rely on: the training loop builds a policy's two normalisers from the
-training dataset's per-dimension minimum and maximum (`EpisodeDataset.stats()`), not from the
-task's declared limits, so the demonstrated range maps to [-1, 1]. `Policy.predict_chunk` clamps
+What a plugin author can rely on: the training loop fits a policy's two normalisers to the training
+dataset's per-dimension minimum and maximum (`robotune.processing.normalizers`; observations may be
+z-scored instead), not the task's declared limits. `Policy.predict_chunk` clamps
 every predicted chunk to [-1, 1] before unnormalising, so a policy never commands an action outside
 the range its demonstrations covered. A loaded checkpoint gets them back from its weights.
 """

@@ -10,8 +10,8 @@ Subclasses implement `compute_loss` and `sample_chunk_norm`; everything else is 
 
 Rules a policy author can rely on (and must respect):
 - Normalisers map the dataset's per-dimension min/max to [-1, 1] (RL from scratch: the task's action
-  bounds, identity for observations); predicted chunks are clamped to [-1, 1] before
-  unnormalising, so actions never leave the demonstrated (or allowed) range.
+  bounds, identity for observations; observations may be z-scored instead); predicted chunks are
+  clamped to [-1, 1] before unnormalising, so actions never leave the demonstrated (or allowed) range.
 - Every random draw, in training and sampling, comes from the `generator` passed in: a run and its
   resumption draw the same numbers.
 - The module's buffers must have sizes fixed by the config and spec: a checkpoint is loaded by
@@ -31,6 +31,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -91,6 +92,12 @@ class Policy(nn.Module, ABC):
         self, obs_norm: torch.Tensor, deterministic: bool, generator: torch.Generator | None
     ) -> torch.Tensor:
         """A normalised chunk (B, H, Da) for obs_norm (B, To, Do). All randomness comes from `generator`."""
+
+    def normalize_obs(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Raw observation windows, (B, To, Do) or flattened (B, To * Do), array or tensor -> normalised
+        windows (B, To, Do) on the policy's device: what an RL engine feeds the policy from a rollout or replay."""
+        obs = torch.as_tensor(obs, device=self.obs_normalizer.center.device)
+        return self.obs_normalizer.normalize(obs.reshape(len(obs), self.config.obs_horizon, self.obs_dim))
 
     def loss(
         self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None

@@ -8,7 +8,7 @@ optimiser state are saved with the run.
 
 Batches are dicts of flat tensors in the engine's normalised units:
     obs (B, obs_dim), action (B, action_dim), reward (B,), next_obs (B, obs_dim),
-    discount (B,) (gamma**k, zero after termination), and for dataset batches next_action (B, action_dim).
+    bootstrap (B,) (gamma**k, zero after termination), and for dataset batches next_action (B, action_dim).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Foreign formats store observations as several named arrays (robomimic's `obs/rob
 diffusion_policy's `data/state`, LeRobot's `observation.state`). An importer is told which keys make
 the observation, e.g. `obs_keys=["robot0_eef_pos", "object"]`; each key's per-step array is flattened
 and the keys are concatenated in the order given. A key may take a column range of its flattened
-array, `state[0:2]`, as diffusion_policy's PushT uses the agent position out of `state`.
+array, `state[0:2]`, as diffusion_policy's PushT uses the agent position out of `state`. The key
+grammar and lookup are `robotune.processing.keys`, shared with the observation processors.
 
 The layout is recorded in the dataset's metadata (`obs_keys`), so `robotune data info` and a task
 can tell which observation columns came from which key.
@@ -12,38 +13,13 @@ can tell which observation columns came from which key.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from robotune.core.dataset import DatasetError
-
-_KEY = re.compile(r"^(?P<name>[^\[\]]+?)(\[(?P<start>-?\d*):(?P<stop>-?\d*)\])?$")
-
-
-@dataclass(frozen=True)
-class ObsKey:
-    """A named array, optionally restricted to columns [start:stop) of its flattened steps."""
-
-    name: str
-    start: int | None = None
-    stop: int | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> ObsKey:
-        match = _KEY.match(text.strip())
-        if not match:
-            raise DatasetError(f"observation key {text!r} is not 'name' or 'name[start:stop]'")
-        start, stop = match["start"], match["stop"]
-        return cls(match["name"], int(start) if start else None, int(stop) if stop else None)
-
-    def __str__(self) -> str:
-        if self.start is None and self.stop is None:
-            return self.name
-        return f"{self.name}[{'' if self.start is None else self.start}:{'' if self.stop is None else self.stop}]"
+from robotune.processing.keys import resolve_key
 
 
 def as_key_list(keys: str | Sequence[str] | None) -> list[str] | None:
@@ -66,9 +42,7 @@ def concatenate_keys(
     """
     columns, layout, offset = [], [], 0
     for text in keys:
-        key = ObsKey.parse(text)
-        if key.name not in arrays:
-            raise DatasetError(f"{where}: no observation key '{key.name}'; available: {sorted(arrays)}")
+        key = resolve_key(text, arrays, where, DatasetError)
         value = np.asarray(arrays[key.name])
         if value.ndim == 0 or len(value) != steps:
             raise DatasetError(f"{where}: key '{key.name}' has shape {value.shape}, expected {steps} steps first")

@@ -35,6 +35,7 @@ from robotune.core.spec import RobotSpec, TaskSpec
 from robotune.deploy.observation import JOINT_FIELDS, ArrayTopic
 from robotune.deploy.runner import DeployError, PolicyRunner, RunnerConfig
 from robotune.deploy.safety import SafetyConfig
+from robotune.processing.pipeline import ObservationProcessors, task_spec_from_meta
 
 # A clean end, an error before or while running (nothing moved, or the loop failed), an e-stop
 # latched at the end, a fault latched at the end.
@@ -190,8 +191,8 @@ def ros_topics(cfg: DictConfig, topics: dict[str, ArrayTopic], robot_topics: dic
 
 
 def read_task_spec(checkpoint_dir: Path) -> TaskSpec:
-    """The task spec from a checkpoint's meta.json alone, so the robot side can start before the weights load."""
-    return TaskSpec.from_dict(json.loads((checkpoint_dir / "meta.json").read_text())["task_spec"])
+    """The task's spec from a checkpoint's meta.json alone, so the robot side can start before the weights load."""
+    return task_spec_from_meta(json.loads((checkpoint_dir / "meta.json").read_text()))
 
 
 def deploy(cfg: DictConfig) -> dict:
@@ -240,7 +241,8 @@ def run_deployment(cfg: DictConfig) -> dict:
         checkpoint = load_checkpoint(checkpoint_dir)
         task = build_task(checkpoint.config.task)
         sim = TaskEnvRobot(task.make_env(), task_spec, task_spec.robot, seed=cfg.seed, episodes=cfg.episodes)
-        runner = PolicyRunner(checkpoint.policy, task_spec, SteppedEnvTransport(sim), config, robot, topics)
+        runner = PolicyRunner(checkpoint.policy, task_spec, SteppedEnvTransport(sim), config, robot, topics,
+                              ObservationProcessors.from_meta(checkpoint.meta))
         try:
             runner.configure()
             runner.activate()
@@ -260,7 +262,8 @@ def run_deployment(cfg: DictConfig) -> dict:
             raise
         transport = starting.result()
         try:
-            runner = PolicyRunner(checkpoint.policy, task_spec, transport, config, robot, topics)
+            runner = PolicyRunner(checkpoint.policy, task_spec, transport, config, robot, topics,
+                                  ObservationProcessors.from_meta(checkpoint.meta))
         except BaseException:
             transport.close()
             raise

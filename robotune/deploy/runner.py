@@ -12,8 +12,9 @@ or topic fails here with a message that names it, before anything moves, and war
 its limits and warns when the start state is outside the checkpoint's training range; then it
 anchors the safety layer at the measured position (the first command is reached through a ramp)
 and starts the control thread. Each tick reads the latest signals, assembles the observation in
-`TaskSpec.obs_names` order, takes the planned action for this tick and sends what the safety layer
-allows, mapped by joint name from the trained order to the controller's (`command_joints`).
+`TaskSpec.obs_names` order, passes it through the checkpoint's observation processors (as training
+did), takes the planned action for this tick and sends what the safety layer allows, mapped by joint
+name from the trained order to the controller's (`command_joints`).
 
 Operator-visible state: every lifecycle change, hold (with its reason and source), latch, e-stop,
 reset and recovery is a log line on the `robotune.deploy` logger. After an e-stop or fault the
@@ -46,6 +47,8 @@ from robotune.deploy.observation import ArrayTopic, ObservationError, Observatio
 from robotune.deploy.planner import ChunkPlanner
 from robotune.deploy.safety import HOLDS, SafetyConfig, SafetyLayer, Verdict
 from robotune.deploy.transport import Transport
+from robotune.processing.normalizers import observation_kinds
+from robotune.processing.pipeline import ObservationProcessors
 
 log = logging.getLogger("robotune.deploy")
 LIMIT_TOLERANCE = 1e-9  # rad: a start pose exactly on a limit is inside
@@ -102,7 +105,8 @@ class RunnerConfig:
     # activate() waits this long for a subscriber on the command topic, and refuses without one.
     subscriber_timeout_s: float = 2.0
     # Warn at activation when a start observation entry lies further outside the checkpoint's
-    # training range than this, in the normaliser's units (the training range maps to [-1, 1]).
+    # training range than this, in the normaliser's units (min_max maps the training range to
+    # [-1, 1]; for an entry normalised by z_score, the unit is one standard deviation).
     ood_warn_norm: float = 1.5
     shadow: bool = False  # shadow mode: compare would-be commands with the measured motion (see module docstring)
     hold_log_interval_s: float = 1.0  # at most one log line per hold reason in this interval (the rest are counted)
@@ -135,7 +139,10 @@ class PolicyRunner:
         config: RunnerConfig,
         robot: RobotSpec | None = None,
         observation_topics: dict[str, ArrayTopic] | None = None,
+        processors: ObservationProcessors | None = None,
     ) -> None:
+        """`task` is the task's own spec (the signals the robot provides); `processors` turn its
+        observation into the policy's (None: the policy observes it as it is)."""
         robot = robot or task.robot
         if robot is None:
             raise DeployError(f"task '{task.name}' has no RobotSpec; pass robot=... to PolicyRunner")
@@ -152,6 +159,8 @@ class PolicyRunner:
             raise DeployError(f"RunnerConfig.cpu_latency_us must be >= 0 µs or None, got {config.cpu_latency_us}")
         self.policy = policy.export_for_inference()  # frozen weights on the fast sampler where the policy has one
         self.task = task
+        self.processors = processors or ObservationProcessors.identity(task.obs_names)
+        self.processors.check_task(task)
         self.robot = robot.in_joint_order(trained_order)  # actions, limits and the safety layer in trained order
         # command[k] is the trained-order entry for the controller's k-th joint: mapped by name, never by index
         self.command_index = np.array([trained_order.index(n) for n in transport.command_joints])
@@ -282,13 +291,15 @@ class PolicyRunner:
 
     def _warn_out_of_distribution(self, snapshot: ObservationSnapshot) -> None:
         """Log the start observation entries that lie far outside the checkpoint's training range."""
-        obs, _ = self.layout.assemble(snapshot)
+        obs = self.processors.apply(self.layout.assemble(snapshot)[0])
         normalizer = self.policy.obs_normalizer
         center, half_range = normalizer.center.numpy().astype(np.float64), normalizer.half_range.numpy().astype(np.float64)
         norm = (obs - center) / half_range
+        names, normalizer = self.processors.obs_names, self.processors.normalizer
+        z_scored = [kind == "z_score" for kind in observation_kinds(normalizer, names)] if normalizer else [False] * len(names)
         self.out_of_distribution = [
-            f"{name}={value:.3f} (training range [{c - h:.3f}, {c + h:.3f}])"
-            for name, value, x, c, h in zip(self.task.obs_names, obs, norm, center, half_range)
+            f"{name}={value:.3f} (" + (f"{x:+.1f} std from the training mean {c:.3f}" if z else f"training range [{c - h:.3f}, {c + h:.3f}]") + ")"
+            for name, value, x, c, h, z in zip(names, obs, norm, center, half_range, z_scored)
             if abs(x) > self.config.ood_warn_norm
         ]
         if self.out_of_distribution:
@@ -358,7 +369,7 @@ class PolicyRunner:
                 self.last_error = str(exc)
         action = None
         if obs is not None and age <= self.safety.timeout_s and np.all(np.isfinite(obs)) and self.safety.latched is None:
-            self.planner.observe(obs)
+            self.planner.observe(self.processors.apply(obs))
             action = self.planner.action(self.tick_index, wait=self.transport.stepped)
         command, verdict = self.safety.command(action, obs, age, measured)
         if verdict is not self.verdict and not waiting_for_episode:  # a simulator reset is no hold to report

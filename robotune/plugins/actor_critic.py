@@ -1,39 +1,50 @@
-"""The off-policy actor-critic engine, offline (`algo=offline`) and online (`algo=actor_critic`).
+"""The off-policy actor-critic engine: SAC and TD3, online (`algo=sac`, `algo=actor_critic`) and offline (`algo=offline`).
 
-Offline RL methods share one learner and differ in a term or two (offline_rl.md, section 1), so
-this file is the learner and each method is a regularizer (`regularizer=[td3_bc]`, or several).
-One `step()` is one gradient update. With `actor=td3` (Fujimoto et al. 2018; CORL's TD3+BC):
+One learner serves online RL from scratch, offline RL and offline-to-online fine-tuning. Offline
+methods differ from it in a term or two (offline_rl.md, section 1), so each method is a regularizer
+(`regularizer=[td3_bc]`, or several). One update, on a batch in the engine's units:
 
-    ã'   = clip(π̄(s') + clip(ε, ±c), ±1),   ε ~ N(0, σ²)               target policy smoothing
-    y    = r + γ (1 − d) [min_e Q̄_e(s', ã') − Σ_k critic_term_k(s', ã')]
-    L_Q  = Σ_e E[(Q_e(s, a) − y)²]                                        one batched ensemble
-    L_π  = −c_q · E[Q(s, π(s))] / n + Σ_k actor_term_k(s, π(s), Q)        every `policy_freq` updates
-    n    = E|Q(s, π(s))| (detached) if normalize_q else 1
-    Q̄, π̄ ← (1 − τ) Q̄ + τ Q, (1 − τ) π̄ + τ π                            after each actor update
+    y    = r + d [min_e Q̄_e(s', ã') − α log π(ã'|s') − Σ_k critic_term_k(s', ã')]     d = γ^k (1 − terminated)
+    L_Q  = Σ_e E[(Q_e(s, a) − y)²]                                                      one batched ensemble
+    L_π  = −c_q · E[Q(s, ã)] / n + α E[log π(ã|s)] + Σ_k actor_term_k(s, ã, Q)
+    L_α  = −E[log α (log π(ã|s) + H_target)],   H_target = −dim(a)
+    Q̄ (and π̄) ← (1 − τ) Q̄ + τ Q
 
-A generative actor (flow matching, diffusion) works as a TD3 actor: π(s) is its sample, and the
-gradient of Q flows back through its integration steps; `policy_loss_weight` adds its own training
-loss on the data as the behaviour-cloning anchor (Diffusion-QL, FQL).
+- `actor=sac` (Haarnoja et al. 2018, automatic temperature): ã' ~ π(·|s') and ã ~ π(·|s),
+  reparameterised; the actor, α and the target critic update every step. Adam is invariant to the
+  loss scale, so SB3's ½ on L_Q is left out (CORL's and CleanRL's form).
+- `actor=td3` (Fujimoto et al. 2018; CORL's TD3+BC) has no α terms: ã' = clip(π̄(s') + clip(ε, ±c), ±1),
+  ε ~ N(0, σ²) (target policy smoothing), ã = π(s), and the actor and both targets update every
+  `policy_freq` critic updates. A generative actor (flow matching, diffusion) works as a TD3 actor:
+  π(s) is its sample, and the gradient of Q flows back through its integration steps;
+  `policy_loss_weight` adds its own training loss on the data as the behaviour-cloning anchor
+  (Diffusion-QL, FQL).
 
-Q is member 0 (`actor_q=first`, TD3) or the minimum over members (`actor_q=min`, ReBRAC, SAC-RND).
-With `actor=sac` (Haarnoja et al. 2018) the actor is stochastic, ã' ~ π(·|s') with no smoothing,
-y gains −α log π(ã'|s'), L_π gains α E[log π(ã|s)], and α is tuned to the target entropy −|A|;
-the actor updates every step. Units: observations z-scored and actions min/max-normalised
-(`robotune/plugins/offline_data.py`), so TD3's noise (σ 0.2, c 0.5) is in units of half the
-action range, as CORL's `max_action` = 1.
+Q in L_π is member 0 (`actor_q=first`, TD3) or the minimum over members (`actor_q=min`: SAC,
+ReBRAC, SAC-RND); n = E|Q(s, ã)| (detached) if `normalize_q` (TD3+BC's λ = α / E|Q|), else 1.
 
-Regularizers see dict batches in those units (obs, action, reward, next_obs, next_action, bootstrap
-= γ (1 − terminated)) plus `q_target`, the critic's target y for the batch; a regularizer that
+Units: s is the observation window, normalised and flattened (B, To·Do); a is the chunk's executed
+actions, normalised to [-1, 1] and flattened (B, k·Da), with d = γ^k for a k-step chunk. Offline
+data are single steps (To = k = 1) with observations z-scored (`robotune/plugins/offline_data.py`),
+so TD3's noise (σ 0.2, c 0.5) is in units of half the action range, as CORL's `max_action` = 1.
+Regularizers see dict batches in those units (obs, action, reward, next_obs, bootstrap = d, and for
+dataset transitions next_action) plus `q_target`, the critic's target y for the batch; one that
 needs the critic itself (A2PR's advantage) defines `attach_critic(critic)`.
 
-Online (`algo=actor_critic`) takes `env_steps_per_step` environment steps per step (Gaussian
-exploration noise for a TD3 actor), stores them in the memory-mapped replay buffer, and updates on
-batches that mix a fraction `offline_fraction` of an offline dataset (`offline_data`). With
-`init_from=<offline run>` and `critic_from=<same>` that is offline-to-online fine-tuning: the policy,
-its normalisers and the critic continue, and the offline data stays in every batch.
+Offline (`algo=offline`), one `step()` is one update on a batch of the dataset. Online
+(`algo=actor_critic`; `algo=sac` is it with SAC's defaults), one `step()` takes `env_steps_per_step`
+environment steps in each of `num_envs` environments as chunk decisions
+(`robotune/rollout/chunk_rollout.py`): uniform random actions for the first `learning_starts`,
+then the actor's (plus Gaussian noise for TD3). It stores them in the memory-mapped replay buffer
+(`robotune/training/replay.py`) and makes `updates_per_step` updates. With `offline_fraction` > 0
+every batch mixes in that share of the run's dataset (`data.path`); with `init_from=<offline run>`
+and `critic_from=<same>` that is offline-to-online fine-tuning: the policy, its normalisers and
+the critic continue, and the offline data stay in every batch.
 
-Speed (benchmarks/offline_scores.py): the ensemble critic is one batched network, Adam is fused,
-Polyak updates are one foreach lerp, batches are tensor indexing, and metrics stay tensors.
+Speed (benchmarks/rl_engines.py, benchmarks/offline_scores.py): the ensemble critic is one batched
+network, Adam is fused, Polyak updates are one foreach lerp, critic gradients are off for the
+actor's backward pass, batches are tensor indexing, metrics stay tensors until the loop logs them,
+and `bf16_autocast` runs the networks' passes in bfloat16.
 """
 
 from __future__ import annotations
@@ -50,7 +61,9 @@ from robotune.core.dataset import EpisodeDataset
 from robotune.core.registry import register
 from robotune.core.regularizer import ActionCorrectedPolicy
 from robotune.plugins.offline_data import TransitionTensors, offline_transitions, require_single_step
+from robotune.rollout.chunk_rollout import ChunkRollout
 from robotune.training.optimizers import make_adam
+from robotune.training.replay import ReplayBuffer
 
 ACTORS = ("td3", "sac")
 
@@ -69,17 +82,19 @@ class OfflineActorCriticConfig(AlgorithmConfig):
     noise_clip: float = 0.5  # td3
     policy_freq: int = 2  # td3: critic updates per actor update
     init_alpha: float = 1.0  # sac
-    target_entropy: float | None = None  # sac; None: −|A|
+    autotune_alpha: bool = True  # sac: tune α toward the target entropy; false keeps init_alpha
+    target_entropy: float | None = None  # sac; None: −dim(a)
     q_weight: float = 1.0  # c_q: TD3+BC's and PRDC's α, 1 for ReBRAC, SPOT and SAC-RND
     normalize_q: bool = False  # divide the actor's Q term by E|Q| (detached): TD3+BC's λ = α / E|Q|
-    actor_q: str = "first"  # "first" (Q_0, TD3) or "min" (over members: ReBRAC, SAC-RND)
+    actor_q: str = "first"  # "first" (Q_0, TD3) or "min" (over members: SAC, ReBRAC, SAC-RND)
     standardize_obs: bool = True  # z-score observations with the dataset (off when init_from a policy whose normaliser must stay)
     normalize_reward: bool = False  # r *= 1000 / (max − min episode return), as CORL's IQL
     # A generative actor's own training loss on the batch's actions (flow matching, denoising), added
     # to the actor loss times this weight: the behaviour-cloning anchor of Diffusion-QL and FQL.
     policy_loss_weight: float = 0.0
     # Run the actor's and critics' passes in bfloat16 (parameters, optimiser states, losses and
-    # regularizer terms stay float32): on CPUs with AVX512-BF16 the matrix products cost about half.
+    # regularizer terms stay float32): on CPUs with AVX512-BF16 the matrix products cost about half;
+    # benchmarks/rl_engines.py measures the effect on speed and return.
     bf16_autocast: bool = False
 
     def __post_init__(self) -> None:
@@ -96,28 +111,31 @@ class OfflineActorCritic(Algorithm):
     """TD3 or SAC learning from a fixed dataset, with the configured regularizers; see the module docstring."""
 
     config: OfflineActorCriticConfig
-    needs_dataset = True
+
+    @classmethod
+    def needs_dataset(cls, config: OfflineActorCriticConfig) -> bool:
+        return True
 
     def __init__(self, config: OfflineActorCriticConfig, context: TrainingContext) -> None:
         super().__init__(config, context)
         policy = self.policy
-        pc = policy.config
-        require_single_step(policy, config.name)
-        if config.actor == "sac" and not hasattr(policy, "rsample"):
-            raise TypeError(f"algo.actor=sac needs a policy with rsample(obs_norm, generator); policy '{pc.name}' has none (use policy=gaussian_sac)")
-        self.obs_dim, self.action_dim = policy.obs_dim, policy.action_dim
-        self.critic = context.build_critic(self.obs_dim, self.action_dim)
+        self.check_policy()
+        if context.dataset is not None:
+            require_single_step(policy, config.name)
+        self.obs_size = policy.config.obs_horizon * policy.obs_dim
+        self.action_size = self.actor_action_size()
+        self.critic = context.build_critic(self.obs_size, self.action_size)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.target_policy = copy.deepcopy(policy).requires_grad_(False) if config.actor == "td3" else None
-        self.regularizers = context.build_regularizers(self.obs_dim, self.action_dim)
+        self.regularizers = context.build_regularizers(self.obs_size, self.action_size)
         for regularizer in self.regularizers:
             if hasattr(regularizer, "attach_critic"):
                 regularizer.attach_critic(self.critic)
-        self.actor_optimizer = make_adam([p for p in policy.parameters() if p.requires_grad], config.actor_lr)
+        self.actor_optimizer = make_adam([p for p in policy.parameters() if p.requires_grad], config.actor_lr)  # frozen bases stay out
         self.critic_optimizer = make_adam(list(self.critic.parameters()), config.critic_lr)
         self.log_alpha = torch.tensor(np.log(config.init_alpha), dtype=torch.float32, device=context.device, requires_grad=True)
         self.alpha_optimizer = make_adam([self.log_alpha], config.alpha_lr)
-        self.target_entropy = config.target_entropy if config.target_entropy is not None else -float(self.action_dim)
+        self.target_entropy = config.target_entropy if config.target_entropy is not None else -float(self.action_size)
         self.target_pairs = self._target_pairs()
         self.sample_generator = torch.Generator().manual_seed(context.seed)  # batch indices, on the CPU
         self.data = self._prepare_data(context.dataset) if context.dataset is not None else None
@@ -141,27 +159,44 @@ class OfflineActorCritic(Algorithm):
             sources += list(self.policy.parameters())
         return targets, sources
 
-    # ------------------------------------------------------------------ the actor
+    # ------------------------------------------------------------------ the actor's action
+    # The critic's action is the chunk's executed actions, normalised and flattened; DSRL (dsrl.py)
+    # overrides `check_policy`, `actor_action_size` and `stochastic_action` (and the online engine's
+    # `to_environment` and `critic_action`) to act in a frozen generative policy's noise space instead.
+
+    def check_policy(self) -> None:
+        if self.config.actor == "sac" and not hasattr(self.policy, "rsample"):
+            raise TypeError(
+                f"algo.actor=sac needs a policy with rsample(obs_norm, generator) -> (chunk_norm, log_prob); policy "
+                f"'{self.policy.config.name}' has none (use policy=gaussian_sac, or policy=gaussian policy.tanh_squash=true "
+                f"policy.state_dependent_std=true)"
+            )
+
+    def actor_action_size(self) -> int:
+        """Size of the actor's (and the critic's) action: the executed actions, flattened."""
+        return self.policy.config.act_steps * self.policy.action_dim
 
     def deterministic_action(self, policy, obs: torch.Tensor) -> torch.Tensor:
-        """A TD3 actor's action: obs (B, obs_dim) -> (B, action_dim): a tanh Gaussian's tanh(μ), or a flow's or a
+        """A TD3 actor's action: obs windows (B, To, Do) -> (B, action_size): a tanh Gaussian's tanh(μ), or a flow's or a
         diffusion policy's sample, differentiable through its integration steps (noise from the run's generator)."""
-        return policy.sample_chunk_norm(obs.unsqueeze(1), True, self.context.generator)[:, 0]
+        chunk = policy.sample_chunk_norm(obs, True, self.context.generator)
+        return chunk[:, : policy.config.act_steps].flatten(1)
 
     def stochastic_action(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A SAC actor's reparameterised sample (B, action_dim) and its log-density (B,)."""
-        chunk, log_prob = self.policy.rsample(obs.unsqueeze(1), self.context.generator)
-        return chunk[:, 0], log_prob
+        """A SAC actor's reparameterised action: obs windows (B, To, Do) -> (B, action_size) and its log-density (B,)."""
+        chunk, log_prob = self.policy.rsample(obs, self.context.generator)
+        return chunk[:, : self.policy.config.act_steps].flatten(1), log_prob
 
     # ------------------------------------------------------------------ learning
 
     def step(self) -> dict[str, Any]:
-        metrics = self.update(self.data.sample(self.config.batch_size, self.sample_generator))
-        return metrics
+        return self.update(self.data.sample(self.config.batch_size, self.sample_generator))
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One gradient step on a normalised batch (see the module docstring)."""
+        """One gradient step on a batch in the engine's units (see the module docstring)."""
         cfg, sac = self.config, self.config.actor == "sac"
+        windows = (self.policy.config.obs_horizon, self.policy.obs_dim)
+        obs, next_obs = batch["obs"].unflatten(1, windows), batch["next_obs"].unflatten(1, windows)  # (B, To, Do) for the actor
         alpha = self.log_alpha.exp().detach()
         metrics: dict[str, torch.Tensor] = {}
 
@@ -169,17 +204,15 @@ class OfflineActorCritic(Algorithm):
         with torch.no_grad():
             with autocast:
                 if sac:
-                    next_action, next_log_prob = self.stochastic_action(batch["next_obs"])
+                    next_action, next_log_prob = self.stochastic_action(next_obs)
                 else:
                     noise = torch.randn(batch["action"].shape, generator=self.context.generator, device=batch["action"].device)
                     smoothing = (noise * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
-                    next_action = (self.deterministic_action(self.target_policy, batch["next_obs"]) + smoothing).clamp(-1.0, 1.0)
+                    next_action = (self.deterministic_action(self.target_policy, next_obs) + smoothing).clamp(-1.0, 1.0)
                 next_value = self.target_critic.q_value(batch["next_obs"], next_action).min(0).values
             next_action, next_value = next_action.float(), next_value.float()
             if sac:
-                next_log_prob = next_log_prob.float()
-            if sac:
-                next_value = next_value - alpha * next_log_prob
+                next_value = next_value - alpha * next_log_prob.float()
             for regularizer in self.regularizers:
                 penalty, reg_metrics = regularizer.critic_term(batch, next_action)
                 next_value = next_value - penalty
@@ -197,20 +230,19 @@ class OfflineActorCritic(Algorithm):
             self.critic.requires_grad_(False)  # the actor needs dQ/da, not dQ/dθ_Q
             with autocast:
                 if sac:
-                    policy_action, log_prob = self.stochastic_action(batch["obs"])
+                    policy_action, log_prob = self.stochastic_action(obs)
                 else:
-                    policy_action = self.deterministic_action(self.policy, batch["obs"])
+                    policy_action = self.deterministic_action(self.policy, obs)
                 q_policy_members = self.critic.q_value(batch["obs"], policy_action).float()
             policy_action = policy_action.float()
-            if sac:
-                log_prob = log_prob.float()
             q_policy = q_policy_members[0] if cfg.actor_q == "first" else q_policy_members.min(0).values
             q_scale = cfg.q_weight / q_policy.abs().mean().detach() if cfg.normalize_q else cfg.q_weight
             actor_loss = -q_scale * q_policy.mean()
             if sac:
+                log_prob = log_prob.float()
                 actor_loss = actor_loss + (alpha * log_prob).mean()
             if cfg.policy_loss_weight:
-                anchor, _ = self.policy.compute_loss(batch["obs"].unsqueeze(1), batch["action"].unsqueeze(1), self.context.generator)
+                anchor, _ = self.policy.compute_loss(obs, batch["action"].unflatten(1, (-1, self.policy.action_dim)), self.context.generator)
                 actor_loss = actor_loss + cfg.policy_loss_weight * anchor
                 metrics["policy_loss"] = anchor.detach()
             for regularizer in self.regularizers:
@@ -222,10 +254,11 @@ class OfflineActorCritic(Algorithm):
             self.actor_optimizer.step()
             self.critic.requires_grad_(True)
             if sac:
-                alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-                self.alpha_optimizer.zero_grad(set_to_none=True)
-                alpha_loss.backward()
-                self.alpha_optimizer.step()
+                if cfg.autotune_alpha:
+                    alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+                    self.alpha_optimizer.zero_grad(set_to_none=True)
+                    alpha_loss.backward()
+                    self.alpha_optimizer.step()
                 metrics.update(alpha=alpha, entropy=-log_prob.detach().mean())
             with torch.no_grad():
                 torch._foreach_lerp_(self.target_pairs[0], self.target_pairs[1], cfg.tau)
@@ -278,15 +311,17 @@ class OfflineActorCritic(Algorithm):
 
 @dataclass
 class ActorCriticConfig(OfflineActorCriticConfig):
-    steps: int = 100_000  # loop steps: env_steps_per_step environment steps per environment, then one update
+    steps: int = 100_000  # loop steps: env_steps_per_step environment steps per environment, then updates_per_step updates
     num_envs: int = 1
     vector: str = "sync"  # "sync" or "async"
-    env_steps_per_step: int = 1
+    env_steps_per_step: int = 1  # a multiple of policy.act_steps, so chunks are not cut between steps
+    updates_per_step: int = 1
     buffer_size: int = 1_000_000
-    learning_starts: int = 1000  # environment steps before the first update (uniform random actions unless init_from)
+    learning_starts: int = 1000  # environment steps before the first update (uniform random actions unless critic_from)
     exploration_noise: float = 0.1  # td3: Gaussian action noise std while acting, normalised units
-    offline_data: str | None = None  # a dataset (any format `data.path` takes) mixed into every batch
-    offline_fraction: float = 0.5  # share of each batch drawn from offline_data
+    # Share of each batch drawn from the run's dataset (`data.path`, or the task's recorded
+    # demonstrations); 0 learns from the replay buffer alone and loads no dataset.
+    offline_fraction: float = 0.0
     critic_from: str | None = None  # a checkpoint or run dir of algo=offline/actor_critic whose critics continue here
     standardize_obs: bool = False  # online: keep the normaliser the policy came with
 
@@ -298,24 +333,24 @@ class ActorCriticConfig(OfflineActorCriticConfig):
 
 @register("algorithm", "actor_critic")
 class ActorCritic(OfflineActorCritic):
-    """The same learner acting in environments; with init_from, critic_from and offline_data, offline-to-online."""
+    """The same learner acting in environments; with init_from, critic_from and offline_fraction, offline-to-online."""
 
     config: ActorCriticConfig
-    needs_dataset = False
+
+    @classmethod
+    def needs_dataset(cls, config: ActorCriticConfig) -> bool:
+        return config.offline_fraction > 0
 
     def __init__(self, config: ActorCriticConfig, context: TrainingContext) -> None:
-        from robotune.data import load_dataset
-        from robotune.rollout.chunk_rollout import ChunkRollout
-        from robotune.training.replay import ReplayBuffer
-
-        if config.offline_data:
-            context.dataset = load_dataset(config.offline_data)
+        if config.offline_fraction > 0 and context.dataset is None:
+            raise ValueError(f"algo.offline_fraction={config.offline_fraction} mixes offline data into every batch, but the run has no dataset")
         super().__init__(config, context)
         if config.critic_from:
             self._load_critic(config.critic_from)
-        self.buffer = ReplayBuffer(context.work_dir / "replay", config.buffer_size, self.obs_dim, self.action_dim)
+        pc = self.policy.config
+        self.buffer = ReplayBuffer(context.work_dir / "replay", config.buffer_size, self.obs_size, self.action_size)
         self.envs = context.make_envs(config.num_envs, config.vector)
-        self.rollout = ChunkRollout(self.envs, 1, 1, config.gamma, seed=context.seed)
+        self.rollout = ChunkRollout(self.envs, pc.obs_horizon, pc.act_steps, config.gamma, seed=context.seed)
         self.random_until = 0 if config.critic_from else config.learning_starts
 
     def _load_critic(self, path: str) -> None:
@@ -329,19 +364,37 @@ class ActorCritic(OfflineActorCritic):
         if self.target_policy is not None and state.get("target_policy") is not None:
             self.target_policy.load_state_dict(state["target_policy"])
 
+    # ------------------------------------------------------------------ acting
+
+    def to_environment(self, obs_norm: torch.Tensor, action: torch.Tensor | None) -> tuple[np.ndarray, torch.Tensor]:
+        """An actor action (B, action_size), or None for uniform random exploration -> raw executed
+        actions (B, act_steps, Da) for the environments, and what the replay buffer stores (raw, flat)."""
+        k, da = self.policy.config.act_steps, self.policy.action_dim
+        if action is None:
+            action = torch.rand((len(obs_norm), k * da), generator=self.context.generator, device=self.context.device) * 2 - 1
+        raw = self.policy.action_normalizer.unnormalize(action.view(-1, k, da).clamp(-1.0, 1.0))
+        return raw.cpu().numpy(), raw.flatten(1)
+
+    def critic_action(self, stored: torch.Tensor) -> torch.Tensor:
+        """A replay buffer's action (B, action_size) -> the critic's units (normalised)."""
+        k, da = self.policy.config.act_steps, self.policy.action_dim
+        return self.policy.action_normalizer.normalize(stored.view(-1, k, da)).flatten(1)
+
     @torch.no_grad()
     def _decide(self, obs: np.ndarray) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
-        device, generator = self.context.device, self.context.generator
-        obs_norm = self.policy.obs_normalizer.normalize(torch.as_tensor(obs, device=device).view(len(obs), -1))
+        cfg, device, generator = self.config, self.context.device, self.context.generator
+        obs_norm = self.policy.normalize_obs(obs)
         if self.env_steps < self.random_until:
-            action = torch.rand((len(obs), self.action_dim), generator=generator, device=device) * 2 - 1
-        elif self.config.actor == "sac":
+            action = None
+        elif cfg.actor == "sac":
             action = self.stochastic_action(obs_norm)[0]
         else:
-            noise = torch.randn((len(obs), self.action_dim), generator=generator, device=device) * self.config.exploration_noise
+            noise = torch.randn((len(obs), self.action_size), generator=generator, device=device) * cfg.exploration_noise
             action = (self.deterministic_action(self.policy, obs_norm) + noise).clamp(-1.0, 1.0)
-        raw = self.policy.action_normalizer.unnormalize(action)
-        return raw.unsqueeze(1).cpu().numpy(), {"action": raw}
+        actions, stored = self.to_environment(obs_norm, action)
+        return actions, {"action": stored}
+
+    # ------------------------------------------------------------------ learning
 
     def step(self) -> dict[str, Any]:
         cfg = self.config
@@ -350,26 +403,29 @@ class ActorCritic(OfflineActorCritic):
         self.buffer.add_decisions(transitions)
         metrics: dict[str, Any] = episodes.summary()
         if self.env_steps >= cfg.learning_starts:
-            metrics.update(self.update(self._mixed_batch()))
+            for _ in range(cfg.updates_per_step):
+                metrics.update(self.update(self.replay_batch()))
         return metrics
 
-    def _mixed_batch(self) -> dict[str, torch.Tensor]:
-        """Online replay, normalised, joined by `offline_fraction` of offline transitions when there is offline data.
+    def replay_batch(self) -> dict[str, torch.Tensor]:
+        """A batch of online replay in the engine's units, joined by `offline_fraction` of offline transitions.
         Online transitions have no dataset next action, so only the fields both share are kept."""
         cfg, policy = self.config, self.policy
-        offline_size = int(round(cfg.batch_size * cfg.offline_fraction)) if self.data is not None else 0
+        offline_size = int(round(cfg.batch_size * cfg.offline_fraction))
         raw = self.buffer.sample(cfg.batch_size - offline_size, self.sample_generator, self.context.device)
         online = {
-            "obs": policy.obs_normalizer.normalize(raw["obs"]),
-            "action": policy.action_normalizer.normalize(raw["action"]),
+            "obs": policy.normalize_obs(raw["obs"]).flatten(1),
+            "action": self.critic_action(raw["action"]),
             "reward": raw["reward"],
-            "next_obs": policy.obs_normalizer.normalize(raw["next_obs"]),
+            "next_obs": policy.normalize_obs(raw["next_obs"]).flatten(1),
             "bootstrap": raw["discount"] * (1 - raw["terminated"]),
         }
         if not offline_size:
             return online
         offline = self.data.sample(offline_size, self.sample_generator)
         return {name: torch.cat([offline[name], value]) for name, value in online.items()}
+
+    # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "buffer": self.buffer.state_dict()}
@@ -381,3 +437,19 @@ class ActorCritic(OfflineActorCritic):
 
     def close(self) -> None:
         self.envs.close()
+
+
+@dataclass
+class SACConfig(ActorCriticConfig):
+    """`algo=sac`: the online engine with SAC's actor and the settings of SB3's and CleanRL's SAC."""
+
+    actor: str = "sac"
+    actor_q: str = "min"
+    learning_starts: int = 100  # environment steps of uniform random actions before the first update
+
+
+@register("algorithm", "sac")
+class SAC(ActorCritic):
+    """Soft actor-critic (Haarnoja et al. 2018) from scratch: `algo=actor_critic algo.actor=sac` with SAC's defaults."""
+
+    config: SACConfig

@@ -61,8 +61,11 @@ class BCConfig(AlgorithmConfig):
 class BehaviourCloning(Algorithm):
     config_class = BCConfig
     config: BCConfig
-    needs_dataset = True
     supports_distributed = True
+
+    @classmethod
+    def needs_dataset(cls, config: BCConfig) -> bool:
+        return True
 
     def __init__(self, config: BCConfig, context: TrainingContext) -> None:
         super().__init__(config, context)

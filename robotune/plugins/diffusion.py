@@ -296,7 +296,7 @@ class DiffusionPolicy(FastInference, Policy):
         batch = obs.shape[0]
         if not deterministic and self.config.scheduler not in PRECOMPUTED_SCHEDULERS:
             with torch.inference_mode():
-                obs_norm = self.obs_normalizer.normalize(torch.from_numpy(obs).view(batch, self.config.obs_horizon, self.obs_dim))
+                obs_norm = self.normalize_obs(obs)
                 return self.sample_chunk_norm_with_scheduler(obs_norm, deterministic, generator).numpy().reshape(batch, -1)
         coef = self.coefficients(deterministic)
         shape = (batch, self.config.horizon, self.action_dim)

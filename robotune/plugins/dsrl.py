@@ -9,11 +9,11 @@ leaves that map untouched and learns where to start it:
     chunk = base.chunk_from_noise(o, w)                 the environment runs its first act_steps actions
     Q_ψ(o, w)                                           the critic scores the noise, not the actions
 
-and trains (φ, ψ) with SAC (sac.py), the noise taking the place of the action: the same critic,
-target, temperature and replay updates. The first `learning_starts` environment steps draw
-w ~ N(0, I) clipped to ±m, so the replay starts with the base policy's own behaviour. DSRL's
-target entropy is 0 (`target_entropy`), not −dim(w): w has H·Da dimensions and the base already
-explores through it.
+and trains (φ, ψ) with SAC (`algo=sac`, actor_critic.py), the noise taking the place of the
+action: the same critic, target, temperature and replay updates. The first `learning_starts`
+environment steps draw w ~ N(0, I) clipped to ±m, so the replay starts with the base policy's own
+behaviour. DSRL's target entropy is 0 (`target_entropy`), not −dim(w): w has H·Da dimensions and
+the base already explores through it.
 
 The deployed policy is the noise actor and the base together, one `noise_steered` policy in one
 checkpoint (`wrapped_policy.py`); its deterministic mode takes w = m tanh(μ_φ(o)). The critic
@@ -36,7 +36,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
 from robotune.plugins.gaussian import GaussianConfig, GaussianPolicy
-from robotune.plugins.sac import SAC, SACConfig
+from robotune.plugins.actor_critic import SAC, SACConfig
 from robotune.plugins.wrapped_policy import WrappedPolicy, WrappedPolicyConfig
 
 
@@ -113,10 +113,15 @@ class DSRLConfig(SACConfig):
     actor_hidden_dim: int = 256
     actor_num_layers: int = 2
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.actor != "sac":
+            raise ValueError(f"algo=dsrl trains its noise actor with SAC: algo.actor must be 'sac', got '{self.actor}'")
+
 
 @register("algorithm", "dsrl")
 class DSRL(SAC):
-    """SAC (sac.py) with the noise of a `noise_steered` policy as its action."""
+    """SAC (actor_critic.py) with the noise of a `noise_steered` policy as its action."""
 
     config: DSRLConfig
     policy: NoiseSteeredPolicy
@@ -134,7 +139,7 @@ class DSRL(SAC):
     def actor_action_size(self) -> int:
         return self.policy.config.horizon * self.policy.action_dim
 
-    def actor_action(self, obs_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def stochastic_action(self, obs_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         noise, log_prob = self.policy.noise(obs_norm, self.context.generator)
         return noise.flatten(1), log_prob
 

@@ -63,7 +63,10 @@ class IQLConfig(AlgorithmConfig):
 @register("algorithm", "iql")
 class IQL(Algorithm):
     config: IQLConfig
-    needs_dataset = True
+
+    @classmethod
+    def needs_dataset(cls, config: IQLConfig) -> bool:
+        return True
 
     def __init__(self, config: IQLConfig, context: TrainingContext) -> None:
         super().__init__(config, context)

@@ -33,7 +33,7 @@ from robotune.core.algorithm import Algorithm, AlgorithmConfig, TrainingContext
 from robotune.core.policy import SupportsLikelihood
 from robotune.core.registry import register
 from robotune.rollout.advantages import generalized_advantages, grid_view
-from robotune.rollout.chunk_rollout import ChunkRollout, DecisionBatch
+from robotune.rollout.chunk_rollout import Decider, DecisionBatch
 from robotune.training.optimizers import make_adam
 
 
@@ -117,6 +117,19 @@ class PolicySamples:
     extra_loss: Callable[[torch.Tensor], tuple[torch.Tensor | float, dict[str, torch.Tensor]]] = lambda index: (0.0, {})
 
 
+@torch.no_grad()
+def sample_decisions(modules: dict[str, torch.nn.Module], obs: np.ndarray, generator: torch.Generator) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+    """PPO's decision rule: raw windows (M, To, Do) -> raw executed actions (M, act_steps, Da) and, per decision,
+    the log-probability, the critic's value and the sampling trace. Module-level so Ray workers run it too."""
+    policy, critic = modules["policy"], modules["critic"]
+    obs_norm = policy.normalize_obs(obs)
+    chunk_norm, trace, log_prob = policy.sample_with_trace(obs_norm, generator)
+    executed = chunk_norm[:, : policy.config.act_steps].clamp(-1.0, 1.0)
+    actions = policy.action_normalizer.unnormalize(executed).cpu().numpy()
+    tensors = {"log_prob": log_prob, "value": critic.value(obs_norm.flatten(1)).mean(0), **{f"trace.{k}": v for k, v in trace.items()}}
+    return actions, tensors
+
+
 @register("algorithm", "ppo")
 class PPO(Algorithm):
     config_class = PPOConfig
@@ -141,29 +154,10 @@ class PPO(Algorithm):
             eps=config.adam_eps,
         )
         self.parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
-        self.envs = context.make_envs(config.num_envs, config.vector)
-        self.rollout = ChunkRollout(self.envs, pc.obs_horizon, pc.act_steps, config.gamma, seed=context.seed)
+        self.rollout = context.make_chunk_rollout(config.num_envs, config.vector, pc.obs_horizon, pc.act_steps, config.gamma)
+        self.decide = Decider(sample_decisions, {"policy": policy, "critic": self.critic}, context.generator)
         self.reward_scaler = RunningReturnScaler(config.num_envs, config.reward_clip) if config.reward_scaling else None
         self.iteration = 0
-
-    # ------------------------------------------------------------------ acting
-
-    def _obs_norm(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Raw windows (M, To, Do) -> normalised tensor on the device."""
-        return self.policy.obs_normalizer.normalize(torch.as_tensor(obs, device=self.context.device))
-
-    @torch.no_grad()
-    def _decide(self, obs: np.ndarray) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
-        obs_norm = self._obs_norm(obs)
-        chunk_norm, trace, log_prob = self.policy.sample_with_trace(obs_norm, self.context.generator)
-        executed = chunk_norm[:, : self.policy.config.act_steps].clamp(-1.0, 1.0)
-        actions = self.policy.action_normalizer.unnormalize(executed).cpu().numpy()
-        tensors = {
-            "log_prob": log_prob,
-            "value": self.critic.value(obs_norm.flatten(1)).mean(0),
-            **{f"trace.{k}": v for k, v in trace.items()},
-        }
-        return actions, tensors
 
     # ------------------------------------------------------------------ learning
 
@@ -171,7 +165,7 @@ class PPO(Algorithm):
     def _advantages(self, batch: DecisionBatch) -> tuple[torch.Tensor, torch.Tensor]:
         device = self.context.device
         value = batch.payload["value"]
-        next_value = self.critic.value(self._obs_norm(batch.next_obs).flatten(1)).mean(0)
+        next_value = self.critic.value(self.policy.normalize_obs(batch.next_obs).flatten(1)).mean(0)
         reward = self.reward_scaler.scale(batch) if self.reward_scaler is not None else batch.reward
         grid = torch.as_tensor(batch.grid, device=device)
         on_grid = {
@@ -193,7 +187,7 @@ class PPO(Algorithm):
 
     def step(self) -> dict[str, float]:
         self.policy.eval()  # sampling and scoring must use the same function (no dropout/BN modes)
-        batch, episodes = self.rollout.collect(self.config.rollout_steps, self._decide)
+        batch, episodes = self.rollout.collect(self.config.rollout_steps, self.decide)
         self.env_steps += self.config.rollout_steps * self.config.num_envs
         metrics = self.learn(batch)
         self.iteration += 1
@@ -213,7 +207,7 @@ class PPO(Algorithm):
         """GAE, then `epochs` passes of clipped-surrogate and value updates over the policy samples."""
         cfg, device = self.config, self.context.device
         advantages, returns = self._advantages(batch)
-        obs_norm = self._obs_norm(batch.obs)
+        obs_norm = self.policy.normalize_obs(batch.obs)
         samples = self.policy_samples(batch, obs_norm)
         train_policy = self.iteration >= cfg.critic_warmup_iterations
 
@@ -281,4 +275,4 @@ class PPO(Algorithm):
         return self.policy.eval()
 
     def close(self) -> None:
-        self.envs.close()
+        self.rollout.close()

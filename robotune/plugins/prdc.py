@@ -44,7 +44,7 @@ class PRDCRegularizer(Regularizer):
     def nearest_actions(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The dataset action of the point nearest to each (β·obs, action): (B, action_dim)."""
         if not hasattr(self, "tree"):
-            raise RuntimeError("regularizer prdc has no dataset to search: it needs an offline dataset (algo=offline, or algo.offline_data)")
+            raise RuntimeError("regularizer prdc has no dataset to search: it needs an offline dataset (algo=offline, or algo.offline_fraction > 0 with data.path)")
         query = torch.cat([self.config.beta * obs, action], -1).detach().cpu().numpy()
         _, index = self.tree.query(query, k=1, workers=self.config.workers)
         return torch.from_numpy(self.points[index, -self.action_dim :]).to(action.device)

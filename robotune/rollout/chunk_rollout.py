@@ -23,11 +23,27 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 import torch
+from torch import nn
 
 from robotune.rollout.vector import step_outcome
 
 # (obs windows (M, To, Do) raw float32) -> (raw actions (M, act_steps, Da), per-decision tensors {name: (M, ...)})
 DecideFn = Callable[[np.ndarray], tuple[np.ndarray, dict[str, torch.Tensor]]]
+# (modules by name, obs windows (M, To, Do) raw float32, generator) -> what a DecideFn returns
+DecisionRule = Callable[[dict[str, nn.Module], np.ndarray, torch.Generator], tuple[np.ndarray, dict[str, torch.Tensor]]]
+
+
+@dataclass
+class Decider:
+    """A DecideFn spelled out as a module-level rule over named modules, so that rollout workers in
+    other processes (`robotune/rollout/ray_rollout.py`) can rebuild the modules and run the same rule."""
+
+    rule: DecisionRule
+    modules: dict[str, nn.Module]
+    generator: torch.Generator
+
+    def __call__(self, obs: np.ndarray) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+        return self.rule(self.modules, obs, self.generator)
 
 
 @dataclass
@@ -158,6 +174,9 @@ class ChunkRollout:
         )
         return batch, stats
 
+    def close(self) -> None:
+        self.envs.close()
+
     def _track_episodes(self, reward: np.ndarray, done: np.ndarray, success: np.ndarray, stats: EpisodeStats) -> None:
         self.episode_return += reward
         self.episode_length += 1
@@ -168,3 +187,12 @@ class ChunkRollout:
             stats.lengths.append(int(self.episode_length[i]))
             stats.successes.append(float(self.episode_success[i]))
         self.episode_return[done], self.episode_length[done], self.episode_success[done] = 0.0, 0, np.nan
+
+
+def local_chunk_rollouts(make_envs: Callable[[int, str], gym.vector.VectorEnv], seed: int) -> Callable[..., ChunkRollout]:
+    """`TrainingContext.make_chunk_rollout` for `runtime=local`: every environment in this process (or its subprocesses)."""
+
+    def make(num_envs: int, mode: str, obs_horizon: int, act_steps: int, gamma: float) -> ChunkRollout:
+        return ChunkRollout(make_envs(num_envs, mode), obs_horizon, act_steps, gamma, seed=seed)
+
+    return make

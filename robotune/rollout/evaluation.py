@@ -154,12 +154,14 @@ def evaluate(
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
-    """`robotune eval`: rebuild policy and task from the checkpoint directory alone, then evaluate."""
+    """`robotune eval`: rebuild policy, processors and task from the checkpoint directory alone, then evaluate."""
     from robotune.core.checkpoint import load_checkpoint
+    from robotune.processing.pipeline import ObservationProcessors
+    from robotune.processing.task import processed_task
 
     torch.set_num_threads(cfg.torch_threads)
     checkpoint = load_checkpoint(cfg.checkpoint)
-    task = build_task(checkpoint.config.task)
+    task = processed_task(build_task(checkpoint.config.task), ObservationProcessors.from_meta(checkpoint.meta))
     result = evaluate(
         checkpoint.policy,
         task,

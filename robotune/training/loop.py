@@ -1,7 +1,11 @@
 """`robotune train`: one loop for behaviour cloning, on-policy, off-policy and offline RL.
 
-    task -> [dataset] -> policy (fresh, or `init_from` a checkpoint) -> algorithm.step() x algo.steps
+    task -> [dataset] -> processors -> policy (fresh, or `init_from` a checkpoint) -> algorithm.step() x algo.steps
          -> checkpoints -> evaluation
+
+The processors (`robotune.processing`, the `processors:` config) turn the task's observation into
+the policy's; the dataset is processed once, the task's environments through a wrapper, and every
+checkpoint stores them, so evaluation and deployment apply the same.
 
 The run directory is derived from the config (task, policy, algorithm, seed) unless given, so
 running the same command again after an interruption resumes from the newest checkpoint: the
@@ -15,12 +19,14 @@ Launched by torchrun, every process runs this loop as one rank of the run (see
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import gymnasium as gym
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
@@ -31,11 +37,14 @@ from robotune.core.checkpoint import list_checkpoints, load_checkpoint, load_tra
 from robotune.core.config import build_config
 from robotune.core.critic import Critic
 from robotune.core.dataset import EpisodeDataset
-from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.regularizer import Regularizer, build_regularizer
 from robotune.core.task import Task, build_task
 from robotune.data import load_dataset as load_dataset_file
+from robotune.processing.normalizers import fit_normalizers
+from robotune.processing.pipeline import ObservationProcessors, ProcessorsConfig
+from robotune.processing.task import processed_task
+from robotune.rollout.chunk_rollout import local_chunk_rollouts
 from robotune.rollout.evaluation import EvalResult, evaluate
 from robotune.rollout.vector import make_vector_env
 from robotune.training.demonstrations import cached_demonstrations
@@ -54,9 +63,10 @@ from robotune.training.run_logging import LoggerConfig, RunLogger, plot_learning
 
 @dataclass
 class Components:
-    task: Task
-    dataset: EpisodeDataset | None
+    task: Task  # as the policy sees it, through the processors
+    dataset: EpisodeDataset | None  # processed
     policy: Policy
+    processors: ObservationProcessors
     algorithm: Algorithm
     generator: torch.Generator
     parent: dict | None  # the checkpoint this run was initialised from
@@ -84,25 +94,23 @@ def load_dataset(cfg: DictConfig, task: Task, console: Console | None) -> Episod
 
 
 def fresh_policy(cfg: DictConfig, task: Task, dataset: EpisodeDataset | None) -> Policy:
-    """A new policy. Normalisers come from the dataset's min/max; without a dataset (RL from scratch),
-    actions use the task's bounds and observations are left as they are."""
-    spec = task.spec
+    """A new policy for `task` (as the policy sees it), its normalisers fitted to `dataset` (processed
+    alike) as `cfg.processors.normalizer` says; without a dataset (RL from scratch), actions use the
+    task's bounds and observations are left as they are."""
     policy_class = registry.get("policy", cfg.policy.name)
     policy_config = build_config(policy_class.config_class, cfg.policy, "policy")
-    if dataset is not None:
-        stats = dataset.stats()
-        obs_normalizer = Normalizer(stats["obs_min"], stats["obs_max"])
-        action_normalizer = Normalizer(stats["action_min"], stats["action_max"])
-    else:
-        obs_normalizer = Normalizer.identity(spec.obs_dim)
-        action_normalizer = Normalizer(spec.action_low, spec.action_high)
-    return policy_class(policy_config, spec, obs_normalizer, action_normalizer)
+    normalizer = build_config(ProcessorsConfig, cfg.processors, "processors").normalizer
+    obs_normalizer, action_normalizer = fit_normalizers(normalizer, task.spec, dataset)
+    return policy_class(policy_config, task.spec, obs_normalizer, action_normalizer)
 
 
-def policy_from_checkpoint(cfg: DictConfig, task: Task) -> tuple[Policy, dict]:
-    """The trained policy of `init_from`, with its normalisers and spec; the run's policy config becomes its."""
+def policy_from_checkpoint(cfg: DictConfig, task: Task) -> tuple[Policy, dict, ObservationProcessors]:
+    """The trained policy of `init_from`, with its normalisers, spec and processors; the run's policy
+    and processors config become its."""
     path = resolve_checkpoint(cfg.init_from)
     parent = load_checkpoint(path)
+    processors = ObservationProcessors.from_meta(parent.meta)
+    processors.check_task(task.spec)
     if parent.task_spec.name != task.spec.name:
         raise ValueError(
             f"init_from={cfg.init_from} was trained on task '{parent.task_spec.name}', but this run's task is '{task.spec.name}'"
@@ -114,14 +122,31 @@ def policy_from_checkpoint(cfg: DictConfig, task: Task) -> tuple[Policy, dict]:
         )
     with open_dict(cfg):
         cfg.policy = parent.config.policy  # the saved config must rebuild this exact policy
+        cfg.processors = OmegaConf.structured(processors.config)
     policy = parent.policy.train()
-    return policy, {"checkpoint": str(path), "step": parent.meta["step"], "plugins": parent.meta["plugins"]}
+    return policy, {"checkpoint": str(path), "step": parent.meta["step"], "plugins": parent.meta["plugins"]}, processors
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def chunk_rollout_factory(
+    cfg: DictConfig, make_envs: Callable[..., gym.vector.VectorEnv], processors: ObservationProcessors
+) -> Callable[..., Any]:
+    """`TrainingContext.make_chunk_rollout` for the run's `runtime`: local, or Ray workers (imported only then),
+    which rebuild the task from its config and apply the same observation processors."""
+    if cfg.runtime.name == "local":
+        return local_chunk_rollouts(make_envs, cfg.seed)
+    if cfg.runtime.name == "ray":
+        from robotune.rollout.ray_rollout import RayChunkRollout, RayRuntimeConfig
+
+        ray_config = build_config(RayRuntimeConfig, cfg.runtime, "runtime")
+        task_config = OmegaConf.to_container(cfg.task, resolve=True)
+        return functools.partial(RayChunkRollout, task_config, processors=processors.to_json(), seed=cfg.seed, config=ray_config)
+    raise ValueError(f"invalid config 'runtime.name': expected 'local' or 'ray', got '{cfg.runtime.name}'")
 
 
 def build_components(
@@ -137,14 +162,20 @@ def build_components(
         )
     algorithm_config = build_config(algorithm_class.config_class, cfg.algo, "algo")
     dataset = None
-    if algorithm_class.needs_dataset:
+    if algorithm_class.needs_dataset(algorithm_config):
         with processes.main_first():  # rank 0 records the demonstrations that the others read from the cache
             dataset = load_dataset(cfg, task, console)
     torch.manual_seed(cfg.seed)  # weight initialisation (policy, critics, residual heads) draws from torch's global generator
     if cfg.init_from:
-        policy, parent = policy_from_checkpoint(cfg, task)
+        policy, parent, processors = policy_from_checkpoint(cfg, task)
     else:
-        policy, parent = fresh_policy(cfg, task, dataset), None
+        config = build_config(ProcessorsConfig, cfg.processors, "processors")
+        processors = ObservationProcessors(config, task.spec.obs_names, config.normalizer if dataset is not None else None)
+        policy, parent = None, None
+    task = processed_task(task, processors)
+    dataset = processors.apply_to_dataset(dataset) if dataset is not None else None
+    if policy is None:
+        policy = fresh_policy(cfg, task, dataset)
     device = device or resolve_device(cfg.device)
     policy.to(device)
     seed = rank_seed(cfg.seed, processes.rank)
@@ -158,11 +189,21 @@ def build_components(
         nodes = cfg.get("regularizer") or {}
         return [build_regularizer(name, node, obs_dim, action_dim).to(device) for name, node in nodes.items()]
 
+    def make_envs(num_envs: int, mode: str = "sync") -> gym.vector.VectorEnv:
+        return make_vector_env(task, num_envs, mode)
+
+    make_rollout, rollouts = chunk_rollout_factory(cfg, make_envs, processors), []  # rollouts: to check that runtime=ray is used
+
+    def make_chunk_rollout(*args: Any) -> Any:
+        rollouts.append(make_rollout(*args))
+        return rollouts[-1]
+
     context = TrainingContext(
         policy=policy,
         task=task,
         dataset=dataset,
-        make_envs=lambda num_envs, mode="sync": make_vector_env(task, num_envs, mode),
+        make_envs=make_envs,
+        make_chunk_rollout=make_chunk_rollout,
         build_critic=build_critic,
         build_regularizers=build_regularizers,
         device=device,
@@ -172,7 +213,14 @@ def build_components(
         rank=processes.rank,
         world_size=processes.world_size,
     )
-    return Components(task, dataset, policy, algorithm_class(algorithm_config, context), generator, parent)
+    algorithm = algorithm_class(algorithm_config, context)
+    if cfg.runtime.name != "local" and not rollouts:
+        algorithm.close()
+        raise ValueError(
+            f"runtime={cfg.runtime.name} runs the rollouts of on-policy RL (algo=ppo, dppo, residual_ppo, fpo); "
+            f"algo={cfg.algo.name} collects none through it: use runtime=local"
+        )
+    return Components(task, dataset, policy, processors, algorithm, generator, parent)
 
 
 def run_evaluation(cfg: DictConfig, algo: Algorithm, task: Task, episodes: int, video_dir: Path | None = None) -> EvalResult:
@@ -247,6 +295,7 @@ def train_rank(cfg: DictConfig, processes: ProcessGroup, device: torch.device) -
             keep=cfg.keep_checkpoints,
             parent=parts.parent,
             correctors=algo.action_correctors(),
+            processors=parts.processors.to_json(),
         )
 
     total = cfg.algo.steps
@@ -271,7 +320,8 @@ def train_rank(cfg: DictConfig, processes: ProcessGroup, device: torch.device) -
                 result = run_evaluation(cfg, algo, parts.task, cfg.eval.every_episodes)
                 log.log(step, result.summary(), prefix="eval", counters=algo.counters())
                 if best.improves(result.summary()):
-                    save_checkpoint(run_dir / "checkpoints" / "best", step, algo.inference_policy(), {"step": step}, cfg, keep=1, parent=parts.parent, correctors=algo.action_correctors())
+                    save_checkpoint(run_dir / "checkpoints" / "best", step, algo.inference_policy(), {"step": step}, cfg, keep=1,
+                                    parent=parts.parent, correctors=algo.action_correctors(), processors=parts.processors.to_json())
             if step % cfg.checkpoint_every == 0 and step < total:
                 checkpoint(step)
         final = checkpoint(total) if start_step < total else checkpoints[-1]

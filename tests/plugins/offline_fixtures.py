@@ -18,6 +18,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.registry import get
 from robotune.plugins.ensemble_critic import EnsembleCritic, EnsembleCriticConfig
 from robotune.plugins.gaussian import GaussianConfig, GaussianPolicy
+from robotune.rollout.chunk_rollout import local_chunk_rollouts
 from robotune.rollout.vector import make_vector_env
 from tests.rollout.toy_envs import TargetEnv, TargetTask
 
@@ -69,6 +70,7 @@ def offline_context(policy, dataset, work_dir: Path, regularizers: dict[str, dic
         task=task,
         dataset=dataset,
         make_envs=lambda num_envs, mode="sync": make_vector_env(task, num_envs, mode),
+        make_chunk_rollout=local_chunk_rollouts(lambda num_envs, mode: make_vector_env(task, num_envs, mode), seed),
         build_critic=lambda obs_dim, action_dim: EnsembleCritic(EnsembleCriticConfig(**{"hidden_dims": (32, 32), **(critic or {})}), obs_dim, action_dim),
         build_regularizers=build_regularizers,
         device=torch.device("cpu"),

@@ -1,4 +1,5 @@
-"""The offline engine: SAC actor, unregularised TD3, a flow actor anchored by its own loss, z-scoring, state and errors."""
+"""The actor-critic engine: SAC actor, unregularised TD3, a flow actor anchored by its own loss, z-scoring, state, errors,
+and the online engine's dataset only when it mixes offline data in."""
 
 import copy
 
@@ -7,8 +8,10 @@ import pytest
 import torch
 
 from robotune.core.normalization import Normalizer
-from robotune.plugins.actor_critic import OfflineActorCritic, OfflineActorCriticConfig
+from robotune.plugins.actor_critic import ActorCritic, ActorCriticConfig, OfflineActorCritic, OfflineActorCriticConfig
 from robotune.plugins.flow_matching import FlowConfig, FlowMatchingPolicy
+from robotune.training.loop import build_components
+from tests.helpers import compose_config
 from tests.plugins.offline_fixtures import behaviour_error, offline_context, policy_error, target_dataset, tiny_actor
 from tests.rollout.toy_envs import TargetTask
 
@@ -108,3 +111,27 @@ def test_one_update_matches_the_td3_bc_and_rebrac_formulas(tmp_path):
         actor_loss = -2.5 * q1.mean() / q1.abs().mean() + (action - batch["action"]).square().mean()
     torch.testing.assert_close(metrics["critic_loss"], critic_loss)
     torch.testing.assert_close(metrics["actor_loss"], actor_loss)
+
+
+def test_the_online_engine_loads_a_dataset_only_when_it_mixes_offline_data_in(tmp_path):
+    """`needs_dataset` follows the config: pure online SAC records no demonstrations; offline_fraction > 0
+    gets the run's dataset (here the task's recorded demonstrations) and draws that share of each batch from it."""
+    common = ["task=reach_around", "policy.hidden_dim=32", "critic.hidden_dims=[32,32]", "data.num_episodes=2",
+              f"data.cache_dir={tmp_path / 'data'}", "algo.batch_size=8", "algo.buffer_size=64", "logger=quiet"]
+    online = build_components(compose_config("train", [*common, "algo=sac", "policy=gaussian_sac", f"run_dir={tmp_path / 'sac'}"]), None)
+    assert online.dataset is None and online.algorithm.data is None
+    online.algorithm.close()
+    mixed = build_components(compose_config("train", [
+        *common, "algo=actor_critic", "policy=td3_actor", "algo.offline_fraction=0.25", "algo.learning_starts=4", f"run_dir={tmp_path / 'mixed'}",
+    ]), None)
+    engine = mixed.algorithm
+    assert mixed.dataset is not None and len(engine.data) == mixed.dataset.num_steps
+    for _ in range(4):
+        engine.step()
+    batch = engine.replay_batch()
+    assert batch["obs"].shape == (8, engine.obs_size) and engine.grad_steps == 1
+    offline_rows = engine.data.fields["obs"]
+    assert (batch["obs"][:2, None] == offline_rows[None]).all(-1).any(-1).all()  # the first quarter comes from the dataset
+    engine.close()
+    with pytest.raises(ValueError, match="algo.offline_fraction=0.5 .* no dataset"):
+        ActorCritic(ActorCriticConfig(name="actor_critic", offline_fraction=0.5), offline_context(tiny_actor(), None, tmp_path / "none"))

@@ -14,8 +14,8 @@ def test_fpo_ratio_is_exactly_one_for_unchanged_parameters(tmp_path):
     task = TargetTask()
     config = FPOConfig(steps=1, num_envs=2, rollout_steps=8, epochs=1, batch_size=16, critic_warmup_iterations=0)
     algo = FPO(config, make_context(tiny_base("flow", task, num_steps=2), task=task, work_dir=tmp_path))
-    batch, _ = algo.rollout.collect(8, algo._decide)
-    samples = algo.policy_samples(batch, algo._obs_norm(batch.obs))
+    batch, _ = algo.rollout.collect(8, algo.decide)
+    samples = algo.policy_samples(batch, algo.policy.normalize_obs(batch.obs))
     with torch.no_grad():
         ratio = samples.log_ratio(torch.arange(samples.count)).exp()
     algo.close()

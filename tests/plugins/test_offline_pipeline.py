@@ -51,7 +51,7 @@ def test_offline_to_online_continues_policy_critic_and_data(hopper_data, tmp_pat
     offline_state = load_training_state(resolve_checkpoint(tmp_path / "offline"))["algorithm"]
     overrides = [
         "task=gymnasium", "task.env_id=Hopper-v5", "algo=actor_critic", "policy=td3_actor", "regularizer=[td3_bc]",
-        f"init_from={tmp_path / 'offline'}", "algo.critic_from=${init_from}", f"algo.offline_data={hopper_data}",
+        f"init_from={tmp_path / 'offline'}", "algo.critic_from=${init_from}", f"data.path={hopper_data}", "algo.offline_fraction=0.5",
         "algo.q_weight=2.5", "algo.normalize_q=true", "algo.steps=300", "algo.learning_starts=100", "algo.buffer_size=1000",
         f"run_dir={tmp_path / 'online'}", *TINY,
     ]
@@ -72,7 +72,7 @@ def test_offline_to_online_starts_from_the_offline_critic(hopper_data, tmp_path)
     train_preset("td3_bc", hopper_data, tmp_path / "offline", steps=10)
     cfg = compose_config("train", [
         "task=gymnasium", "task.env_id=Hopper-v5", "algo=actor_critic", "policy=td3_actor", f"init_from={tmp_path / 'offline'}",
-        "algo.critic_from=${init_from}", f"algo.offline_data={hopper_data}", f"run_dir={tmp_path / 'online'}", *TINY,
+        "algo.critic_from=${init_from}", f"data.path={hopper_data}", "algo.offline_fraction=0.5", f"run_dir={tmp_path / 'online'}", *TINY,
     ])
     engine = build_components(cfg, None).algorithm
     saved = load_training_state(resolve_checkpoint(tmp_path / "offline"))["algorithm"]["critic"]

@@ -7,7 +7,7 @@ import torch
 from robotune.core.normalization import Normalizer
 from robotune.plugins.gaussian import GaussianConfig, GaussianPolicy
 from robotune.plugins.ppo import PPO, PPOConfig
-from robotune.plugins.sac import SAC, SACConfig
+from robotune.plugins.actor_critic import SAC, SACConfig
 from tests.helpers import make_context
 from tests.rollout.toy_envs import TargetTask
 
@@ -44,7 +44,7 @@ def test_sac_raises_the_return_from_scratch_and_persists_its_buffer(tmp_path, bf
     task = TargetTask()
     policy = make_policy(task, tanh_squash=True, state_dependent_std=True, init_std=1.0, min_std=1e-4, max_std=7.0)
     context = make_context(policy, task=task, work_dir=tmp_path, critic_overrides={"hidden_dims": (32, 32)})
-    config = SACConfig(steps=600, batch_size=64, learning_starts=100, buffer_size=1000, lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3, bf16_autocast=bf16_autocast)
+    config = SACConfig(steps=600, batch_size=64, learning_starts=100, buffer_size=1000, actor_lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3, bf16_autocast=bf16_autocast)
     sac = SAC(config, context)
     returns = returns_of(sac, 600)
     sac.close()

@@ -71,6 +71,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two processes that each import torch and robotune: ~10 s on 2 cores
 def test_two_ranks_start_alike_average_gradients_over_the_global_batch_and_stay_identical(tmp_path):
     mp.spawn(rank_worker, args=(free_port(), str(tmp_path)), nprocs=RANKS)
     ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(RANKS)]
