@@ -30,7 +30,7 @@ from robotune.core.policy import Policy
 
 
 @dataclass(frozen=True)
-class ProcessGroup:
+class ProcessRank:
     """This process's place among the processes training one run; one process by default."""
 
     rank: int = 0
@@ -56,11 +56,11 @@ class ProcessGroup:
             self.barrier()
 
 
-SINGLE_PROCESS = ProcessGroup()
+SINGLE_PROCESS = ProcessRank()
 
 
-def join_process_group(device: torch.device) -> tuple[ProcessGroup, torch.device]:
-    """(this process's group, its device): joins torchrun's group when WORLD_SIZE > 1.
+def join_process_group(device: torch.device) -> tuple[ProcessRank, torch.device]:
+    """(this process's rank, its device): joins torchrun's process group when WORLD_SIZE > 1.
 
     On CUDA each rank takes the GPU of its local rank and the group uses NCCL; otherwise gloo.
     """
@@ -70,14 +70,14 @@ def join_process_group(device: torch.device) -> tuple[ProcessGroup, torch.device
     missing = [name for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
     if missing:
         raise RuntimeError(f"WORLD_SIZE={world_size} but {', '.join(missing)} not set: launch multi-process training with torchrun")
-    group = ProcessGroup(int(os.environ["RANK"]), world_size, int(os.environ["LOCAL_RANK"]))
+    process = ProcessRank(int(os.environ["RANK"]), world_size, int(os.environ["LOCAL_RANK"]))
     if device.type == "cuda":
-        device = torch.device("cuda", group.local_rank)
+        device = torch.device("cuda", process.local_rank)
         torch.cuda.set_device(device)
         dist.init_process_group("nccl", device_id=device)
     else:
         dist.init_process_group("gloo")
-    return group, device
+    return process, device
 
 
 def leave_process_group() -> None:

@@ -50,7 +50,7 @@ from robotune.rollout.vector import make_vector_env
 from robotune.training.demonstrations import cached_demonstrations
 from robotune.training.distributed import (
     SINGLE_PROCESS,
-    ProcessGroup,
+    ProcessRank,
     gather_rank_states,
     join_process_group,
     leave_process_group,
@@ -150,20 +150,20 @@ def chunk_rollout_factory(
 
 
 def build_components(
-    cfg: DictConfig, console: Console | None, processes: ProcessGroup = SINGLE_PROCESS, device: torch.device | None = None
+    cfg: DictConfig, console: Console | None, process: ProcessRank = SINGLE_PROCESS, device: torch.device | None = None
 ) -> Components:
     """The run's parts; with several processes, this rank's (same weights, its own seed and generator)."""
     task = build_task(cfg.task)
     algorithm_class = registry.get("algorithm", cfg.algo.name)
-    if processes.world_size > 1 and not algorithm_class.supports_distributed:
+    if process.world_size > 1 and not algorithm_class.supports_distributed:
         raise ValueError(
             f"algo={cfg.algo.name} does not train with several processes; run it without torchrun "
-            f"(this launch has {processes.world_size})"
+            f"(this launch has {process.world_size})"
         )
     algorithm_config = build_config(algorithm_class.config_class, cfg.algo, "algo")
     dataset = None
     if algorithm_class.needs_dataset(algorithm_config):
-        with processes.main_first():  # rank 0 records the demonstrations that the others read from the cache
+        with process.main_first():  # rank 0 records the demonstrations that the others read from the cache
             dataset = load_dataset(cfg, task, console)
     torch.manual_seed(cfg.seed)  # weight initialisation (policy, critics, residual heads) draws from torch's global generator
     if cfg.init_from:
@@ -178,7 +178,7 @@ def build_components(
         policy = fresh_policy(cfg, task, dataset)
     device = device or resolve_device(cfg.device)
     policy.to(device)
-    seed = rank_seed(cfg.seed, processes.rank)
+    seed = rank_seed(cfg.seed, process.rank)
     generator = torch.Generator(device=device).manual_seed(seed)
 
     def build_critic(obs_dim: int, action_dim: int) -> Critic:
@@ -210,8 +210,8 @@ def build_components(
         generator=generator,
         work_dir=Path(cfg.run_dir),
         seed=seed,
-        rank=processes.rank,
-        world_size=processes.world_size,
+        rank=process.rank,
+        world_size=process.world_size,
     )
     algorithm = algorithm_class(algorithm_config, context)
     if cfg.runtime.name != "local" and not rollouts:
@@ -242,22 +242,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     Under torchrun this process is one rank of the run; ranks other than 0 return an empty summary.
     """
-    processes, device = join_process_group(resolve_device(cfg.device))
+    process, device = join_process_group(resolve_device(cfg.device))
     try:
-        return train_rank(cfg, processes, device)
+        return train_rank(cfg, process, device)
     finally:
         leave_process_group()
 
 
-def train_rank(cfg: DictConfig, processes: ProcessGroup, device: torch.device) -> dict[str, Any]:
-    console = Console(soft_wrap=True, quiet=not processes.is_main)  # whole lines in logs and pipes
+def train_rank(cfg: DictConfig, process: ProcessRank, device: torch.device) -> dict[str, Any]:
+    console = Console(soft_wrap=True, quiet=not process.is_main)  # whole lines in logs and pipes
     torch.set_num_threads(cfg.torch_threads)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = list_checkpoints(run_dir / "checkpoints")
     if checkpoints and not cfg.resume:
         raise FileExistsError(f"{run_dir} already holds checkpoints; pass resume=true to continue it or a new run_dir")
-    parts = build_components(cfg, console, processes, device)
+    parts = build_components(cfg, console, process, device)
     algo, policy = parts.algorithm, parts.policy
     logger_config = build_config(LoggerConfig, cfg.logger, "logger")
 
@@ -266,7 +266,7 @@ def train_rank(cfg: DictConfig, processes: ProcessGroup, device: torch.device) -
         state = load_training_state(checkpoints[-1])
         algo.load_counters(state["counters"])
         algo.load_state_dict(state["algorithm"])
-        parts.generator.set_state(own_rank_state(state["generator"], processes.rank, processes.world_size, "generator"))
+        parts.generator.set_state(own_rank_state(state["generator"], process.rank, process.world_size, "generator"))
         start_step = state["step"]
         console.print(f"Resuming [bold]{run_dir}[/] from {checkpoints[-1].name} (step {start_step})")
     data_note = f"{len(parts.dataset)} episodes, {parts.dataset.num_steps} steps, " if parts.dataset is not None else ""
@@ -281,10 +281,10 @@ def train_rank(cfg: DictConfig, processes: ProcessGroup, device: torch.device) -
         training_state = {
             "algorithm": algo.state_dict(),
             "counters": algo.counters(),
-            "generator": gather_rank_states(parts.generator.get_state(), processes.world_size),
+            "generator": gather_rank_states(parts.generator.get_state(), process.world_size),
             "step": step,
         }
-        if not processes.is_main:
+        if not process.is_main:
             return None
         return save_checkpoint(
             run_dir / "checkpoints",
@@ -300,7 +300,7 @@ def train_rank(cfg: DictConfig, processes: ProcessGroup, device: torch.device) -
 
     total = cfg.algo.steps
     started = time.monotonic()
-    if not processes.is_main:
+    if not process.is_main:
         for step in range(start_step + 1, total + 1):
             algo.step()
             if step % cfg.checkpoint_every == 0 and step < total:

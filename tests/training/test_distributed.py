@@ -160,3 +160,13 @@ def test_torchrun_bc_run_matches_the_single_process_run_and_resumes_exactly(tmp_
     expected = load_file(str(ddp_ckpt / "policy.safetensors"))
     got = load_file(str(list_checkpoints(cut_dir / "checkpoints")[-1] / "policy.safetensors"))
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_an_algorithm_without_multi_process_support_refuses_torchrun(tmp_path):
+    from robotune.training.distributed import ProcessRank
+    from robotune.training.loop import build_components
+    from tests.helpers import compose_config
+
+    cfg = compose_config("train", ["algo=ppo", "policy=gaussian", f"run_dir={tmp_path / 'run'}"])
+    with pytest.raises(ValueError, match="algo=ppo does not train with several processes.*has 2"):
+        build_components(cfg, None, ProcessRank(rank=0, world_size=2))
