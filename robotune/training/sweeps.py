@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from robotune.training.run_logging import CURVES, METRICS_FILE, curve_x_key, is_rl_run, plt, read_metrics
+from robotune.training.run_logging import CURVES, METRICS_FILE, curve_x_key, is_rl_run, plt, read_metrics  # plt: headless there
 
 JOB_RECORD = "job.json"
 SUMMARY_FILE = "summary.json"
