@@ -74,9 +74,8 @@ def test_a_multirun_over_seeds_and_a_learning_rate_gives_one_table_and_one_plot(
 def test_the_ray_and_submitit_launchers_run_a_sweep_that_the_report_reads(tmp_path, launcher):
     pytest.importorskip({"ray": "hydra_plugins.hydra_ray_launcher", "submitit_local": "hydra_plugins.hydra_submitit_launcher"}[launcher])
     settings = {
-        # a Ray instance on this machine alone (loopback address), two jobs at a time, no dashboard
-        "ray": ["+hydra.launcher.ray.init.num_cpus=2", "+hydra.launcher.ray.init.include_dashboard=false",
-                "+hydra.launcher.ray.init._node_ip_address=127.0.0.1"],
+        # a Ray instance on this machine alone, two jobs at a time, no dashboard
+        "ray": ["+hydra.launcher.ray.init.num_cpus=2", "+hydra.launcher.ray.init.include_dashboard=false"],
         "submitit_local": ["hydra.launcher.timeout_min=10"],
     }[launcher]
     run = multirun(tmp_path, f"hydra/launcher={launcher}", *settings)
