@@ -88,8 +88,8 @@ def test_observation_noise_has_the_configured_spread_and_is_seeded() -> None:
 
 
 def test_action_delay_applies_each_action_k_steps_later() -> None:
-    delayed = ReachAroundEnv(ReachAroundConfig(action_delay_steps=(3, 3)))
-    plain = ReachAroundEnv(ReachAroundConfig())
+    delayed = ReachAroundEnv(ReachAroundConfig(action_delay_steps=(3, 3), max_target_speed=0.0))
+    plain = ReachAroundEnv(ReachAroundConfig(max_target_speed=0.0))
     delayed.reset(seed=SEED)
     start_obs, _ = plain.reset(seed=SEED)
     target = start_obs[:2] + np.array([0.5, -0.3], dtype=np.float32)
@@ -99,6 +99,23 @@ def test_action_delay_applies_each_action_k_steps_later() -> None:
         applied.append(delayed.data.ctrl.copy())
     assert np.allclose(applied[:3], start_obs[:2], atol=1e-6)  # the start position is held for 3 steps
     assert np.allclose(applied[3:], target)
+
+
+def test_joint_targets_move_at_most_the_robot_velocity_limit_per_step() -> None:
+    """A far action is approached at 3 rad/s (0.15 rad per 50 ms step), as the deploy rate limit would."""
+    env = ReachAroundEnv(ReachAroundConfig())
+    start_obs, _ = env.reset(seed=SEED)
+    target = start_obs[:2] + np.array([0.5, -0.2], dtype=np.float32)
+    targets = []
+    for _ in range(5):
+        env.step(target)
+        targets.append(env.data.ctrl.copy())
+    steps = np.diff(np.vstack([start_obs[:2], targets]), axis=0)
+    np.testing.assert_allclose(steps[:3, 0], 0.15, atol=1e-6)  # shoulder: 0.5 rad takes 4 steps
+    np.testing.assert_allclose(steps[:1, 1], -0.15, atol=1e-6)  # elbow: 0.2 rad takes 2 steps
+    np.testing.assert_allclose(targets[-1], target, atol=1e-6)
+    with pytest.raises(ValueError, match="task.max_target_speed"):
+        ReachAroundEnv(ReachAroundConfig(max_target_speed=-1.0))
 
 
 def test_action_delay_is_drawn_per_episode_from_the_seed() -> None:

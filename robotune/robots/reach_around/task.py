@@ -27,6 +27,7 @@ from robotune.core.spec import TaskSpec
 from robotune.core.task import Task, TaskConfig
 from robotune.robots.reach_around.robot import (
     CONTROL_RATE_HZ,
+    MAX_JOINT_VELOCITY,
     PlanarArmKinematics,
     load_model,
     robot_spec,
@@ -57,6 +58,10 @@ class ReachAroundConfig(TaskConfig):
     actuator_gain_scale: tuple[float, float] = (1.0, 1.0)  # position actuators' stiffness kp
     observation_noise: float = 0.0  # std of Gaussian noise added to every observation entry, each step
     action_delay_steps: tuple[int, int] = (0, 0)  # control steps between an action and its effect, per episode
+    # rad/s: each control step moves the joint targets at most this far times the step's duration towards
+    # the action, as the deploy safety layer's rate limit does (the robot's velocity limit), so that RL cannot
+    # learn motions the robot will not be allowed to make. 0 applies the action at once.
+    max_target_speed: float = MAX_JOINT_VELOCITY
 
 
 def _checked_range(field: str, value: Any, minimum: float) -> tuple[float, float]:
@@ -155,6 +160,9 @@ class ReachAroundEnv(gym.Env):
         self.randomization = DomainRandomization(config, self.model)
         self._pending_actions: deque[np.ndarray] = deque()  # actions given but not yet applied (action delay)
         self._action_delay = 0
+        if config.max_target_speed < 0:
+            raise ValueError(f"task.max_target_speed must be >= 0 rad/s (0: no limit), got {config.max_target_speed}")
+        self._max_target_step = config.max_target_speed / CONTROL_RATE_HZ if config.max_target_speed > 0 else np.inf
         self._steps = 0
 
     @property
@@ -190,7 +198,9 @@ class ReachAroundEnv(gym.Env):
             self._pending_actions.append(np.asarray(action, dtype=np.float32))
             action = self._pending_actions.popleft()
         # np.minimum/np.maximum: the same result as np.clip (NaN included) at a fifth of its call overhead
-        self.data.ctrl[:] = np.minimum(np.maximum(action, self._action_low), self._action_high)
+        target = np.minimum(np.maximum(action, self._action_low), self._action_high)
+        previous = self.data.ctrl
+        self.data.ctrl[:] = np.minimum(np.maximum(target, previous - self._max_target_step), previous + self._max_target_step)
         mujoco.mj_step(self.model, self.data, nstep=self.substeps)
         # Collisions are checked once per control step: a position-controlled fingertip that reaches
         # the post keeps pressing on it, so the contact is still there at the end of the step. Positions
