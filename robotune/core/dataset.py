@@ -23,9 +23,9 @@ Optional fields (behaviour-cloning data often has no rewards and no final observ
 - final_obs absent: the episode's last observation repeated, and `has_final_obs` is False, so a
   transition sampler knows the last step of each episode has no true next observation.
 
-Files are read and written by `robotune.data` (imported lazily, so core stays free of zarr, h5py
-and pyarrow): a single `.safetensors` file for small datasets, robotune's chunked store, and the
-formats of other libraries.
+Files are read and written by `robotune.data` (`load_dataset`, `save_dataset`): a single
+`.safetensors` file for small datasets, robotune's chunked store, and the formats of other
+libraries. Core holds only the arrays, so it never imports zarr, h5py or pyarrow.
 
 Samplers that draw training batches from these arrays (chunk windows for BC, transitions for
 offline RL) are in `robotune.training.samplers`.
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,54 +81,6 @@ class EpisodeDataset:
 
     def __init__(
         self,
-        episodes: Sequence[Episode],
-        source: str = "<memory>",
-        min_length: int = 1,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Concatenate `episodes`; a field given for some episodes must be given for all of them."""
-        where = f"dataset {source}"
-        if not episodes:
-            raise DatasetError(f"{where}: contains no episodes")
-        first = episodes[0]
-        obs_dim = first.obs.shape[-1] if first.obs.ndim == 2 else None
-        action_dim = first.action.shape[-1] if first.action.ndim == 2 else None
-        for i, ep in enumerate(episodes):
-            at = f"{where}, episode {i}"
-            if ep.obs.ndim != 2 or ep.obs.shape[1] != obs_dim:
-                raise DatasetError(f"{at}: 'obs' must have shape (T, {obs_dim}), got {ep.obs.shape}")
-            if ep.action.ndim != 2 or ep.action.shape[1] != action_dim:
-                raise DatasetError(f"{at}: 'action' must have shape (T, {action_dim}), got {ep.action.shape}")
-            for name in ("obs", *OPTIONAL_STEP_FIELDS):
-                value = getattr(ep, name)
-                if value is not None and len(value) != len(ep.action):
-                    raise DatasetError(f"{at}: '{name}' has {len(value)} steps but 'action' has {len(ep.action)}")
-            if ep.final_obs is not None and np.shape(ep.final_obs) != (obs_dim,):
-                raise DatasetError(f"{at}: 'final_obs' must have shape ({obs_dim},), got {np.shape(ep.final_obs)}")
-            for name in (*OPTIONAL_STEP_FIELDS, "final_obs"):
-                if (getattr(ep, name) is None) != (getattr(first, name) is None):
-                    state = "absent" if getattr(ep, name) is None else "given"
-                    raise DatasetError(f"{at}: '{name}' is {state} but not in episode 0; give it for all episodes or none")
-
-        def joined(name: str) -> np.ndarray | None:
-            return None if getattr(first, name) is None else np.concatenate([getattr(e, name) for e in episodes])
-
-        self._adopt(
-            obs=joined("obs"),
-            action=joined("action"),
-            episode_ends=np.cumsum([len(e) for e in episodes], dtype=np.int64),
-            reward=joined("reward"),
-            terminated=joined("terminated"),
-            truncated=joined("truncated"),
-            final_obs=None if first.final_obs is None else np.stack([e.final_obs for e in episodes]),
-            source=source,
-            min_length=min_length,
-            metadata=metadata,
-        )
-
-    @classmethod
-    def from_arrays(
-        cls,
         obs: np.ndarray,
         action: np.ndarray,
         episode_ends: np.ndarray,
@@ -140,30 +91,10 @@ class EpisodeDataset:
         source: str = "<memory>",
         min_length: int = 1,
         metadata: dict[str, Any] | None = None,
-    ) -> EpisodeDataset:
-        """Adopt flat arrays (shapes in the module docstring) without copying those of the right dtype.
-
-        This is the constructor for importers and file readers: memory-mapped arrays stay mapped.
-        """
-        dataset = cls.__new__(cls)
-        dataset._adopt(obs, action, episode_ends, reward, terminated, truncated, final_obs, source, min_length, metadata)
-        return dataset
-
-    # ---- validation -------------------------------------------------------------------------
-    def _adopt(
-        self,
-        obs: np.ndarray,
-        action: np.ndarray,
-        episode_ends: np.ndarray,
-        reward: np.ndarray | None,
-        terminated: np.ndarray | None,
-        truncated: np.ndarray | None,
-        final_obs: np.ndarray | None,
-        source: str,
-        min_length: int,
-        metadata: dict[str, Any] | None,
     ) -> None:
-        """Validate the flat arrays, fill absent fields with their documented defaults, and keep them."""
+        """Validate flat arrays (shapes in the module docstring), fill absent fields with their
+        documented defaults, and adopt them without copying those of the right dtype, so that a file
+        reader's memory-mapped arrays stay mapped."""
         self.source = source
         self.metadata = dict(metadata or {})
         where = f"dataset {source}"
@@ -238,6 +169,45 @@ class EpisodeDataset:
         step = bad_row - int(self.episode_starts[episode])
         raise DatasetError(f"{where}, episode {episode}: '{name}' has a NaN or infinite value at step {step}")
 
+    @classmethod
+    def from_episodes(
+        cls, episodes: Sequence[Episode], source: str = "<memory>", min_length: int = 1, metadata: dict[str, Any] | None = None
+    ) -> EpisodeDataset:
+        """Concatenate `episodes`; a field given for some episodes must be given for all of them."""
+        where = f"dataset {source}"
+        if not episodes:
+            raise DatasetError(f"{where}: contains no episodes")
+        first = episodes[0]
+        obs_dim = first.obs.shape[-1] if first.obs.ndim == 2 else None
+        action_dim = first.action.shape[-1] if first.action.ndim == 2 else None
+        for i, ep in enumerate(episodes):
+            at = f"{where}, episode {i}"
+            for name, dim in (("obs", obs_dim), ("action", action_dim)):
+                if getattr(ep, name).ndim != 2 or getattr(ep, name).shape[1] != dim:
+                    raise DatasetError(f"{at}: '{name}' must have shape (T, {dim}), got {getattr(ep, name).shape}")
+            for name in ("obs", *OPTIONAL_STEP_FIELDS):
+                value = getattr(ep, name)
+                if value is not None and len(value) != len(ep.action):
+                    raise DatasetError(f"{at}: '{name}' has {len(value)} steps but 'action' has {len(ep.action)}")
+            if ep.final_obs is not None and np.shape(ep.final_obs) != (obs_dim,):
+                raise DatasetError(f"{at}: 'final_obs' must have shape ({obs_dim},), got {np.shape(ep.final_obs)}")
+            for name in (*OPTIONAL_STEP_FIELDS, "final_obs"):
+                if (getattr(ep, name) is None) != (getattr(first, name) is None):
+                    state = "absent" if getattr(ep, name) is None else "given"
+                    raise DatasetError(f"{at}: '{name}' is {state} but not in episode 0; give it for all episodes or none")
+
+        def joined(name: str) -> np.ndarray | None:
+            return None if getattr(first, name) is None else np.concatenate([getattr(e, name) for e in episodes])
+
+        return cls(
+            **{name: joined(name) for name in STEP_FIELDS},
+            episode_ends=np.cumsum([len(e) for e in episodes], dtype=np.int64),
+            final_obs=None if first.final_obs is None else np.stack([e.final_obs for e in episodes]),
+            source=source,
+            min_length=min_length,
+            metadata=metadata,
+        )
+
     # ---- shape and episode views --------------------------------------------------------------
     @property
     def obs_dim(self) -> int:
@@ -271,24 +241,18 @@ class EpisodeDataset:
         )
 
     @property
-    def episodes(self) -> EpisodeViews:
-        """All episodes as a lazy sequence of views."""
-        return EpisodeViews(self)
+    def episodes(self) -> list[Episode]:
+        """All episodes, each a set of views into the flat arrays (no data is copied)."""
+        return [self.episode(i) for i in range(len(self))]
 
     # ---- statistics and sampling ------------------------------------------------------------
     def stats(self) -> dict[str, np.ndarray]:
-        """Per-dimension min, max, mean and std of observations and actions."""
-        out = {}
-        for name, data in (("obs", self.obs), ("action", self.action)):
-            out.update(
-                {
-                    f"{name}_min": data.min(0),
-                    f"{name}_max": data.max(0),
-                    f"{name}_mean": data.mean(0),
-                    f"{name}_std": data.std(0),
-                }
-            )
-        return out
+        """Per-dimension min, max, mean and std of observations and actions: {"obs_min": (obs_dim,), ...}."""
+        return {
+            f"{name}_{statistic}": getattr(getattr(self, name), statistic)(0)
+            for name in ("obs", "action")
+            for statistic in ("min", "max", "mean", "std")
+        }
 
     def episode_returns(self) -> np.ndarray:
         """(E,) float64 sum of rewards per episode (zeros when the dataset has no rewards)."""
@@ -299,38 +263,8 @@ class EpisodeDataset:
         """The arrays to store, named as in ARRAY_FIELDS; `final_obs` only when it was given."""
         return {name: getattr(self, name) for name in ARRAY_FIELDS if name != "final_obs" or self.has_final_obs}
 
-    def save(self, path: str | Path, metadata: dict | None = None) -> Path:
-        """Write atomically (a reader never sees half a dataset), in the format the path names.
-
-        A `.safetensors` path gets the single-file format, any other path robotune's chunked store;
-        both live in `robotune.data`. `metadata` is merged over the dataset's own.
-        """
-        from robotune.data import save_dataset
-
-        return save_dataset(self, path, metadata)
-
-    @classmethod
-    def load(cls, path: str | Path, min_length: int = 1, **options: Any) -> EpisodeDataset:
-        """Read any supported file or folder; `options` go to `robotune.data.load_dataset`."""
-        from robotune.data import load_dataset
-
-        return load_dataset(path, min_length=min_length, **options)
-
 
 def _as(value: np.ndarray, dtype: type) -> np.ndarray:
     """`value` as `dtype`, without a copy (a memory map stays mapped) when it already is one."""
     value = np.asanyarray(value)
     return value if value.dtype == dtype else value.astype(dtype)
-
-
-class EpisodeViews(Sequence):
-    """`dataset.episodes[i]` is `dataset.episode(i)`: views made on access, never a list of copies."""
-
-    def __init__(self, dataset: EpisodeDataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> Episode:  # type: ignore[override]
-        return self.dataset.episode(i)

@@ -43,16 +43,9 @@ KINDS: dict[str, str] = {
     "robot": "robot",
 }
 
-# kind -> "module:class" that every plugin of that kind subclasses. Imported when first needed,
-# because those modules import this one.
-BASE_CLASSES: dict[str, str] = {
-    "policy": "robotune.core.policy:Policy",
-    "critic": "robotune.core.critic:Critic",
-    "algorithm": "robotune.core.algorithm:Algorithm",
-    "regularizer": "robotune.core.regularizer:Regularizer",
-    "task": "robotune.core.task:Task",
-    "robot": "robotune.core.robot:Robot",
-}
+# kind -> "module:class" that every plugin of that kind subclasses (`robotune.core.<kind>:<Kind>`).
+# Imported when first needed, because those modules import this one.
+BASE_CLASSES: dict[str, str] = {kind: f"robotune.core.{kind}:{kind.capitalize()}" for kind in KINDS}
 
 
 class PluginError(RuntimeError):
@@ -137,14 +130,9 @@ def register(kind: str, name: str) -> Callable[[Any], Any]:
         existing = _plugins.get(key)
         if existing is not None and (existing.location, existing.source) != (info.location, info.source):
             _clashes.setdefault(key, [existing]).append(info)
-            _problems.append(
-                PluginProblem(
-                    kind,
-                    name,
-                    f"{kind} '{name}' is registered twice: by {existing.source} ({existing.location}) "
-                    f"and by {info.source} ({info.location})",
-                )
-            )
+            message = (f"{kind} '{name}' is registered twice: by {existing.source} ({existing.location}) "
+                       f"and by {info.source} ({info.location})")
+            _problems.append(PluginProblem(kind, name, message))
         else:
             _plugins[key] = info
         obj.plugin_name = name
@@ -180,14 +168,9 @@ def _report_shared_module(module: str, first: tuple[str, str], second: tuple[str
     """Two distributions install the same module: one's files overwrote the other's, so nobody can
     tell which version runs. Every plugin that module registered becomes ambiguous."""
     (first_dist, first_entry), (second_dist, second_entry) = first, second
-    _problems.append(
-        PluginProblem(
-            None,
-            second_entry,
-            f"module '{module}' is installed by both {first_dist} (entry point '{first_entry}') and {second_dist} "
-            f"(entry point '{second_entry}'): one package's files overwrote the other's. Uninstall one of them.",
-        )
-    )
+    message = (f"module '{module}' is installed by both {first_dist} (entry point '{first_entry}') and {second_dist} "
+               f"(entry point '{second_entry}'): one package's files overwrote the other's. Uninstall one of them.")
+    _problems.append(PluginProblem(None, second_entry, message))
     for key, info in list(_plugins.items()):
         defined_in = info.location.split(":")[0]
         if defined_in == module or defined_in.startswith(module + "."):
@@ -207,9 +190,8 @@ def _load_entry_points() -> None:
                 ep.load()
             except Exception as exc:
                 detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-                _problems.append(
-                    PluginProblem(None, ep.name, f"plugin '{ep.name}' from {dist} ({ep.value}) failed to import: {detail}")
-                )
+                message = f"plugin '{ep.name}' from {dist} ({ep.value}) failed to import: {detail}"
+                _problems.append(PluginProblem(None, ep.name, message))
 
 
 def load_plugins(reload: bool = False) -> None:

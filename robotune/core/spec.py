@@ -139,12 +139,5 @@ class TaskSpec:
     @classmethod
     def from_dict(cls, d: dict) -> TaskSpec:
         robot = RobotSpec.from_dict(d["robot"]) if d.get("robot") else None
-        return cls(
-            **{
-                **d,
-                "obs_names": tuple(d["obs_names"]),
-                "action_low": tuple(d["action_low"]),
-                "action_high": tuple(d["action_high"]),
-                "robot": robot,
-            }
-        )
+        sequences = {key: tuple(d[key]) for key in ("obs_names", "action_low", "action_high")}
+        return cls(**{**d, **sequences, "robot": robot})

@@ -99,7 +99,10 @@ def load_dataset(
 def save_dataset(
     dataset: EpisodeDataset, path: str | Path, metadata: dict[str, Any] | None = None, **options: Any
 ) -> Path:
-    """Write a `.safetensors` single file, or robotune's chunked store for any other path."""
+    """Write a `.safetensors` single file, or robotune's chunked store for any other path.
+
+    Both are written atomically (a reader never sees half a dataset); `metadata` is merged over the
+    dataset's own."""
     if Path(path).suffix == ".safetensors":
         from robotune.data.single_file import write_single_file
 

@@ -74,7 +74,7 @@ def read_diffusion_policy(
         "obs_keys": layout,
         "action_key": action_key,
     }
-    return EpisodeDataset.from_arrays(
+    return EpisodeDataset(
         obs=obs,
         action=action,
         episode_ends=np.asarray(meta["episode_ends"][...]),

@@ -108,7 +108,7 @@ def read_lerobot(
     }
     if "next.success" in columns:  # an episode succeeded if any of its frames says so
         metadata["episode_success"] = np.logical_or.reduceat(columns["next.success"].astype(bool).reshape(-1), starts).tolist()
-    return EpisodeDataset.from_arrays(
+    return EpisodeDataset(
         obs=obs,
         action=columns[action_key].reshape(len(order), -1),
         episode_ends=ends.astype(np.int64),

@@ -239,7 +239,7 @@ def generate(
         "measured_returns": measured,
         "normalised_return_mean": float(env.normalised(returns).mean()),
     }
-    dataset = EpisodeDataset(episodes, source=f"<{env_name}-{level} generated>", metadata=metadata)
+    dataset = EpisodeDataset.from_episodes(episodes, source=f"<{env_name}-{level} generated>", metadata=metadata)
     write_store(dataset, path)
     return read_store(path), path
 

@@ -80,7 +80,7 @@ def read_minari(path: str | Path, obs_keys: list[str] | None = None, min_length:
         }
     if not episodes:
         raise DatasetError(f"{where}: contains no episodes")
-    return EpisodeDataset(episodes, source=str(path), min_length=min_length, metadata=metadata)
+    return EpisodeDataset.from_episodes(episodes, source=str(path), min_length=min_length, metadata=metadata)
 
 
 def write_minari(

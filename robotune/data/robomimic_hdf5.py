@@ -91,7 +91,7 @@ def read_robomimic(
         "episode_names": names,
         "env_args": env_args,
     }
-    return EpisodeDataset(episodes, source=str(path), min_length=min_length, metadata=metadata)
+    return EpisodeDataset.from_episodes(episodes, source=str(path), min_length=min_length, metadata=metadata)
 
 
 def _steps(demo: h5py.Group, name: str, steps: int, where: str) -> np.ndarray | None:

@@ -43,7 +43,7 @@ def read_single_file(path: str | Path, min_length: int = 1) -> EpisodeDataset:
     missing = [k for k in (*STEP_FIELDS, "episode_ends") if k not in arrays]
     if missing:
         raise DatasetError(f"dataset file {path} lacks the field(s) {missing}")
-    return EpisodeDataset.from_arrays(
+    return EpisodeDataset(
         obs=arrays["obs"],
         action=arrays["action"],
         episode_ends=arrays["episode_ends"],

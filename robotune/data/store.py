@@ -150,7 +150,7 @@ def read_store(
         arrays = _mapped_arrays(path, root, names, cache_dir, progress)
     else:
         arrays = {name: root[name][...] for name in names}
-    return EpisodeDataset.from_arrays(
+    return EpisodeDataset(
         obs=arrays["obs"],
         action=arrays["action"],
         episode_ends=arrays["episode_ends"],

@@ -51,7 +51,7 @@ def normalized_dataset(dataset: EpisodeDataset, policy: Policy, reward_scale: fl
         obs = policy.obs_normalizer.normalize(torch.from_numpy(np.array(dataset.obs, np.float32))).cpu().numpy()
         final_obs = policy.obs_normalizer.normalize(torch.from_numpy(np.array(dataset.final_obs, np.float32))).cpu().numpy()
         action = policy.action_normalizer.normalize(torch.from_numpy(np.array(dataset.action, np.float32))).cpu().numpy()
-    return EpisodeDataset.from_arrays(
+    return EpisodeDataset(
         obs=obs,
         action=action,
         episode_ends=np.asarray(dataset.episode_ends),

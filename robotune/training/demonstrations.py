@@ -13,6 +13,7 @@ from rich.console import Console
 
 from robotune.core.dataset import Episode, EpisodeDataset
 from robotune.core.task import Task
+from robotune.data import load_dataset, save_dataset
 
 
 def record_demonstrations(
@@ -71,7 +72,7 @@ def record_demonstrations(
         "provenance": {"generator": "robotune.training.demonstrations", "source": None, "task": task.spec.name, "seed": seed},
         "episode_success": successes,
     }
-    return EpisodeDataset(episodes, source=f"<expert demonstrations of {task.spec.name}>", metadata=metadata)
+    return EpisodeDataset.from_episodes(episodes, source=f"<expert demonstrations of {task.spec.name}>", metadata=metadata)
 
 
 def cached_demonstrations(
@@ -104,11 +105,11 @@ def cached_demonstrations(
     key = hashlib.sha256(key_source.encode()).hexdigest()[:12]
     path = Path(cache_dir) / f"{task.spec.name}-demos-{num_episodes}-seed{seed}-{key}.safetensors"
     if path.exists():
-        return EpisodeDataset.load(path), path
+        return load_dataset(path), path
     if console:
         console.print(f"Recording {num_episodes} expert demonstrations for [bold]{task.spec.name}[/] -> {path}")
     dataset = record_demonstrations(task, num_episodes, seed, demos_per_start)
-    dataset.save(path, metadata=json.loads(key_source))
+    save_dataset(dataset, path, metadata=json.loads(key_source))
     return dataset, path
 
 

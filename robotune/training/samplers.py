@@ -37,7 +37,7 @@ def episode_range(dataset: EpisodeDataset, start: int, stop: int) -> EpisodeData
     first = int(dataset.episode_starts[start])
     last = int(dataset.episode_ends[stop - 1])
     rows = slice(first, last)
-    return EpisodeDataset.from_arrays(
+    return EpisodeDataset(
         obs=dataset.obs[rows],
         action=dataset.action[rows],
         episode_ends=dataset.episode_ends[start:stop] - first,

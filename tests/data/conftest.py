@@ -24,7 +24,7 @@ def make_dataset(lengths=(5, 3, 7), obs_dim: int = 4, action_dim: int = 2, seed:
                 final_obs=rng.normal(size=obs_dim).astype(np.float32),
             )
         )
-    return EpisodeDataset(episodes, source="<test>")
+    return EpisodeDataset.from_episodes(episodes, source="<test>")
 
 
 def assert_same_episodes(a: EpisodeDataset, b: EpisodeDataset, final_obs: bool = True) -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from robotune.cli import main as robotune
-from robotune.core.dataset import EpisodeDataset
+from robotune.data import load_dataset
 
 from .test_robomimic import write_robomimic
 
@@ -14,7 +14,7 @@ def test_import_info_export(tmp_path, capsys):
     store = tmp_path / "lift.zarr"
     robotune(["data", "import", str(tmp_path / "low_dim.hdf5"), str(store), "--obs-keys", "robot0_eef_pos,object"])
     assert "3 episodes, 13 steps" in capsys.readouterr().out
-    imported = EpisodeDataset.load(store)
+    imported = load_dataset(store)
     assert imported.obs_dim == 13
     assert imported.metadata["provenance"]["source"] == str(tmp_path / "low_dim.hdf5")
     assert imported.metadata["provenance"]["imported_by"] == "robotune data import"
@@ -26,7 +26,7 @@ def test_import_info_export(tmp_path, capsys):
 
     robotune(["data", "export", str(store), str(tmp_path / "lerobot"), "--format", "lerobot", "--fps", "20"])
     capsys.readouterr()
-    np.testing.assert_array_equal(EpisodeDataset.load(tmp_path / "lerobot").action, imported.action)
+    np.testing.assert_array_equal(load_dataset(tmp_path / "lerobot").action, imported.action)
 
 
 def test_errors_exit_with_the_message(tmp_path, capsys):

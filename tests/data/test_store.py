@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from robotune.core.dataset import DatasetError, Episode, EpisodeDataset
-from robotune.data import detect_format, load_dataset
+from robotune.data import detect_format, load_dataset, save_dataset
 from robotune.data.store import SCHEMA_VERSION, provenance, read_store, write_store
 
 from .conftest import assert_same_episodes
@@ -13,9 +13,9 @@ from .conftest import assert_same_episodes
 
 def test_round_trip_memory_mapped_with_provenance(dataset, tmp_path):
     path = tmp_path / "demo.zarr"
-    dataset.save(path, metadata={"provenance": provenance("test writer", "/data/raw.hdf5", seed=3)})
+    save_dataset(dataset, path, metadata={"provenance": provenance("test writer", "/data/raw.hdf5", seed=3)})
     assert detect_format(path) == "robotune"
-    loaded = EpisodeDataset.load(path)
+    loaded = load_dataset(path)
     assert_same_episodes(dataset, loaded)
     assert isinstance(loaded.obs, np.memmap) and not loaded.obs.flags.writeable
     assert isinstance(loaded.final_obs, np.memmap)
@@ -36,7 +36,7 @@ def test_rewritten_store_is_never_read_from_a_stale_cache(dataset, tmp_path):
     write_store(dataset, path)
     first = read_store(path)
     assert first.obs[0, 0] == dataset.obs[0, 0]
-    changed = EpisodeDataset.from_arrays(
+    changed = EpisodeDataset(
         dataset.obs + 1, dataset.action, dataset.episode_ends, dataset.reward, final_obs=dataset.final_obs
     )
     write_store(changed, path)
@@ -45,9 +45,9 @@ def test_rewritten_store_is_never_read_from_a_stale_cache(dataset, tmp_path):
 
 
 def test_absent_fields_stay_absent(tmp_path):
-    bc = EpisodeDataset([Episode(obs=np.ones((4, 2), np.float32), action=np.zeros((4, 1), np.float32))])
-    bc.save(tmp_path / "bc.zarr")
-    loaded = EpisodeDataset.load(tmp_path / "bc.zarr")
+    bc = EpisodeDataset.from_episodes([Episode(obs=np.ones((4, 2), np.float32), action=np.zeros((4, 1), np.float32))])
+    save_dataset(bc, tmp_path / "bc.zarr")
+    loaded = load_dataset(tmp_path / "bc.zarr")
     assert not loaded.has_rewards and not loaded.has_final_obs
     assert loaded.truncated.tolist() == [False, False, False, True]
 
@@ -76,7 +76,7 @@ def test_newer_schema_and_missing_arrays_are_named(dataset, tmp_path):
 
 
 def test_unknown_options_and_formats_are_named(dataset, tmp_path):
-    dataset.save(tmp_path / "d.zarr")
+    save_dataset(dataset, tmp_path / "d.zarr")
     with pytest.raises(DatasetError, match=r"the robotune format .* takes no option\(s\) \['filter_key'\]"):
         load_dataset(tmp_path / "d.zarr", filter_key="train")
     with pytest.raises(DatasetError, match="unknown dataset format 'hdf6'"):

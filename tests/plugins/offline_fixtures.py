@@ -43,7 +43,7 @@ def target_dataset(episodes: int = 60, noise: float = 0.3, seed: int = 0) -> Epi
             reward=np.array(steps["reward"], np.float32), terminated=np.array(steps["terminated"]),
             truncated=np.array(steps["truncated"]), final_obs=obs.astype(np.float32),
         ))
-    return EpisodeDataset(out, source="target-behaviour")
+    return EpisodeDataset.from_episodes(out, source="target-behaviour")
 
 
 def tiny_actor(stochastic: bool = False) -> GaussianPolicy:

@@ -21,7 +21,7 @@ def toy_dataset(episodes: int = 8, length: int = 20, seed: int = 0) -> EpisodeDa
         action = low + (np.tanh(obs[:, :2]) + 1) / 2 * (high - low)
         zeros = np.zeros(length, np.float32)
         out.append(Episode(obs, action.astype(np.float32), zeros, zeros.astype(bool), zeros.astype(bool)))
-    return EpisodeDataset(out)
+    return EpisodeDataset.from_episodes(out)
 
 
 def make_bc(**overrides) -> BehaviourCloning:

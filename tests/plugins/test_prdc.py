@@ -10,7 +10,7 @@ from robotune.plugins.prdc import PRDCConfig, PRDCRegularizer
 def three_points() -> EpisodeDataset:
     obs = np.array([[0.0], [1.0], [2.0]], np.float32)
     action = np.array([[0.5], [-0.5], [1.0]], np.float32)
-    return EpisodeDataset.from_arrays(obs, action, np.array([3]), reward=np.zeros(3, np.float32))
+    return EpisodeDataset(obs, action, np.array([3]), reward=np.zeros(3, np.float32))
 
 
 def test_nearest_neighbour_weighs_states_by_beta():

@@ -19,7 +19,7 @@ def dataset() -> EpisodeDataset:
             terminated=np.array([False] * (n - 1) + [terminated]), truncated=np.array([False] * (n - 1) + [not terminated]),
             final_obs=np.asarray([final], np.float32),
         )
-    return EpisodeDataset([episode([0, 10, 20], [1, 2, 3], False, 30), episode([100, 110], [4, 5], True, 99)])
+    return EpisodeDataset.from_episodes([episode([0, 10, 20], [1, 2, 3], False, 30), episode([100, 110], [4, 5], True, 99)])
 
 
 def everything(sampler: TransitionSampler) -> dict[str, np.ndarray]:
@@ -55,7 +55,7 @@ def test_observation_windows_repeat_the_first_observation_and_end_in_the_final_o
 
 
 def test_data_without_rewards_is_refused():
-    no_rewards = EpisodeDataset([Episode(obs=np.zeros((3, 1), np.float32), action=np.zeros((3, 1), np.float32))])
+    no_rewards = EpisodeDataset.from_episodes([Episode(obs=np.zeros((3, 1), np.float32), action=np.zeros((3, 1), np.float32))])
     with pytest.raises(ValueError, match="has no rewards"):
         TransitionSampler(no_rewards, GAMMA)
 
