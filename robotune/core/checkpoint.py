@@ -109,8 +109,20 @@ def save_checkpoint(
         (tmp / "training_state.json").write_text(json.dumps(tree))
         (tmp / "config.yaml").write_text(OmegaConf.to_yaml(config, resolve=True))
         if correctors:
-            save_file({f"{r.config.name}.{k}": v.contiguous() for r in correctors for k, v in r.state_dict().items()}, str(tmp / "correctors.safetensors"))
-        meta = {**_meta(step, policy, config), "parent": parent, "action_correctors": [r.config.name for r in correctors], "processors": processors}
+            weights = {f"{r.config.name}.{k}": v.contiguous() for r in correctors for k, v in r.state_dict().items()}
+            save_file(weights, str(tmp / "correctors.safetensors"))
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "robotune_version": robotune.__version__,
+            "torch_version": torch.__version__,
+            "step": step,
+            "task_spec": policy.spec.to_dict(),
+            "plugins": {kind: _plugin_record(kind, config[registry.KINDS[kind]].name)
+                        for kind in ("task", "policy", "algorithm")},
+            "parent": parent,
+            "action_correctors": [r.config.name for r in correctors],
+            "processors": processors,
+        }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         for f in tmp.iterdir():  # data on disk before the rename makes it visible
             with open(f, "rb") as fh:
@@ -126,23 +138,10 @@ def save_checkpoint(
     return final
 
 
-def _meta(step: int, policy: Policy, config: DictConfig) -> dict:
-    def plugin(kind: str, name: str) -> dict:
-        obj = registry.get(kind, name)
-        return {"name": name, "source": registry.source_of(obj), "class": f"{obj.__module__}.{obj.__qualname__}"}
-
-    return {
-        "format_version": FORMAT_VERSION,
-        "robotune_version": robotune.__version__,
-        "torch_version": torch.__version__,
-        "step": step,
-        "task_spec": policy.spec.to_dict(),
-        "plugins": {
-            "task": plugin("task", config.task.name),
-            "policy": plugin("policy", config.policy.name),
-            "algorithm": plugin("algorithm", config.algo.name),
-        },
-    }
+def _plugin_record(kind: str, name: str) -> dict:
+    """meta.json's record of a plugin, with the package that provided it, to name when it is missing."""
+    plugin = registry.get(kind, name)
+    return {"name": name, "source": registry.source_of(plugin), "class": f"{plugin.__module__}.{plugin.__qualname__}"}
 
 
 # ---- reading ----------------------------------------------------------------------------------
@@ -194,9 +193,8 @@ def _recorded_plugin(path: Path, meta: dict, kind: str) -> Any:
         source = recorded.get("source", "an unrecorded package")
         package, _, version = source.rpartition(" ")
         install = f" Install it: pip install '{package}=={version}'." if package and version[:1].isdigit() else ""
-        raise CheckpointError(
-            f"{path} was trained with {kind} '{recorded['name']}' from {source}, which is not available here.{install}\n{exc}"
-        ) from None
+        raise CheckpointError(f"{path} was trained with {kind} '{recorded['name']}' from {source}, "
+                              f"which is not available here.{install}\n{exc}") from None
 
 
 @dataclass
@@ -241,8 +239,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 def _load_correctors(path: Path, meta: dict, config: DictConfig, policy: Policy) -> list[Regularizer]:
     """Rebuild the action-correcting regularizers from config.yaml and correctors.safetensors."""
     tensors = _read_tensors(path / "correctors.safetensors")
-    obs_dim = policy.config.obs_horizon * policy.obs_dim
-    action_dim = policy.config.act_steps * policy.action_dim
+    obs_dim, action_dim = policy.config.obs_horizon * policy.obs_dim, policy.config.act_steps * policy.action_dim
     correctors = []
     for name in meta["action_correctors"]:
         regularizer = build_regularizer(name, config.regularizer[name], obs_dim, action_dim)

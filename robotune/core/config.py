@@ -33,9 +33,8 @@ def build_config(config_class: type[C], values: dict[str, Any] | DictConfig | No
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except ConfigKeyError as exc:
         keys = ", ".join(f.name for f in fields(config_class) if f.name != "name")  # type: ignore[arg-type]
-        raise ValueError(
-            f"invalid config '{where}.{exc.full_key}': {config_class.__name__} has no key '{exc.key}'; its keys are: {keys}"
-        ) from exc
+        raise ValueError(f"invalid config '{where}.{exc.full_key}': {config_class.__name__} has no key '{exc.key}'; "
+                         f"its keys are: {keys}") from exc
     except OmegaConfBaseException as exc:  # omegaconf's errors carry the key; prefix the group the user typed
         raise ValueError(f"invalid config '{where}.{exc.full_key}': {exc.msg}") from exc
     except Exception as exc:  # a config's own __post_init__ check, which names its fields

@@ -37,9 +37,7 @@ class Critic(nn.Module, ABC):
 
     def __init__(self, config: CriticConfig, obs_dim: int, action_dim: int) -> None:
         super().__init__()
-        self.config = config
-        self.obs_dim = obs_dim
-        self.action_dim = action_dim
+        self.config, self.obs_dim, self.action_dim = config, obs_dim, action_dim
 
     @abstractmethod
     def value(self, obs: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Episodes stored as flat arrays plus an episode index, and windowed chunk sampling.
+"""The dataset contract: episodes stored as flat arrays plus an episode index.
 
 A dataset of N steps in E episodes is held as flat arrays, so millions of transitions never become
 Python objects, and any of them may be a read-only `np.memmap`:
@@ -12,7 +12,9 @@ Python objects, and any of them may be a read-only `np.memmap`:
     final_obs    (E, obs_dim)    float32  the observation after each episode's last action
 
 Within an episode next_obs[t] is obs[t + 1], and at its last step final_obs[i], so a truncated
-episode can be bootstrapped. `terminated` and `truncated` may be set only at an episode's last step. `Episode` views (`dataset.episode(i)`) slice these arrays without copying.
+episode can be bootstrapped. `terminated` and `truncated` may be set only at an episode's last step.
+`Episode` views (`dataset.episode(i)`) slice these arrays without copying;
+`robotune.data.episodes.concatenate_episodes` builds a dataset from separate episodes.
 
 Optional fields (behaviour-cloning data often has no rewards and no final observation):
 - reward absent: zeros, and `has_rewards` is False; the flag travels with the dataset on disk.
@@ -33,7 +35,6 @@ offline RL) are in `robotune.training.samplers`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,24 +61,12 @@ class Episode:
 
 
 STEP_FIELDS = ("obs", "action", "reward", "terminated", "truncated")
-OPTIONAL_STEP_FIELDS = ("reward", "terminated", "truncated")
 # Fields stored on disk; `final_obs` only when the dataset has it.
 ARRAY_FIELDS = (*STEP_FIELDS, "episode_ends", "final_obs")
 
 
 class EpisodeDataset:
     """Flat, validated arrays of E episodes (see the module docstring for fields and shapes)."""
-
-    obs: np.ndarray
-    action: np.ndarray
-    reward: np.ndarray
-    terminated: np.ndarray
-    truncated: np.ndarray
-    episode_ends: np.ndarray
-    episode_starts: np.ndarray
-    final_obs: np.ndarray
-    has_rewards: bool
-    has_final_obs: bool
 
     def __init__(
         self,
@@ -129,9 +118,8 @@ class EpisodeDataset:
             if value is not None and np.shape(value) != (num_steps,):
                 raise DatasetError(f"{where}: '{name}' must have shape ({num_steps},), got {np.shape(value)}")
         if final_obs is not None and np.shape(final_obs) != (len(ends), obs.shape[1]):
-            raise DatasetError(
-                f"{where}: 'final_obs' must have shape ({len(ends)}, {obs.shape[1]}), got {np.shape(final_obs)}"
-            )
+            raise DatasetError(f"{where}: 'final_obs' must have shape ({len(ends)}, {obs.shape[1]}), "
+                               f"got {np.shape(final_obs)}")
 
         self.obs = _as(obs, np.float32)
         self.action = _as(action, np.float32)
@@ -152,10 +140,8 @@ class EpisodeDataset:
         if inside.any():
             row = int(np.argmax(inside))
             episode = int(np.searchsorted(self.episode_ends, row, side="right"))
-            raise DatasetError(
-                f"{where}, episode {episode}: 'terminated' or 'truncated' is set at step "
-                f"{row - self.episode_starts[episode]}, before the episode's last step; check 'episode_ends'"
-            )
+            raise DatasetError(f"{where}, episode {episode}: 'terminated' or 'truncated' is set at step "
+                               f"{row - self.episode_starts[episode]}, before the episode's last step; check 'episode_ends'")
 
     def _check_finite(self, name: str) -> None:
         value = getattr(self, name)
@@ -168,45 +154,6 @@ class EpisodeDataset:
         episode = int(np.searchsorted(self.episode_ends, bad_row, side="right"))
         step = bad_row - int(self.episode_starts[episode])
         raise DatasetError(f"{where}, episode {episode}: '{name}' has a NaN or infinite value at step {step}")
-
-    @classmethod
-    def from_episodes(
-        cls, episodes: Sequence[Episode], source: str = "<memory>", min_length: int = 1, metadata: dict[str, Any] | None = None
-    ) -> EpisodeDataset:
-        """Concatenate `episodes`; a field given for some episodes must be given for all of them."""
-        where = f"dataset {source}"
-        if not episodes:
-            raise DatasetError(f"{where}: contains no episodes")
-        first = episodes[0]
-        obs_dim = first.obs.shape[-1] if first.obs.ndim == 2 else None
-        action_dim = first.action.shape[-1] if first.action.ndim == 2 else None
-        for i, ep in enumerate(episodes):
-            at = f"{where}, episode {i}"
-            for name, dim in (("obs", obs_dim), ("action", action_dim)):
-                if getattr(ep, name).ndim != 2 or getattr(ep, name).shape[1] != dim:
-                    raise DatasetError(f"{at}: '{name}' must have shape (T, {dim}), got {getattr(ep, name).shape}")
-            for name in ("obs", *OPTIONAL_STEP_FIELDS):
-                value = getattr(ep, name)
-                if value is not None and len(value) != len(ep.action):
-                    raise DatasetError(f"{at}: '{name}' has {len(value)} steps but 'action' has {len(ep.action)}")
-            if ep.final_obs is not None and np.shape(ep.final_obs) != (obs_dim,):
-                raise DatasetError(f"{at}: 'final_obs' must have shape ({obs_dim},), got {np.shape(ep.final_obs)}")
-            for name in (*OPTIONAL_STEP_FIELDS, "final_obs"):
-                if (getattr(ep, name) is None) != (getattr(first, name) is None):
-                    state = "absent" if getattr(ep, name) is None else "given"
-                    raise DatasetError(f"{at}: '{name}' is {state} but not in episode 0; give it for all episodes or none")
-
-        def joined(name: str) -> np.ndarray | None:
-            return None if getattr(first, name) is None else np.concatenate([getattr(e, name) for e in episodes])
-
-        return cls(
-            **{name: joined(name) for name in STEP_FIELDS},
-            episode_ends=np.cumsum([len(e) for e in episodes], dtype=np.int64),
-            final_obs=None if first.final_obs is None else np.stack([e.final_obs for e in episodes]),
-            source=source,
-            min_length=min_length,
-            metadata=metadata,
-        )
 
     # ---- shape and episode views --------------------------------------------------------------
     @property
@@ -245,7 +192,7 @@ class EpisodeDataset:
         """All episodes, each a set of views into the flat arrays (no data is copied)."""
         return [self.episode(i) for i in range(len(self))]
 
-    # ---- statistics and sampling ------------------------------------------------------------
+    # ---- statistics and files ------------------------------------------------------------------
     def stats(self) -> dict[str, np.ndarray]:
         """Per-dimension min, max, mean and std of observations and actions: {"obs_min": (obs_dim,), ...}."""
         return {
@@ -254,11 +201,6 @@ class EpisodeDataset:
             for statistic in ("min", "max", "mean", "std")
         }
 
-    def episode_returns(self) -> np.ndarray:
-        """(E,) float64 sum of rewards per episode (zeros when the dataset has no rewards)."""
-        return np.add.reduceat(self.reward.astype(np.float64), self.episode_starts)
-
-    # ---- files --------------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays to store, named as in ARRAY_FIELDS; `final_obs` only when it was given."""
         return {name: getattr(self, name) for name in ARRAY_FIELDS if name != "final_obs" or self.has_final_obs}

@@ -25,8 +25,7 @@ class Normalizer(nn.Module):
 
     def __init__(self, low: torch.Tensor | np.ndarray, high: torch.Tensor | np.ndarray) -> None:
         super().__init__()
-        low = torch.as_tensor(np.asarray(low), dtype=torch.float32)
-        high = torch.as_tensor(np.asarray(high), dtype=torch.float32)
+        low, high = (torch.as_tensor(np.asarray(bound), dtype=torch.float32) for bound in (low, high))
         if low.shape != high.shape or low.ndim != 1:
             raise ValueError(f"normalizer bounds must be 1-D and equal in shape, got {tuple(low.shape)} and {tuple(high.shape)}")
         if not torch.isfinite(low).all() or not torch.isfinite(high).all():

@@ -35,11 +35,7 @@ BUILTIN_PACKAGES = ("robotune.plugins", "robotune.robots")
 
 # kind -> Hydra config group that selects it
 KINDS: dict[str, str] = {
-    "policy": "policy",
-    "critic": "critic",
-    "algorithm": "algo",
-    "regularizer": "regularizer",
-    "task": "task",
+    "policy": "policy", "critic": "critic", "algorithm": "algo", "regularizer": "regularizer", "task": "task",
     "robot": "robot",
 }
 
@@ -85,10 +81,8 @@ def _check_base_class(kind: str, name: str, obj: Any) -> None:
     module_name, class_name = BASE_CLASSES[kind].split(":")
     base = getattr(importlib.import_module(module_name), class_name)
     if not (isinstance(obj, type) and issubclass(obj, base)):
-        raise PluginError(
-            f"{_location(obj)} is registered as {kind} '{name}' but is not a subclass of "
-            f"{module_name}.{class_name}; a {kind} plugin must subclass it"
-        )
+        raise PluginError(f"{_location(obj)} is registered as {kind} '{name}' but is not a subclass of "
+                          f"{module_name}.{class_name}; a {kind} plugin must subclass it")
 
 
 def _derive_config_class(cls: type) -> None:
@@ -102,19 +96,16 @@ def _derive_config_class(cls: type) -> None:
     except Exception as exc:  # e.g. a config class imported only under TYPE_CHECKING
         if declared is not None:
             return
-        raise PluginError(
-            f"{_location(cls)}: cannot resolve the annotation 'config: {inspect.get_annotations(cls)['config']}' "
-            f"({exc}); import the config class at module level, or set config_class"
-        ) from None
+        annotation = inspect.get_annotations(cls)["config"]
+        raise PluginError(f"{_location(cls)}: cannot resolve the annotation 'config: {annotation}' ({exc}); "
+                          f"import the config class at module level, or set config_class") from None
     if not (isinstance(annotated, type) and dataclasses.is_dataclass(annotated)):
         return
     if declared is None:
         cls.config_class = annotated
     elif not issubclass(declared, annotated):
-        raise PluginError(
-            f"{_location(cls)} sets config_class = {declared.__qualname__} but annotates config: "
-            f"{annotated.__qualname__}; write only the annotation"
-        )
+        raise PluginError(f"{_location(cls)} sets config_class = {declared.__qualname__} but annotates config: "
+                          f"{annotated.__qualname__}; write only the annotation")
 
 
 def register(kind: str, name: str) -> Callable[[Any], Any]:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from robotune.core import registry
 from robotune.core.config import PluginConfig, build_config
 from robotune.core.dataset import EpisodeDataset
 
@@ -40,9 +41,7 @@ class Regularizer(nn.Module, ABC):
 
     def __init__(self, config: RegularizerConfig, obs_dim: int, action_dim: int) -> None:
         super().__init__()
-        self.config = config
-        self.obs_dim = obs_dim
-        self.action_dim = action_dim
+        self.config, self.obs_dim, self.action_dim = config, obs_dim, action_dim
 
     def fit(self, dataset: EpisodeDataset) -> dict[str, float]:
         """Pre-train auxiliary models on the dataset before the engine starts (none by default)."""
@@ -80,8 +79,6 @@ def build_regularizer(name: str, values: Any, obs_dim: int, action_dim: int) -> 
     """The regularizer plugin `name`, configured by `values` (its node under `regularizer.<name>`),
     for flat observations of `obs_dim` and actions of `action_dim`. The training loop and the
     checkpoint loader both build regularizers through here."""
-    from robotune.core import registry
-
     regularizer_class = registry.get("regularizer", name)
     config = build_config(regularizer_class.config_class, {**values, "name": name}, f"regularizer.{name}")
     return regularizer_class(config, obs_dim, action_dim)

@@ -49,15 +49,13 @@ class RobotSpec:
         if len(set(names)) != len(names):
             raise ValueError(f"robot '{self.name}': duplicate joint names in {names}")
         if self.command_interface not in ("position", "velocity"):
-            raise ValueError(
-                f"robot '{self.name}': command_interface must be 'position' or 'velocity', got '{self.command_interface}'"
-            )
+            raise ValueError(f"robot '{self.name}': command_interface must be 'position' or 'velocity', "
+                             f"got '{self.command_interface}'")
         if not self.control_rate_hz > 0:
             raise ValueError(f"robot '{self.name}': control_rate_hz must be positive, got {self.control_rate_hz}")
         if self.command_joints and sorted(self.command_joints) != sorted(names):
-            raise ValueError(
-                f"robot '{self.name}': command_joints {list(self.command_joints)} must list each of the joints {names} once"
-            )
+            raise ValueError(f"robot '{self.name}': command_joints {list(self.command_joints)} "
+                             f"must list each of the joints {names} once")
 
     @property
     def command_order(self) -> tuple[str, ...]:
@@ -117,9 +115,8 @@ class TaskSpec:
 
     def __post_init__(self) -> None:
         if len(self.action_low) != len(self.action_high):
-            raise ValueError(
-                f"task '{self.name}': action_low has {len(self.action_low)} entries, action_high {len(self.action_high)}"
-            )
+            raise ValueError(f"task '{self.name}': action_low has {len(self.action_low)} entries, "
+                             f"action_high {len(self.action_high)}")
         if any(lo >= hi for lo, hi in zip(self.action_low, self.action_high)):
             raise ValueError(f"task '{self.name}': every action_low must be below its action_high")
 

@@ -37,6 +37,7 @@ import mujoco
 import numpy as np
 
 from robotune.core.dataset import DatasetError, Episode, EpisodeDataset
+from robotune.data.episodes import concatenate_episodes
 from robotune.data.store import Progress, is_store, provenance, read_store, write_store
 
 GENERATOR_VERSION = 2  # bump when a change here alters generated data (2: medium-replay's cubic schedule)
@@ -239,7 +240,7 @@ def generate(
         "measured_returns": measured,
         "normalised_return_mean": float(env.normalised(returns).mean()),
     }
-    dataset = EpisodeDataset.from_episodes(episodes, source=f"<{env_name}-{level} generated>", metadata=metadata)
+    dataset = concatenate_episodes(episodes, source=f"<{env_name}-{level} generated>", metadata=metadata)
     write_store(dataset, path)
     return read_store(path), path
 

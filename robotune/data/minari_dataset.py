@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from robotune.core.dataset import DatasetError, Episode, EpisodeDataset
+from robotune.data.episodes import concatenate_episodes
 from robotune.data.keys import concatenate_keys
 from robotune.data.store import provenance
 
@@ -80,7 +81,7 @@ def read_minari(path: str | Path, obs_keys: list[str] | None = None, min_length:
         }
     if not episodes:
         raise DatasetError(f"{where}: contains no episodes")
-    return EpisodeDataset.from_episodes(episodes, source=str(path), min_length=min_length, metadata=metadata)
+    return concatenate_episodes(episodes, source=str(path), min_length=min_length, metadata=metadata)
 
 
 def write_minari(

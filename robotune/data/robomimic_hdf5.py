@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 from robotune.core.dataset import DatasetError, Episode, EpisodeDataset
+from robotune.data.episodes import concatenate_episodes
 from robotune.data.keys import concatenate_keys, low_dim_keys
 from robotune.data.store import provenance
 
@@ -91,7 +92,7 @@ def read_robomimic(
         "episode_names": names,
         "env_args": env_args,
     }
-    return EpisodeDataset.from_episodes(episodes, source=str(path), min_length=min_length, metadata=metadata)
+    return concatenate_episodes(episodes, source=str(path), min_length=min_length, metadata=metadata)
 
 
 def _steps(demo: h5py.Group, name: str, steps: int, where: str) -> np.ndarray | None:

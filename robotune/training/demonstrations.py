@@ -12,6 +12,7 @@ import numpy as np
 from rich.console import Console
 
 from robotune.core.dataset import Episode, EpisodeDataset
+from robotune.data.episodes import concatenate_episodes
 from robotune.core.task import Task
 from robotune.data import load_dataset, save_dataset
 
@@ -72,7 +73,7 @@ def record_demonstrations(
         "provenance": {"generator": "robotune.training.demonstrations", "source": None, "task": task.spec.name, "seed": seed},
         "episode_success": successes,
     }
-    return EpisodeDataset.from_episodes(episodes, source=f"<expert demonstrations of {task.spec.name}>", metadata=metadata)
+    return concatenate_episodes(episodes, source=f"<expert demonstrations of {task.spec.name}>", metadata=metadata)
 
 
 def cached_demonstrations(

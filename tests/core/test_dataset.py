@@ -4,6 +4,7 @@ import torch
 
 from robotune.training.samplers import WindowSampler
 from robotune.core.dataset import DatasetError, Episode, EpisodeDataset
+from robotune.data.episodes import concatenate_episodes
 from robotune.data import load_dataset, save_dataset
 
 
@@ -22,31 +23,31 @@ def test_nan_is_reported_with_episode_field_and_step():
     bad = episode(5)
     bad.obs[3, 1] = np.nan
     with pytest.raises(DatasetError, match=r"episode 1: 'obs' has a NaN or infinite value at step 3"):
-        EpisodeDataset.from_episodes([episode(4), bad])
+        concatenate_episodes([episode(4), bad])
 
 
 def test_shape_mismatch_names_the_field():
     bad = episode(5)
     bad.action = bad.action[:, :1]
     with pytest.raises(DatasetError, match=r"episode 1: 'action' must have shape \(T, 2\)"):
-        EpisodeDataset.from_episodes([episode(4), bad])
+        concatenate_episodes([episode(4), bad])
     short_reward = episode(5)
     short_reward.reward = short_reward.reward[:3]
     with pytest.raises(DatasetError, match=r"episode 0: 'reward' has 3 steps but 'action' has 5"):
-        EpisodeDataset.from_episodes([short_reward])
+        concatenate_episodes([short_reward])
 
 
 def test_empty_and_too_short_episodes():
     with pytest.raises(DatasetError, match="contains no episodes"):
-        EpisodeDataset.from_episodes([])
+        concatenate_episodes([])
     with pytest.raises(DatasetError, match="episode 0: is empty"):
-        EpisodeDataset.from_episodes([episode(0)])
+        concatenate_episodes([episode(0)])
     with pytest.raises(DatasetError, match="episode 1: has 2 steps, fewer than the 3 required"):
-        EpisodeDataset.from_episodes([episode(4), episode(2)], min_length=3)
+        concatenate_episodes([episode(4), episode(2)], min_length=3)
 
 
 def test_save_load_round_trip_and_bad_files(tmp_path):
-    data = EpisodeDataset.from_episodes([episode(4), episode(6, offset=10)])
+    data = concatenate_episodes([episode(4), episode(6, offset=10)])
     path = tmp_path / "demos.safetensors"
     save_dataset(data, path, metadata={"note": "test"})
     loaded = load_dataset(path)
@@ -61,7 +62,7 @@ def test_save_load_round_trip_and_bad_files(tmp_path):
 
 
 def test_stats_match_numpy():
-    data = EpisodeDataset.from_episodes([episode(4), episode(6, offset=10)])
+    data = concatenate_episodes([episode(4), episode(6, offset=10)])
     stats = data.stats()
     assert stats["obs_min"][0] == 0 and stats["obs_max"][0] == 15
     np.testing.assert_allclose(stats["action_mean"], data.action.mean(0))
@@ -69,7 +70,7 @@ def test_stats_match_numpy():
 
 def test_windows_pad_at_episode_edges():
     # Episode 0 holds values 0..3, episode 1 holds 10..15; each value identifies its step.
-    sampler = WindowSampler(EpisodeDataset.from_episodes([episode(4), episode(6, offset=10)]), obs_horizon=2, horizon=3)
+    sampler = WindowSampler(concatenate_episodes([episode(4), episode(6, offset=10)]), obs_horizon=2, horizon=3)
     obs = sampler.obs[sampler.obs_index][:, :, 0]  # (N, obs_horizon)
     action = sampler.action[sampler.action_index][:, :, 0]  # (N, horizon)
     assert obs[0].tolist() == [0, 0]  # first step repeats the first observation
@@ -83,7 +84,7 @@ def test_windows_pad_at_episode_edges():
 
 
 def test_episode_views_share_the_flat_arrays():
-    data = EpisodeDataset.from_episodes([episode(4), episode(6, offset=10)])
+    data = concatenate_episodes([episode(4), episode(6, offset=10)])
     assert data.obs.shape == (10, 3) and data.action.dtype == np.float32
     assert data.episode_ends.tolist() == [4, 10] and data.episode_ends.dtype == np.int64
     view = data.episode(1)
@@ -95,7 +96,7 @@ def test_episode_views_share_the_flat_arrays():
 
 def test_absent_optional_fields_take_documented_defaults():
     # Behaviour-cloning data: no reward, no terminal flags, no final observation.
-    data = EpisodeDataset.from_episodes([Episode(obs=e.obs, action=e.action) for e in (episode(3), episode(2, offset=10))])
+    data = concatenate_episodes([Episode(obs=e.obs, action=e.action) for e in (episode(3), episode(2, offset=10))])
     assert not data.has_rewards and not data.has_final_obs
     assert data.reward.tolist() == [0] * 5 and not data.terminated.any()
     assert data.truncated.tolist() == [False, False, True, False, True]  # cut at each episode's end
@@ -112,18 +113,18 @@ def test_final_obs_kept_and_saved(tmp_path):
     eps = [episode(3), episode(2, offset=10)]
     for i, e in enumerate(eps):
         e.final_obs = np.full(3, 100.0 + i, np.float32)
-    data = EpisodeDataset.from_episodes(eps)
+    data = concatenate_episodes(eps)
     assert data.has_final_obs and data.final_obs[:, 0].tolist() == [100, 101]
     save_dataset(data, tmp_path / "d.safetensors")
     loaded = load_dataset(tmp_path / "d.safetensors")
     assert loaded.has_final_obs and loaded.final_obs[:, 0].tolist() == [100, 101]
     eps[1].final_obs = None
     with pytest.raises(DatasetError, match="episode 1: 'final_obs' is absent but not in episode 0"):
-        EpisodeDataset.from_episodes(eps)
+        concatenate_episodes(eps)
 
 
 def test_rewardless_dataset_round_trips_as_rewardless(tmp_path):
-    data = EpisodeDataset.from_episodes([Episode(obs=e.obs, action=e.action) for e in (episode(3), episode(2))])
+    data = concatenate_episodes([Episode(obs=e.obs, action=e.action) for e in (episode(3), episode(2))])
     save_dataset(data, tmp_path / "bc.safetensors", metadata={"generator": "test"})
     loaded = load_dataset(tmp_path / "bc.safetensors")
     assert not loaded.has_rewards and loaded.metadata["generator"] == "test"
@@ -147,7 +148,7 @@ def test_flat_arrays_are_validated_against_the_episode_index():
 
 
 def test_read_only_memory_maps_are_adopted_without_copy(tmp_path):
-    source = EpisodeDataset.from_episodes([episode(4), episode(6, offset=10)])
+    source = concatenate_episodes([episode(4), episode(6, offset=10)])
     np.save(tmp_path / "obs.npy", source.obs)
     np.save(tmp_path / "action.npy", source.action)
     obs = np.load(tmp_path / "obs.npy", mmap_mode="r")

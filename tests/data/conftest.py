@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from robotune.core.dataset import Episode, EpisodeDataset
+from robotune.data.episodes import concatenate_episodes
 
 
 def make_dataset(lengths=(5, 3, 7), obs_dim: int = 4, action_dim: int = 2, seed: int = 0) -> EpisodeDataset:
@@ -24,7 +25,7 @@ def make_dataset(lengths=(5, 3, 7), obs_dim: int = 4, action_dim: int = 2, seed:
                 final_obs=rng.normal(size=obs_dim).astype(np.float32),
             )
         )
-    return EpisodeDataset.from_episodes(episodes, source="<test>")
+    return concatenate_episodes(episodes, source="<test>")
 
 
 def assert_same_episodes(a: EpisodeDataset, b: EpisodeDataset, final_obs: bool = True) -> None:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from robotune.core.dataset import DatasetError, Episode, EpisodeDataset
+from robotune.data.episodes import concatenate_episodes
 from robotune.data import detect_format, load_dataset, save_dataset
 from robotune.data.store import SCHEMA_VERSION, provenance, read_store, write_store
 
@@ -45,7 +46,7 @@ def test_rewritten_store_is_never_read_from_a_stale_cache(dataset, tmp_path):
 
 
 def test_absent_fields_stay_absent(tmp_path):
-    bc = EpisodeDataset.from_episodes([Episode(obs=np.ones((4, 2), np.float32), action=np.zeros((4, 1), np.float32))])
+    bc = concatenate_episodes([Episode(obs=np.ones((4, 2), np.float32), action=np.zeros((4, 1), np.float32))])
     save_dataset(bc, tmp_path / "bc.zarr")
     loaded = load_dataset(tmp_path / "bc.zarr")
     assert not loaded.has_rewards and not loaded.has_final_obs

@@ -14,6 +14,7 @@ import torch
 
 from robotune.core.algorithm import TrainingContext
 from robotune.core.dataset import Episode, EpisodeDataset
+from robotune.data.episodes import concatenate_episodes
 from robotune.core.normalization import Normalizer
 from robotune.core.registry import get
 from robotune.plugins.ensemble_critic import EnsembleCritic, EnsembleCriticConfig
@@ -43,7 +44,7 @@ def target_dataset(episodes: int = 60, noise: float = 0.3, seed: int = 0) -> Epi
             reward=np.array(steps["reward"], np.float32), terminated=np.array(steps["terminated"]),
             truncated=np.array(steps["truncated"]), final_obs=obs.astype(np.float32),
         ))
-    return EpisodeDataset.from_episodes(out, source="target-behaviour")
+    return concatenate_episodes(out, source="target-behaviour")
 
 
 def tiny_actor(stochastic: bool = False) -> GaussianPolicy:

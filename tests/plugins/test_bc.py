@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from robotune.core.dataset import Episode, EpisodeDataset
+from robotune.data.episodes import concatenate_episodes
 from robotune.plugins.bc import BCConfig, BehaviourCloning
 from robotune.plugins.gaussian import GaussianPolicy
 from tests.helpers import make_context
@@ -21,7 +22,7 @@ def toy_dataset(episodes: int = 8, length: int = 20, seed: int = 0) -> EpisodeDa
         action = low + (np.tanh(obs[:, :2]) + 1) / 2 * (high - low)
         zeros = np.zeros(length, np.float32)
         out.append(Episode(obs, action.astype(np.float32), zeros, zeros.astype(bool), zeros.astype(bool)))
-    return EpisodeDataset.from_episodes(out)
+    return concatenate_episodes(out)
 
 
 def make_bc(**overrides) -> BehaviourCloning:

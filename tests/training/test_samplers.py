@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from robotune.core.dataset import Episode, EpisodeDataset
+from robotune.data.episodes import concatenate_episodes
 from robotune.training.samplers import TransitionSampler
 
 GAMMA = 0.5
@@ -19,7 +20,7 @@ def dataset() -> EpisodeDataset:
             terminated=np.array([False] * (n - 1) + [terminated]), truncated=np.array([False] * (n - 1) + [not terminated]),
             final_obs=np.asarray([final], np.float32),
         )
-    return EpisodeDataset.from_episodes([episode([0, 10, 20], [1, 2, 3], False, 30), episode([100, 110], [4, 5], True, 99)])
+    return concatenate_episodes([episode([0, 10, 20], [1, 2, 3], False, 30), episode([100, 110], [4, 5], True, 99)])
 
 
 def everything(sampler: TransitionSampler) -> dict[str, np.ndarray]:
@@ -55,7 +56,7 @@ def test_observation_windows_repeat_the_first_observation_and_end_in_the_final_o
 
 
 def test_data_without_rewards_is_refused():
-    no_rewards = EpisodeDataset.from_episodes([Episode(obs=np.zeros((3, 1), np.float32), action=np.zeros((3, 1), np.float32))])
+    no_rewards = concatenate_episodes([Episode(obs=np.zeros((3, 1), np.float32), action=np.zeros((3, 1), np.float32))])
     with pytest.raises(ValueError, match="has no rewards"):
         TransitionSampler(no_rewards, GAMMA)
 
