@@ -26,6 +26,8 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from robotune.core.task import Task
+
 HEADLESS_BACKENDS = ("egl", "osmesa")
 
 
@@ -147,6 +149,36 @@ def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: float) -> int
             raise ValueError(f"{path}: no frames to write")
         container.mux(stream.encode())  # flush the encoder's buffered frames
     return written
+
+
+def render_problem(task: Task) -> str | None:
+    """Why `task` cannot render videos here, in one line, or None when it can.
+
+    One cheap check before an evaluation that asks for videos: make one environment with
+    `render_mode="rgb_array"`, reset it and render a frame. A task may not take the argument, may
+    refuse the mode, or may fail to open a GL context on this machine; finding out here lets the
+    caller evaluate once without videos instead of failing, or evaluating twice.
+    """
+    try:
+        env = task.make_env(render_mode="rgb_array")
+    except Exception as exc:  # any failure means "cannot render"; the reason goes into the message
+        return f"task '{task.spec.name}' cannot make an environment with render_mode='rgb_array': {_first_line(exc)}"
+    try:
+        env.reset(seed=0)
+        frame = env.render()
+    except Exception as exc:
+        return f"task '{task.spec.name}' failed to render a frame: {_first_line(exc)}"
+    finally:
+        env.close()
+    if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8):
+        found = f"{frame.shape} {frame.dtype}" if isinstance(frame, np.ndarray) else type(frame).__name__
+        return f"task '{task.spec.name}' renders {found}, not an (H, W, 3) uint8 frame"
+    return None
+
+
+def _first_line(exc: Exception) -> str:
+    message = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
 
 
 def read_mp4_frames(path: str | Path) -> np.ndarray:

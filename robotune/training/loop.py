@@ -30,6 +30,7 @@ import gymnasium as gym
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
+from rich.markup import escape
 
 from robotune.core import registry
 from robotune.core.algorithm import Algorithm, TrainingContext
@@ -47,6 +48,7 @@ from robotune.processing.task import processed_task
 from robotune.rollout.chunk_rollout import local_chunk_rollouts
 from robotune.rollout.evaluation import EvalResult, evaluate
 from robotune.rollout.vector import make_vector_env
+from robotune.rollout.video import render_problem
 from robotune.training.demonstrations import cached_demonstrations
 from robotune.training.distributed import (
     SINGLE_PROCESS,
@@ -326,13 +328,11 @@ def train_rank(cfg: DictConfig, process: ProcessRank, device: torch.device) -> d
                 checkpoint(step)
         final = checkpoint(total) if start_step < total else checkpoints[-1]
         train_seconds = time.monotonic() - started
-        try:
-            result = run_evaluation(cfg, algo, parts.task, cfg.eval.episodes, run_dir / "videos" if cfg.eval.video else None)
-        except Exception as exc:  # a task that cannot render must not cost the run its evaluation; other errors recur below
-            if not cfg.eval.video:
-                raise
-            console.print(f"[yellow]No evaluation videos ({exc}); evaluating without them.[/]")
-            result = run_evaluation(cfg, algo, parts.task, cfg.eval.episodes)
+        video_dir = run_dir / "videos" if cfg.eval.video else None
+        if video_dir is not None and (problem := render_problem(parts.task)):  # videos are a default, not the run's goal
+            console.print(f"[yellow]Warning: no evaluation videos: {escape(problem)}[/]")
+            video_dir = None
+        result = run_evaluation(cfg, algo, parts.task, cfg.eval.episodes, video_dir)
         result.write_records(run_dir / "eval_episodes.jsonl")
         log.log(total, result.summary(), prefix="eval", counters=algo.counters())
     algo.close()

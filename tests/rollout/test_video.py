@@ -81,3 +81,22 @@ def test_evaluation_renders_its_first_episodes_to_mp4(tmp_path):
     result = evaluate(policy, task, episodes=3, num_envs=2, video_episodes=3, video_dir=tmp_path)
     for record in result.records:  # the reset frame, then one per step
         assert len(read_mp4_frames(tmp_path / f"episode_{record['episode']:03d}.mp4")) == record["length"] + 1
+
+
+class IgnoresRenderMode(ReachAroundTask):
+    """A task whose environment accepts render_mode but draws nothing (render() returns None)."""
+
+    def make_env(self, render_mode=None):
+        return super().make_env()
+
+
+def test_render_problem_is_none_for_a_task_that_renders_and_names_why_otherwise() -> None:
+    from robotune.rollout.video import render_problem
+    from tests.rollout.toy_envs import TargetTask
+
+    assert render_problem(ReachAroundTask()) is None
+    # TargetTask.make_env() takes no render_mode at all.
+    assert render_problem(TargetTask()).startswith("task 'target' cannot make an environment with render_mode='rgb_array': TypeError")
+    assert render_problem(IgnoresRenderMode()) == "task 'reach_around' renders NoneType, not an (H, W, 3) uint8 frame"
+    for problem in (render_problem(TargetTask()), render_problem(IgnoresRenderMode())):
+        assert "\n" not in problem

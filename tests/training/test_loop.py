@@ -74,3 +74,41 @@ def test_best_checkpoint_and_data_options(tmp_path):
 
     dataset = build_components(cfg, console=None).dataset
     assert len(dataset) == 3 and dataset.num_steps == int(dataset.episode_ends[-1])
+
+
+def test_final_evaluation_runs_once_with_videos_where_the_task_can_render(tmp_path, monkeypatch, capsys):
+    """Videos are a default, not the run's goal: a task that cannot render is evaluated once, without
+    them, after a one-line warning; one that can gets its videos from that same single evaluation."""
+    from robotune.robots.reach_around.task import ReachAroundTask
+    from robotune.training import loop
+    from tests.helpers import compose_config, tiny_train_overrides
+
+    def train(name):
+        overrides = [o for o in tiny_train_overrides(tmp_path, steps=20) if not o.startswith("run_dir=")]
+        return loop.train(compose_config("train", [*overrides, f"run_dir={tmp_path / name}", "eval.video=1"]))
+
+    video_episodes = []
+    evaluate = loop.evaluate
+    monkeypatch.setattr(loop, "evaluate", lambda *args, **kwargs: video_episodes.append(kwargs["video_episodes"]) or evaluate(*args, **kwargs))
+
+    train("renders")
+    assert video_episodes == [1] and [p.name for p in (tmp_path / "renders" / "videos").iterdir()] == ["episode_000.mp4"]
+    assert "Warning" not in capsys.readouterr().out
+
+    make_env = ReachAroundTask.make_env
+
+    def without_a_renderer(self, render_mode=None):
+        if render_mode is not None:
+            raise ValueError(f"no GL context for render_mode={render_mode!r}\n(second line of the error)")
+        return make_env(self)
+
+    monkeypatch.setattr(ReachAroundTask, "make_env", without_a_renderer)
+    video_episodes.clear()
+    summary = train("blind")
+    assert video_episodes == [0] and not (tmp_path / "blind" / "videos").exists()
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "Warning" in line]
+    assert warnings == [
+        "Warning: no evaluation videos: task 'reach_around' cannot make an environment with render_mode='rgb_array': "
+        "ValueError: no GL context for render_mode='rgb_array'"
+    ]
+    assert summary["eval_episodes"] == 4
