@@ -62,14 +62,10 @@ class Policy(nn.Module, ABC):
     def __init__(self, config: PolicyConfig, spec: TaskSpec, obs_normalizer: Normalizer, action_normalizer: Normalizer):
         super().__init__()
         if obs_normalizer.dim != spec.obs_dim or action_normalizer.dim != spec.action_dim:
-            raise ValueError(
-                f"normalizer sizes (obs {obs_normalizer.dim}, action {action_normalizer.dim}) do not match task "
-                f"'{spec.name}' (obs {spec.obs_dim}, action {spec.action_dim})"
-            )
-        self.config = config
-        self.spec = spec
-        self.obs_normalizer = obs_normalizer
-        self.action_normalizer = action_normalizer
+            raise ValueError(f"normalizer sizes (obs {obs_normalizer.dim}, action {action_normalizer.dim}) do not match task "
+                             f"'{spec.name}' (obs {spec.obs_dim}, action {spec.action_dim})")
+        self.config, self.spec = config, spec
+        self.obs_normalizer, self.action_normalizer = obs_normalizer, action_normalizer
 
     @property
     def obs_dim(self) -> int:
@@ -133,7 +129,11 @@ class Policy(nn.Module, ABC):
         return self.eval()
 
     def reset(self) -> None:
-        """Forget any per-episode state. Stateless chunk policies need nothing here."""
+        """Forget any per-episode state; called when every environment the policy serves starts a new
+        episode (an evaluation wave, a deploy episode). The state of an episode in progress, its
+        observation window and the chunk being executed, is kept per environment by what runs the
+        policy, so one environment can restart mid-chunk while the others continue. RL rollouts do
+        that and never call reset: a policy trained by RL keeps no per-episode state of its own."""
 
 
 @runtime_checkable

@@ -13,7 +13,9 @@ exp(-decay * age difference) as in ACT's temporal ensembling.
 
 `ChunkController` turns a chunk policy into a per-step controller: it keeps each environment's
 observation history, executes `act_steps` of each chunk open loop and then replans (or, when
-ensembling, replans every step).
+ensembling, replans every step). Evaluation makes one per wave of episodes that start together;
+RL rollouts, whose environments reset one at a time, keep their own per-environment schedule
+(`robotune.rollout.chunk_rollout`).
 """
 
 from __future__ import annotations
@@ -112,14 +114,7 @@ class ChunkController:
         self.schedule = ChunkSchedule(num_envs, self.horizon, policy.action_dim, ensemble_decay)
         self.steps_left = np.zeros(num_envs, dtype=np.int64)
         self.fresh = np.ones(num_envs, dtype=bool)
-
-    def reset(self, env_ids: np.ndarray | list[int] | None = None) -> None:
-        """Start new episodes for `env_ids` (all by default): history and queued actions are dropped."""
-        ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids)
-        self.fresh[ids] = True
-        self.steps_left[ids] = 0
-        self.schedule.clear(ids)
-        self.policy.reset()
+        policy.reset()  # a controller starts every environment on a new episode
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float32).reshape(self.num_envs, -1)

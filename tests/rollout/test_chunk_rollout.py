@@ -17,24 +17,41 @@ def make_rollout():
 
 
 class NumberedDecisions:
-    """Decision d sends actions [10 d, 10 d + 1] and remembers the windows it was given."""
+    """Decision d sends actions [10 d, 10 d + 1]; `calls` keeps the windows of each call, in order."""
 
     def __init__(self):
-        self.count, self.windows = 0, []
+        self.count, self.calls = 0, []
 
     def __call__(self, obs):
         ids = np.arange(self.count, self.count + len(obs))
         self.count += len(obs)
-        self.windows += list(obs.copy())
+        self.calls.append(obs.copy())
         actions = np.stack([10.0 * ids, 10.0 * ids + 1], axis=1)[:, :, None].astype(np.float32)
         return actions, {"id": torch.as_tensor(ids)}
 
 
-def test_autoreset_keeps_the_final_observation_and_each_environment_replans_on_its_own():
+def test_per_environment_reset_of_a_chunk_policy():
+    """Env b's episode (3 steps) ends one step into its second chunk. Only env b replans at the next
+    step, from its new episode's first observation; env a keeps executing its chunk meanwhile."""
     envs, rollout = make_rollout()
     decide = NumberedDecisions()
-    batch, episodes = rollout.collect(6, decide)
+    rollout.collect(6, decide)
     env_a, env_b = envs.envs
+
+    # Steps 0 and 2: both decide (decisions 0, 1 and 2, 3). Step 3: env b alone (decision 4), from its
+    # fresh window [step 0, episode 1] repeated. Step 4: env a alone, its chunk done. Step 5: both.
+    assert [len(windows) for windows in decide.calls] == [2, 2, 1, 1, 2]
+    np.testing.assert_array_equal(decide.calls[2], [[[0.0, 1.0], [0.0, 1.0]]])
+    # Env b dropped the rest of decision 3 (action 31) for decision 4's first action.
+    assert env_b.actions == [10, 11, 30, 40, 41, 70]
+    # Env a ran decision 2 to its end (20, 21) across env b's reset, then decision 5 until its own
+    # episode (5 steps) was truncated, and decision 6 in its next episode.
+    assert env_a.actions == [0, 1, 20, 21, 50, 60]
+
+
+def test_autoreset_keeps_the_final_observation():
+    envs, rollout = make_rollout()
+    batch, episodes = rollout.collect(6, NumberedDecisions())
 
     # env b's episode (3 steps, terminated) ends inside its second chunk: that chunk ran 1 step.
     b_decisions = np.flatnonzero(batch.env == 1)
@@ -44,15 +61,10 @@ def test_autoreset_keeps_the_final_observation_and_each_environment_replans_on_i
     # Its next window ends in the episode's true final observation [step 3, episode 0], not the reset one.
     np.testing.assert_array_equal(batch.next_obs[second][-1], [3.0, 0.0])
     # The next episode starts with a fresh decision whose window is its first observation repeated.
-    third = b_decisions[2]
-    np.testing.assert_array_equal(batch.obs[third], [[0.0, 1.0], [0.0, 1.0]])
-    # env b received its new decision's first action right after the reset, not the old chunk's second.
-    third_id = int(batch.payload["id"][third])
-    assert env_b.actions[:4] == [10.0 * int(batch.payload["id"][b_decisions[0]]), 10.0 * int(batch.payload["id"][b_decisions[0]]) + 1,
-                                 10.0 * int(batch.payload["id"][second]), 10.0 * third_id]
-    # env a ran uninterrupted full chunks meanwhile: 2 decisions of 2 steps, reward 1 + γ, discount γ²;
-    # its episode (5 steps) is truncated by the first step of its third chunk, and a fourth decision
-    # starts the next episode at step 6, cut by the end of the collection.
+    np.testing.assert_array_equal(batch.obs[b_decisions[2]], [[0.0, 1.0], [0.0, 1.0]])
+    # env a's full chunks: reward 1 + γ, discount γ²; its episode (5 steps) is truncated by the first
+    # step of its third chunk, which bootstraps from the final observation [step 5, episode 0], and a
+    # fourth decision starts the next episode at step 6, cut by the end of the collection.
     a_decisions = np.flatnonzero(batch.env == 0)
     assert len(a_decisions) == 4
     np.testing.assert_allclose(batch.reward[a_decisions[:2]], 1 + GAMMA)
