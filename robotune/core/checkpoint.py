@@ -141,7 +141,7 @@ def save_checkpoint(
 def _plugin_record(kind: str, name: str) -> dict:
     """meta.json's record of a plugin, with the package that provided it, to name when it is missing."""
     plugin = registry.get(kind, name)
-    return {"name": name, "source": registry.source_of(plugin), "class": f"{plugin.__module__}.{plugin.__qualname__}"}
+    return {"name": name, "source": plugin.plugin_source, "class": f"{plugin.__module__}.{plugin.__qualname__}"}
 
 
 # ---- reading ----------------------------------------------------------------------------------

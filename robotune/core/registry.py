@@ -126,8 +126,7 @@ def register(kind: str, name: str) -> Callable[[Any], Any]:
             _problems.append(PluginProblem(kind, name, message))
         else:
             _plugins[key] = info
-        obj.plugin_name = name
-        obj.plugin_kind = kind
+        obj.plugin_name, obj.plugin_kind, obj.plugin_source = name, kind, info.source  # read by checkpoint metadata
         return obj
 
     return decorator
@@ -219,10 +218,3 @@ def problems() -> list[PluginProblem]:
     load_plugins()
     return list(_problems)
 
-
-def source_of(obj: Any) -> str:
-    """The distribution that registered this plugin object (for checkpoint metadata)."""
-    for p in _plugins.values():
-        if p.obj is obj:
-            return p.source
-    return "unregistered"
