@@ -137,7 +137,7 @@ class ObservationProcessors:
         """The dataset with its observations (and final observations) processed; itself when identity."""
         if self.is_identity:
             return dataset
-        return EpisodeDataset.from_arrays(
+        return EpisodeDataset(
             obs=np.ascontiguousarray(self.apply(np.asarray(dataset.obs))),
             action=dataset.action,
             episode_ends=dataset.episode_ends,

@@ -57,7 +57,7 @@ def test_selection_orders_entries_by_key_and_replaces_angles_by_sin_and_cos():
 def test_z_score_and_min_max_per_key_match_a_hand_computation():
     spec = TaskSpec("hand", ("a.x", "a.y", "b", "c"), (-1.0,), (1.0,), 10.0, 10)
     obs = np.array([[1.0, 0.0, 2.0, 5.0], [2.0, 10.0, 4.0, 5.0], [3.0, 4.0, 6.0, 5.0], [6.0, 2.0, 8.0, 5.0]], np.float32)
-    dataset = EpisodeDataset.from_arrays(obs=obs, action=np.array([[0.0], [1.0], [2.0], [4.0]], np.float32), episode_ends=np.array([2, 4]))
+    dataset = EpisodeDataset(obs=obs, action=np.array([[0.0], [1.0], [2.0], [4.0]], np.float32), episode_ends=np.array([2, 4]))
     config = NormalizerConfig(kind="z_score", per_key={"a.y": "min_max"}, action="min_max")
     obs_normalizer, action_normalizer = fit_normalizers(config, spec, dataset)
     # a.x = 1, 2, 3, 6: mean 3, std sqrt((4 + 1 + 0 + 9) / 4) = sqrt(3.5); b = 2, 4, 6, 8: mean 5, std sqrt(5)
@@ -94,7 +94,7 @@ def test_bad_normalizer_settings_name_the_field():
         NormalizerConfig(action="z_score")
     spec = TaskSpec("t", OBS_NAMES, (-1.0,), (1.0,), 10.0, 10)
     with pytest.raises(ProcessorError, match=r"processors.normalizer.per_key: no observation key 'gaol'"):
-        fit_normalizers(NormalizerConfig(per_key={"gaol": "z_score"}), spec, EpisodeDataset.from_arrays(
+        fit_normalizers(NormalizerConfig(per_key={"gaol": "z_score"}), spec, EpisodeDataset(
             obs=np.zeros((2, 6), np.float32), action=np.zeros((2, 1), np.float32), episode_ends=np.array([2])))
     with pytest.raises(ProcessorError, match=r"needs training data to fit"):
         fit_normalizers(NormalizerConfig(kind="z_score"), spec, None)
