@@ -201,11 +201,12 @@ def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Non
         writer.writerows(rows)
 
 
-def plot_sweep(runs: list[SweepRun], out_file: Path, title: str) -> None:
-    """One panel per logged curve; per setting, the mean over seeds and a ± std band, at the x values all its seeds logged."""
+def plot_sweep(runs: list[SweepRun], out_file: Path, title: str) -> bool:
+    """One panel per logged curve; per setting, the mean over seeds and a ± std band, at the x values all its seeds logged.
+    False, and no figure, when no run logged a curve (one record each, as with logger=quiet)."""
     metrics = [(m, label, log) for m, label, log in CURVES if any(m in r.curves for r in runs)]
     if not metrics:
-        raise ValueError(f"no run of {title} logged a learning curve ({', '.join(m for m, _, _ in CURVES)})")
+        return False
     rl = any(r.rl for r in runs)
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
     for axis, (metric, label, log_scale) in zip(axes[0], metrics):
@@ -229,6 +230,7 @@ def plot_sweep(runs: list[SweepRun], out_file: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(out_file, dpi=100)
     plt.close(fig)
+    return True
 
 
 def write_report(sweep_dir: Path, out_prefix: Path | None = None) -> dict[str, Path]:
@@ -241,10 +243,12 @@ def write_report(sweep_dir: Path, out_prefix: Path | None = None) -> dict[str, P
     paths = {kind: prefix.with_name(f"{prefix.name}.{kind}") for kind in ("md", "csv", "png")}
     columns, rows = report_rows(runs)
     note = f"\n{len(failed)} job(s) did not complete: " + ", ".join(j["job"] for j in failed) + "\n" if failed else ""
+    if not plot_sweep(runs, paths["png"], f"sweep {sweep_dir.name}: mean ± std over seeds"):
+        del paths["png"]
+        note += "\nNo figure: no run logged more than one point of a learning curve (lower logger.log_every).\n"
     paths["md"].write_text(f"# Sweep {sweep_dir}\n\nMean ± std over seeds (n − 1), final evaluation of each run.\n\n"
                            + markdown_table(columns, rows) + note)
     write_csv(paths["csv"], columns, rows)
-    plot_sweep(runs, paths["png"], f"sweep {sweep_dir.name}: mean ± std over seeds")
     return paths
 
 

@@ -106,3 +106,19 @@ def test_a_multirun_that_sweeps_hyperparameters_names_them_in_the_run_directory(
     assert _sweep_run_dir_suffix(["-m", "seed=0,1", "policy=diffusion,gaussian", "algo.lr=1e-3"]) == [], "the default name tells these apart"
     assert _sweep_run_dir_suffix(["algo.lr=1e-3,3e-4"]) == [], "not a multirun"
     assert _sweep_run_dir_suffix(["-m", "algo.lr=1e-3,3e-4", "run_dir=runs/mine-${algo.lr}"]) == [], "the user named the runs"
+
+
+def test_runs_that_logged_only_their_final_record_get_the_table_without_a_figure(tmp_path):
+    """logger=quiet with a long log_every leaves one metrics record per run: the table is still written."""
+    for job, seed, rate in ((0, 0, 1.0), (1, 1, 0.5)):
+        run_dir = tmp_path / "runs" / str(job)
+        run_dir.mkdir(parents=True)
+        (run_dir / "summary.json").write_text(json.dumps({"seed": seed, "eval_success_rate": rate}))
+        (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 10, "env_steps": 640, "train/episode_return": -3.0}) + "\n")
+        (tmp_path / str(job)).mkdir()
+        record = {"overrides": [f"seed={seed}"], "run_dir": str(run_dir), "status": "COMPLETED"}
+        (tmp_path / str(job) / JOB_RECORD).write_text(json.dumps(record))
+    paths = write_report(tmp_path)
+    assert "png" not in paths and not (tmp_path / "sweep_report.png").exists()
+    report = paths["md"].read_text()
+    assert "| 0.75 ± 0.35 |" in report and "No figure" in report
