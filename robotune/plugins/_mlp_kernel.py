@@ -70,17 +70,23 @@ def standardize(h: np.ndarray, eps: float, out: np.ndarray) -> None:
 
 
 @_jit
+def mish(v: float) -> float:
+    """x tanh(softplus(x)). With e = exp(x), tanh(log(1 + e)) = (e² + 2e) / (e² + 2e + 2): one exp
+    instead of exp, log and tanh. NaN passes through (the comparison is false)."""
+    if v < MISH_LINEAR_ABOVE:
+        e = math.exp(v)
+        q = e * (e + 2.0)
+        return v * q / (q + 2.0)
+    return v
+
+
+@_jit
 def mish_(x: np.ndarray) -> None:
-    """x <- x tanh(softplus(x)) in place. With e = exp(x), tanh(log(1 + e)) = (e² + 2e) / (e² + 2e + 2):
-    one exp per element instead of exp, log and tanh."""
+    """x (B, n) <- mish(x) in place."""
     batch, n = x.shape
     for b in range(batch):
         for j in range(n):
-            v = x[b, j]
-            if v < MISH_LINEAR_ABOVE:
-                e = math.exp(v)
-                q = e * (e + 2.0)
-                x[b, j] = v * q / (q + 2.0)
+            x[b, j] = mish(x[b, j])
 
 
 @_jit
@@ -121,6 +127,23 @@ def residual_mlp(
 
 
 @_jit
+def affine_step_(x: np.ndarray, out: np.ndarray, step: np.ndarray, noise: np.ndarray, clip: float) -> None:
+    """One sampler step on x (B, H * D) in place, from the network's output out and the step's row
+    [r_xt, r_out, c_x0, c_out, c_xt, sigma] (`fast_inference.AFFINE_STEP_COLUMNS`), noise (B, H * D):
+        x0 = clip(r_xt x + r_out out, -clip, clip);  x = c_x0 x0 + c_out out + c_xt x + sigma noise
+    """
+    r_xt, r_out, c_x0, c_out, c_xt, sigma = step
+    for b in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            x0 = r_xt * x[b, j] + r_out * out[b, j]
+            if x0 > clip:  # written out so that NaN passes through, as torch's clamp lets it
+                x0 = clip
+            elif x0 < -clip:
+                x0 = -clip
+            x[b, j] = c_x0 * x0 + c_out * out[b, j] + c_xt * x[b, j] + sigma * noise[b, j]
+
+
+@_jit
 def sample_affine(
     x: np.ndarray,
     obs: np.ndarray,
@@ -145,21 +168,12 @@ def sample_affine(
         x0  = clip(r_xt x + r_out out, -clip, clip)
         x   = c_x0 x0 + c_out out + c_xt x + sigma noise[k]
     """
-    batch, width = x.shape
-    cond = np.zeros((batch, w_obs.shape[0]), np.float32)
+    cond = np.zeros((x.shape[0], w_obs.shape[0]), np.float32)
     add_matmul(obs, w_obs, cond)
     out = np.empty_like(x)
     for k in range(steps.shape[0]):
         residual_mlp(x, cond, time_bias[k], w_chunk, w_norm_linear1, w_linear2, w_out, eps, out)
-        r_xt, r_out, c_x0, c_out, c_xt, sigma = steps[k]
-        for b in range(batch):
-            for j in range(width):
-                x0 = r_xt * x[b, j] + r_out * out[b, j]
-                if x0 > clip:  # written out so that NaN passes through, as torch's clamp lets it
-                    x0 = clip
-                elif x0 < -clip:
-                    x0 = -clip
-                x[b, j] = c_x0 * x0 + c_out * out[b, j] + c_xt * x[b, j] + sigma * noise[k, b, j]
+        affine_step_(x, out, steps[k], noise[k], clip)
 
 
 @_jit

@@ -38,7 +38,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import AFFINE_STEP_COLUMNS, FastInference, NumpyResidualMLP
+from robotune.plugins.fast_inference import AFFINE_STEP_COLUMNS, FastInference, NumpyTwin
 from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 # name -> diffusers scheduler class, imported on first use: importing diffusers takes ~2.6 s (it loads
@@ -286,7 +286,7 @@ class DiffusionPolicy(FastInference, Policy):
         return log_density.flatten(1).sum(-1)
 
     def sample_chunk_norm_numpy(
-        self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
+        self, twin: NumpyTwin, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
         """The same sampler as above in one compiled call on the NumPy twin, for small CPU batches.
 

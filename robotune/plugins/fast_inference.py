@@ -1,4 +1,4 @@
-"""A NumPy twin of the residual MLP, and the rule for when a policy samples with it.
+"""NumPy twins of the residual MLP and the 1-D U-Net, and the rule for when a policy samples with one.
 
 Why: at batch 1 on a CPU core, a chunk sampler is dominated by per-op framework overhead, not by
 arithmetic. Measured on the 2-core development machine (0.97M-parameter 4x512 MLP, one thread): one
@@ -13,14 +13,21 @@ its steps in one compiled call (`sample`); each policy's file states its sampler
 its torch loop. On the default 1.16M-parameter denoiser, DDIM-10 at batch 1 takes ~1.04-1.11 ms
 (p50) here, 7.5-9.3x less than the diffusers step() loop (`benchmarks/inference_latency.py`).
 
+The U-Net (Diffusion Policy's backbone) has its own twin, `NumpyConditionalUnet1D`, with the same
+interface: its convolutions are compiled dot products over channels-last buffers (`_unet_kernel.py`
+says why torch is slow there), GroupNorm, Mish and FiLM fused into one pass, and the FiLM vectors
+split into an observation part computed once per chunk and a time part computed once per set of
+sampler times. On the default 4.1M-parameter U-Net, a DDIM-10 chunk at batch 1 takes 6-7x less time
+than the torch policy (`benchmarks/unet_speed.py`).
+
 When: only through an explicit export. `policy.export_for_inference()` of a policy built on
-`ResidualMLP` with the "flatten" observation encoder (and `fast_inference` on) returns an
-`ExportedPolicy`: the weights frozen into the twin at that moment, with a `predict_chunk` that runs
-CPU float32 batches of at most `fast_inference_max_batch` on the twin and larger ones on the torch
-policy (larger batches are matmul-bound, where torch's kernels are as fast or faster). Evaluation
-and deployment export; training, RL fine-tuning and `Policy.predict_chunk` itself always run the
-torch model. Both paths draw their noise from the same torch generator in the same order, so they
-return the same chunk up to float32 rounding (tests hold them to 1e-4).
+`ResidualMLP` or `ConditionalUnet1D` with the "flatten" observation encoder (and `fast_inference`
+on) returns an `ExportedPolicy`: the weights frozen into the twin at that moment, with a
+`predict_chunk` that runs CPU float32 batches of at most `fast_inference_max_batch` on the twin and
+larger ones on the torch policy (larger batches are matmul-bound, where torch's kernels are as fast
+or faster). Evaluation and deployment export; training, RL fine-tuning and `Policy.predict_chunk`
+itself always run the torch model. Both paths draw their noise from the same torch generator in the
+same order, so they return the same chunk up to float32 rounding (tests hold them to 1e-4).
 
 An export is a snapshot: weights changed afterwards (an optimizer step, `load_state_dict`) do not
 reach it. Export again after changing them; evaluation exports at every call.
@@ -36,7 +43,15 @@ import torch
 from torch import nn
 
 from robotune.core.normalization import Normalizer
-from robotune.plugins.networks import LAYER_NORM_EPS, BackbonePolicyConfig, FlattenObsEncoder, ResidualMLP
+from robotune.plugins.networks import (
+    LAYER_NORM_EPS,
+    BackbonePolicyConfig,
+    ConditionalUnet1D,
+    ConvBlock,
+    FiLMResidualBlock,
+    FlattenObsEncoder,
+    ResidualMLP,
+)
 
 
 def _fold_layer_norm(norm: nn.LayerNorm, linear: nn.Linear) -> np.ndarray:
@@ -76,7 +91,20 @@ def _aligned_stack(matrices: list[np.ndarray]) -> np.ndarray:
     return stacked
 
 
-class NumpyResidualMLP:
+class NumpyTwin:
+    """What the NumPy twins share: the action normaliser per element of a flat (B, H * Da) chunk, and the final clamp."""
+
+    def __init__(self, horizon: int, action_normalizer: Normalizer) -> None:
+        self.action_center = np.tile(action_normalizer.center.float().numpy(), horizon)
+        self.action_half_range = np.tile(action_normalizer.half_range.float().numpy(), horizon)
+
+    def clamp_unnormalize_(self, chunk_norm: np.ndarray) -> np.ndarray:
+        """(B, H * Da) normalised chunk -> the action chunk, in place: clamp to [-1, 1], then unnormalise."""
+        _kernel().clamp_unnormalize_(chunk_norm, self.action_center, self.action_half_range)
+        return chunk_norm
+
+
+class NumpyResidualMLP(NumpyTwin):
     """The function of a trained ResidualMLP in float32 NumPy, with the policy's normalisers, for small-batch CPU inference.
 
     Built once from the module's weights: LayerNorm affines and every bias are folded into weight
@@ -92,6 +120,7 @@ class NumpyResidualMLP:
             raise ValueError(
                 f"the network's cond_dim {net.cond_dim} is not a whole number of {obs_normalizer.dim}-dim observations"
             )
+        super().__init__(net.horizon, action_normalizer)
         obs_horizon = net.cond_dim // obs_normalizer.dim
         with torch.no_grad():
             weight = net.input.weight.detach().double().T  # (chunk + cond + time, hidden)
@@ -110,9 +139,6 @@ class NumpyResidualMLP:
                 for block in net.blocks
             ])
             self.w_out = _fold_layer_norm(net.output_norm, net.output)
-            # The action normaliser per element of a flat (B, H * Da) chunk.
-            self.action_center = np.tile(action_normalizer.center.float().numpy(), net.horizon)
-            self.action_half_range = np.tile(action_normalizer.half_range.float().numpy(), net.horizon)
         self._time_biases: dict[tuple[float, ...] | None, np.ndarray] = {}
 
     def time_bias(self, times: tuple[float, ...] | None) -> np.ndarray:
@@ -183,11 +209,143 @@ class NumpyResidualMLP:
         )
         return x
 
-    def clamp_unnormalize_(self, chunk_norm: np.ndarray) -> np.ndarray:
-        """(B, H * Da) normalised chunk -> the action chunk, in place: clamp to [-1, 1], then unnormalise."""
-        _kernel().clamp_unnormalize_(chunk_norm, self.action_center, self.action_half_range)
-        return chunk_norm
 
+class NumpyConditionalUnet1D(NumpyTwin):
+    """The function of a trained ConditionalUnet1D in float32 NumPy and compiled code, with the policy's normalisers.
+
+    The same interface as `NumpyResidualMLP` (`__call__`, `sample`, `clamp_unnormalize_`), so every
+    policy's `sample_chunk_norm_numpy` runs on either. Built once from the module's weights: every
+    convolution tap-major, (C_out, kernel * C_in), in one flat vector with an index table (the
+    layout `_unet_kernel` documents); transposed convolutions in their polyphase form; the FiLM
+    layers of all blocks stacked, split into their observation part (a matrix applied once per
+    chunk) and their time part (precomputed once per set of sampler times, `film_time`).
+    """
+
+    def __init__(self, net: ConditionalUnet1D, obs_normalizer: Normalizer, action_normalizer: Normalizer) -> None:
+        if net.cond_dim % obs_normalizer.dim:
+            raise ValueError(
+                f"the network's cond_dim {net.cond_dim} is not a whole number of {obs_normalizer.dim}-dim observations"
+            )
+        super().__init__(net.horizon, action_normalizer)
+        obs_horizon = net.cond_dim // obs_normalizer.dim
+        self.horizon, self.out_channels = net.horizon, net.out_channels
+        self._time_embedding, self._time_dim = net.time_embedding, net.time_embed_dim
+        pieces: list[torch.Tensor] = []
+        convs, norms, films = [], [], []
+
+        def add(tensor: torch.Tensor) -> int:
+            offset = sum(piece.numel() for piece in pieces)
+            pieces.append(tensor.detach().float().reshape(-1))
+            return offset
+
+        def add_conv(weight: torch.Tensor, bias: torch.Tensor, stride: int, padding: int) -> None:
+            """weight (C_out, C_in, kernel), stored tap-major."""
+            out_channels, in_channels, kernel = weight.shape
+            convs.append((add(weight.permute(0, 2, 1)), out_channels, kernel, in_channels, stride, padding))
+            add(bias)
+
+        def add_conv_block(block: ConvBlock) -> None:
+            add_conv(block.conv.weight, block.conv.bias, 1, block.conv.padding[0])
+            norms.append((add(block.norm.weight), block.norm.num_groups, block.norm.num_channels))
+            add(block.norm.bias)
+
+        def add_film_block(block: FiLMResidualBlock) -> None:
+            add_conv_block(block.conv1)
+            add_conv_block(block.conv2)
+            if isinstance(block.skip, nn.Conv1d):
+                add_conv(block.skip.weight, block.skip.bias, 1, 0)
+            films.append(block.film[1])
+
+        def add_transposed(up: nn.ConvTranspose1d) -> None:
+            """Kernel 4, stride 2, padding 1 as a kernel-3 conv with [even, odd] outputs: output 2j is
+            x_{j-1} W_3 + x_j W_1, output 2j + 1 is x_j W_2 + x_{j+1} W_0 (W_k: (C_in, C_out) tap k)."""
+            w = up.weight.permute(2, 1, 0)  # (tap, C_out, C_in)
+            zero = torch.zeros_like(w[0])
+            even, odd = torch.stack([w[3], w[1], zero], dim=2), torch.stack([zero, w[2], w[0]], dim=2)
+            add_conv(torch.cat([even, odd]), torch.cat([up.bias, up.bias]), 1, 1)
+
+        with torch.no_grad():
+            for block1, block2, downsample in net.down:
+                add_film_block(block1)
+                add_film_block(block2)
+                if isinstance(downsample, nn.Conv1d):
+                    add_conv(downsample.weight, downsample.bias, 2, 1)
+            for block in net.middle:
+                add_film_block(block)
+            for block1, block2, upsample in net.up:
+                add_film_block(block1)
+                add_film_block(block2)
+                add_transposed(upsample)
+            add_conv_block(net.final[0])
+            add_conv(net.final[1].weight, net.final[1].bias, 1, 0)
+            film_weight = torch.cat([film.weight for film in films]).double()  # (F, time_dim + cond_dim): time first
+            self._film_bias = torch.cat([film.bias for film in films]).float()
+            self._w_film_time = film_weight[:, : net.time_embed_dim].float()
+            w_film_obs = _with_bias_row(film_weight[:, net.time_embed_dim :].T, torch.zeros(film_weight.shape[0], dtype=torch.float64))
+            self.weights = _kernel_unet().UnetWeights(
+                weights=torch.cat(pieces).numpy(),
+                convs=np.array(convs, np.int64),
+                norms=np.array(norms, np.int64),
+                channels=np.array(net.channels, np.int64),
+                position_code=np.ascontiguousarray(net.position_code.detach().float().T.numpy()),
+                w_film_obs=w_film_obs,
+                obs_center=obs_normalizer.center.float().repeat(obs_horizon).numpy(),
+                obs_half_range=obs_normalizer.half_range.float().repeat(obs_horizon).numpy(),
+                in_channels=net.in_channels,
+                pad=max(net.kernel_size // 2, 1),
+                eps=float(net.final[0].norm.eps),
+            )
+        self._film_times: dict[tuple[float, ...] | None, np.ndarray] = {}
+
+    def film_time(self, times: tuple[float, ...] | None) -> np.ndarray:
+        """(K, F): FiLM's time part plus its biases, at each of the K sampler times (the biases alone if None)."""
+        if times not in self._film_times:
+            with torch.no_grad():
+                if times is None or self._time_embedding is None:
+                    rows = self._film_bias.expand(1 if times is None else len(times), -1)
+                else:
+                    embedding = nn.functional.mish(self._time_embedding(torch.tensor(times, dtype=torch.float32)))
+                    rows = embedding @ self._w_film_time.T + self._film_bias
+                self._film_times[times] = np.ascontiguousarray(rows.numpy(), np.float32)
+        return self._film_times[times]
+
+    def __call__(self, chunk_in_flat: np.ndarray | None, obs: np.ndarray, time: float | None = None) -> np.ndarray:
+        """One network call: chunk_in_flat (B, H * D_in) or None, raw obs (B, To * Do) -> (B, H * D_out), float32."""
+        obs = np.ascontiguousarray(obs, np.float32)
+        if chunk_in_flat is None:
+            chunk_in_flat = np.empty((obs.shape[0], 0), np.float32)
+        out = np.empty((obs.shape[0], self.horizon * self.out_channels), np.float32)
+        film_time = self.film_time(None if time is None else (time,))[0]
+        _kernel_unet().network(self.weights, np.ascontiguousarray(chunk_in_flat, np.float32), obs, film_time, out)
+        return out
+
+    def sample(
+        self,
+        obs: np.ndarray,
+        x: np.ndarray,
+        times: tuple[float, ...],
+        steps: np.ndarray,
+        noise: np.ndarray | None = None,
+        clip: float = math.inf,
+    ) -> np.ndarray:
+        """`NumpyResidualMLP.sample` on the U-Net: K affine steps on x (B, H * D) in one compiled call; returns x."""
+        x = np.array(x, np.float32, order="C")
+        if noise is None:
+            noise = np.zeros((len(steps), *x.shape), np.float32)
+        _kernel_unet().sample_affine(
+            self.weights,
+            x,
+            np.ascontiguousarray(obs, np.float32),
+            self.film_time(times),
+            np.ascontiguousarray(steps, np.float64),
+            np.ascontiguousarray(noise, np.float32),
+            clip,
+        )
+        return x
+
+
+# The NumPy twin of each network that has one.
+TWINS = {ResidualMLP: NumpyResidualMLP, ConditionalUnet1D: NumpyConditionalUnet1D}
 
 # Columns of a sampler step table for `NumpyResidualMLP.sample`, which documents the update.
 AFFINE_STEP_COLUMNS = ("r_xt", "r_out", "c_x0", "c_out", "c_xt", "sigma")
@@ -201,6 +359,14 @@ def _kernel():
     return _mlp_kernel
 
 
+@functools.cache
+def _kernel_unet():
+    """The U-Net's compiled forward pass and sampler (`_unet_kernel`), imported on first use."""
+    from robotune.plugins import _unet_kernel
+
+    return _unet_kernel
+
+
 class FastInference:
     """Mixin for a Policy with `self.network` and `self.obs_encoder` that can sample on the NumPy twin.
 
@@ -209,7 +375,7 @@ class FastInference:
     """
 
     def sample_chunk_norm_numpy(
-        self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
+        self, twin: NumpyTwin, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
         """`sample_chunk_norm` on the twin: raw obs (B, To * Do) -> normalised chunk (B, H * Da), float32 NumPy."""
         raise NotImplementedError(f"{type(self).__name__} mixes in FastInference but defines no sample_chunk_norm_numpy")
@@ -218,7 +384,7 @@ class FastInference:
         """An `ExportedPolicy` running on the twin, or the policy itself (in eval mode) if the twin does not apply."""
         config: BackbonePolicyConfig = self.config
         self.eval()
-        if not (config.fast_inference and isinstance(self.network, ResidualMLP) and isinstance(self.obs_encoder, FlattenObsEncoder)):
+        if not (config.fast_inference and type(self.network) in TWINS and isinstance(self.obs_encoder, FlattenObsEncoder)):
             return self
         if any(not p.is_cpu or p.dtype != torch.float32 for p in self.parameters()):
             return self
@@ -238,7 +404,7 @@ class ExportedPolicy:
 
     def __init__(self, policy) -> None:
         self.policy = policy
-        self.twin = NumpyResidualMLP(policy.network, policy.obs_normalizer, policy.action_normalizer)
+        self.twin = TWINS[type(policy.network)](policy.network, policy.obs_normalizer, policy.action_normalizer)
         self.max_batch = policy.config.fast_inference_max_batch
 
     def __getattr__(self, name: str):

@@ -29,7 +29,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import FastInference, NumpyResidualMLP
+from robotune.plugins.fast_inference import FastInference, NumpyTwin
 from robotune.plugins.networks import UNIT_TIME_SCALE, BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 
@@ -123,7 +123,7 @@ class FlowMatchingPolicy(FastInference, Policy):
         return -error.flatten(2).sum(-1).mean(1)
 
     def sample_chunk_norm_numpy(
-        self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
+        self, twin: NumpyTwin, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
         """The same Euler integration in one compiled call on the NumPy twin, for small CPU batches."""
         batch = obs.shape[0]

@@ -29,7 +29,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import FastInference, NumpyResidualMLP
+from robotune.plugins.fast_inference import FastInference, NumpyTwin
 from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 
@@ -134,7 +134,7 @@ class GaussianPolicy(FastInference, Policy):
         return log_density.flatten(1).sum(-1)
 
     def sample_chunk_norm_numpy(
-        self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
+        self, twin: NumpyTwin, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
         """The network on the NumPy twin; the head and the draw stay in torch (a handful of ops)."""
         batch = obs.shape[0]

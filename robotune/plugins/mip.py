@@ -28,7 +28,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import FastInference, NumpyResidualMLP
+from robotune.plugins.fast_inference import FastInference, NumpyTwin
 from robotune.plugins.networks import UNIT_TIME_SCALE, BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 
@@ -87,7 +87,7 @@ class MinimumIterativePolicy(FastInference, Policy):
         return self._call(first, cond, self.config.t_star)
 
     def sample_chunk_norm_numpy(
-        self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
+        self, twin: NumpyTwin, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
         """The same two calls in one compiled call on the NumPy twin: raw obs (B, To * Do) -> chunk (B, H * Da).
 

@@ -10,7 +10,7 @@ vector comes from an observation encoder (`obs_encoder` field); the only built-i
 normalised observation history. Image policies add theirs to `OBSERVATION_ENCODERS`: any module
 that maps obs_norm (B, obs_horizon, ...) to (B, out_dim) and has an `out_dim` attribute.
 
-The residual MLP has a float32 NumPy twin for small-batch CPU inference in `fast_inference.py`.
+The residual MLP and the U-Net have float32 NumPy twins for small-batch CPU inference in `fast_inference.py`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class BackbonePolicyConfig(PolicyConfig):
     unet_channels: tuple[int, ...] = (64, 128, 256)  # unet: channels per level; horizon must divide by 2**(levels-1)
     unet_kernel_size: int = 5  # unet: temporal convolution width
     unet_groups: int = 8  # unet: GroupNorm groups (must divide every entry of unet_channels)
-    fast_inference: bool = True  # sample small CPU batches with the NumPy twin of the mlp (fast_inference.py)
+    fast_inference: bool = True  # sample small CPU batches with the NumPy twin of the mlp or unet (fast_inference.py)
     fast_inference_max_batch: int = 16  # largest batch sent to the NumPy twin; larger ones use torch
 
 
@@ -221,6 +221,7 @@ class ConditionalUnet1D(nn.Module):
         if any(c % groups for c in channels):
             raise ValueError(f"policy.unet_groups ({groups}) must divide every entry of policy.unet_channels {channels}")
         self.horizon, self.in_channels, self.out_channels = horizon, in_channels, out_channels
+        self.cond_dim, self.time_embed_dim, self.channels, self.kernel_size = cond_dim, time_embed_dim, channels, kernel_size
         # A learned code per chunk position joins the input: without it a constant input (regression's
         # none, MIP's zeros) stays constant in time through the convolutions and GroupNorm zeroes it.
         self.position_code = nn.Parameter(0.1 * torch.randn(POSITION_CHANNELS, horizon))

@@ -17,7 +17,7 @@ from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.core.registry import register
 from robotune.core.spec import TaskSpec
-from robotune.plugins.fast_inference import FastInference, NumpyResidualMLP
+from robotune.plugins.fast_inference import FastInference, NumpyTwin
 from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
 
@@ -51,6 +51,6 @@ class RegressionPolicy(FastInference, Policy):
         return self.network(None, self.obs_encoder(obs_norm))
 
     def sample_chunk_norm_numpy(
-        self, twin: NumpyResidualMLP, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
+        self, twin: NumpyTwin, obs: np.ndarray, deterministic: bool, generator: torch.Generator | None
     ) -> np.ndarray:
         return twin(None, obs)

@@ -6,11 +6,11 @@ import torch
 
 from robotune.core.normalization import Normalizer
 from robotune.plugins.diffusion import DiffusionPolicy
-from robotune.plugins.fast_inference import ExportedPolicy, NumpyResidualMLP
+from robotune.plugins.fast_inference import ExportedPolicy, NumpyConditionalUnet1D, NumpyResidualMLP
 from robotune.plugins.flow_matching import FlowMatchingPolicy
 from robotune.plugins.gaussian import GaussianPolicy
 from robotune.plugins.mip import MinimumIterativePolicy
-from robotune.plugins.networks import ResidualMLP
+from robotune.plugins.networks import ConditionalUnet1D, ResidualMLP
 from robotune.plugins.regression import RegressionPolicy
 
 TOLERANCE = dict(rtol=0, atol=1e-4)
@@ -25,13 +25,22 @@ POLICIES = [
     (GaussianPolicy, {}),
     (GaussianPolicy, {"state_dependent_std": True}),
 ]
+UNET = {"backbone": "unet", "unet_channels": (16, 32), "unet_kernel_size": 3, "unet_groups": 4}
+UNET_POLICIES = [
+    (DiffusionPolicy, UNET),
+    (DiffusionPolicy, {**UNET, "scheduler": "ddpm"}),
+    (FlowMatchingPolicy, {**UNET, "num_steps": 2}),
+    (MinimumIterativePolicy, UNET),
+    (RegressionPolicy, UNET),
+    (GaussianPolicy, UNET),
+]
 
 
 def randomize_layer_norms(module: torch.nn.Module) -> None:
-    """Trained LayerNorms are not identity; the twin folds their affines, so test with non-trivial ones."""
+    """Trained norms are not identity; the twins fold or apply their affines, so test with non-trivial ones."""
     with torch.no_grad():
         for m in module.modules():
-            if isinstance(m, torch.nn.LayerNorm):
+            if isinstance(m, (torch.nn.LayerNorm, torch.nn.GroupNorm)):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.3, 0.3)
 
@@ -53,7 +62,28 @@ def test_twin_computes_the_same_function(batch, in_channels, time_dim):
     np.testing.assert_allclose(out, expected, **TOLERANCE)
 
 
-@pytest.mark.parametrize("policy_class,overrides", POLICIES, ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize(
+    "in_channels,time_dim,channels,kernel_size",
+    [(2, 16, (16, 32, 64), 5), (0, 0, (16, 8), 3)],  # (16, 8): the up path's first block has no skip conv (2 * 8 = 16)
+)
+def test_unet_twin_computes_the_same_function(batch, in_channels, time_dim, channels, kernel_size):
+    torch.manual_seed(0)
+    net = ConditionalUnet1D(16, in_channels, 3, cond_dim=6, channels=channels, kernel_size=kernel_size, groups=4, time_embed_dim=time_dim)
+    randomize_layer_norms(net)
+    obs_normalizer = Normalizer(-2 * np.ones(3), np.array([1.0, 2.0, 3.0]))  # the twin normalises raw observations itself
+    chunk_in = torch.randn(batch, 16, in_channels) * 3  # large inputs also exercise Mish's overflow branch
+    obs, t = torch.randn(batch, 2, 3), torch.full((batch,), 42.0)
+    with torch.no_grad():
+        expected = net(chunk_in, obs_normalizer.normalize(obs).flatten(1), t if time_dim else None).reshape(batch, -1).numpy()
+    twin = NumpyConditionalUnet1D(net, obs_normalizer, Normalizer.identity(3))
+    with np.errstate(over="ignore"):
+        out = twin(chunk_in.reshape(batch, -1).numpy() if in_channels else None, obs.reshape(batch, -1).numpy(), 42.0 if time_dim else None)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, **TOLERANCE)
+
+
+@pytest.mark.parametrize("policy_class,overrides", POLICIES + UNET_POLICIES, ids=lambda v: getattr(v, "__name__", str(v)))
 @pytest.mark.parametrize("batch", [1, 3])
 def test_policies_give_the_same_chunks_on_both_paths(toy, policy_class, overrides, batch):
     policy = toy.make(policy_class, **overrides).eval()
@@ -85,16 +115,18 @@ def test_nan_observations_come_out_as_nan(toy):
     """The compiled kernel must not swallow NaN (fast-math without nnan): the deploy safety layer looks for it."""
     obs = toy.obs[:1].clone()
     obs[0, -1, 0] = float("nan")
-    for policy_class, overrides in POLICIES[:5]:
+    for policy_class, overrides in POLICIES[:5] + UNET_POLICIES[:1]:
         chunk = toy.make(policy_class, **overrides).export_for_inference().predict_chunk(obs, deterministic=True)
         assert torch.isnan(chunk).any(), policy_class.__name__
 
 
 def test_compiled_kernels_release_the_gil():
     """The deploy runner plans in a thread beside its control loop (deploy/planner.py); it relies on this."""
-    from robotune.plugins import _mlp_kernel
+    from robotune.plugins import _mlp_kernel, _unet_kernel
 
     for kernel in (_mlp_kernel.add_matmul, _mlp_kernel.residual_mlp, _mlp_kernel.sample_affine, _mlp_kernel.clamp_unnormalize_):
+        assert kernel.targetoptions["nogil"] is True
+    for kernel in (_unet_kernel.network, _unet_kernel.sample_affine):
         assert kernel.targetoptions["nogil"] is True
 
 
