@@ -51,6 +51,18 @@ def test_steps_lower_the_loss_and_ema_lags_the_raw_weights():
     assert bc.grad_steps == 65 and bc.env_steps == 0
 
 
+def test_bf16_autocast_computes_in_bfloat16_and_keeps_float32_weights():
+    bc = make_bc(bf16_autocast=True)
+    dtypes = []
+    first_linear = next(m for m in bc.policy.modules() if isinstance(m, torch.nn.Linear))
+    first_linear.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    first = np.mean([bc.step()["loss"] for _ in range(5)])
+    losses = [bc.step()["loss"] for _ in range(60)]
+    assert set(dtypes) == {torch.bfloat16}
+    assert np.mean(losses[-5:]) < 0.7 * first
+    assert all(p.dtype == torch.float32 for p in bc.policy.parameters())
+
+
 def test_state_round_trip_continues_identically():
     bc = make_bc()
     for _ in range(5):
