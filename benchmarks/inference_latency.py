@@ -9,7 +9,8 @@ with default-sized, untrained networks (latency does not depend on the weights).
     diffusers-step-loop   the same network and steps, sampled the way Diffusion Policy and LeRobot
                           do it: a diffusers DDIMScheduler built once, set_timesteps() per chunk and
                           step() after every network call, inside the same normalise/clamp wrapper;
-    diffusion-torch       the policy's torch sampler with precomputed coefficients, NumPy twin off.
+    diffusion-torch       the policy's torch sampler with precomputed coefficients, NumPy twin off
+                          (for the MLP and, at batch 1, the U-Net backbone).
 
 Cases are timed in interleaved rounds, so that load from other processes on a shared machine falls
 on all of them alike and the ratios stay meaningful. Calibration cases run in the same rounds
@@ -145,13 +146,14 @@ def cases() -> list[Case]:
         ("gaussian", GaussianPolicy, {}, 1, False),
         ("regression", RegressionPolicy, {}, 1, True),
         ("diffusion", DiffusionPolicy, {"backbone": "unet", "num_inference_steps": 10}, 10, True),
+        ("diffusion-torch", DiffusionPolicy, {"backbone": "unet", "num_inference_steps": 10, "fast_inference": False}, 10, True),
     ]
     out = []
     for batch in BATCHES:
         obs = torch.randn(batch, 2, OBS_DIM)
         for name, policy_class, overrides, steps, deterministic in specs:
             if overrides.get("backbone") == "unet" and batch > 1:
-                continue  # ~1 s per chunk on this CPU: it would take a third of the time budget
+                continue  # torch runs it (above fast_inference_max_batch): ~1 s per chunk on this CPU
             policy = build(policy_class, **overrides)
             generator = torch.Generator().manual_seed(0)
             params = sum(p.numel() for p in policy.parameters())
@@ -212,6 +214,11 @@ def main() -> None:
             f"DDIM-10 batch {batch}: diffusers step loop / predict_chunk = "
             f"{loop['p50_ms'] / ours['p50_ms']:.2f}x at p50, {loop['p99_ms'] / ours['p99_ms']:.2f}x at p99"
         )
+    unet, unet_torch = by_key[("diffusion", "unet", 10, 1)], by_key[("diffusion-torch", "unet", 10, 1)]
+    print(
+        f"U-Net DDIM-10 batch 1: torch policy / predict_chunk = "
+        f"{unet_torch['p50_ms'] / unet['p50_ms']:.2f}x at p50, {unet_torch['p99_ms'] / unet['p99_ms']:.2f}x at p99"
+    )
     print(json.dumps(records))
 
 
