@@ -1,6 +1,6 @@
 """The 1-D U-Net backbone's speed on CPU: the plain torch network against robotune's faster paths, in one run.
 
-    PYTHONPATH=. python benchmarks/unet_speed.py [--threads 1] [--rounds 5] [--with-compile]
+    PYTHONPATH=. python benchmarks/unet_speed.py [--threads 1] [--rounds 5] [--with-compile] [--profile]
 
 The network is DiffusionPolicy with `backbone=unet` at its default size (channels 64/128/256,
 kernel 5, 4.13M parameters) on the default task shape (obs_dim 6, action_dim 2, obs_horizon 2,
@@ -22,7 +22,8 @@ horizon 16), untrained (speed does not depend on the weights). Cases, all on `--
 
 Cases run in interleaved rounds, so that load from other processes on a shared machine falls on all
 of them alike; each case's figure is the median over all its timed calls, and the ratios are
-reference / case. The last line is one JSON object: {threads, steal_percent, records: [{case,
+reference / case. `--profile` first prints torch.profiler's per-op self times of the torch cases
+(where the time goes). The last line is one JSON object: {threads, steal_percent, records: [{case,
 variant, batch, median_ms, min_ms, speedup}]}.
 """
 
@@ -118,17 +119,37 @@ def cases(with_compile: bool) -> list[Case]:
     return training + chunk
 
 
+def print_profile(case: Case, rows: int = 12) -> None:
+    """Where one call's time goes, per aten op (self time), averaged over two calls."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(2):
+            case.run()
+    events = sorted((e for e in prof.key_averages() if e.key.startswith("aten::")), key=lambda e: -e.self_cpu_time_total)
+    total_ms = sum(e.self_cpu_time_total for e in events) / 2e3
+    print(f"{case.case}, {case.variant}: {total_ms:.1f} ms of aten self time per call")
+    for event in events[:rows]:
+        ms = event.self_cpu_time_total / 2e3
+        print(f"  {event.key:<36} {ms:8.2f} ms {100 * ms / total_ms:5.1f}%  {event.count // 2:>5} calls")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every case (the kernels of the fast path use one)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     parser.add_argument("--with-compile", action="store_true", help="add the torch.compile training case (minutes to compile)")
+    parser.add_argument("--profile", action="store_true", help="first print torch.profiler's per-op table of each torch case")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     all_cases = cases(args.with_compile)
     for case in all_cases:  # warm up: first-call work (Numba, inductor) stays out of the timings
         for _ in range(2):
             case.run()
+    if args.profile:
+        for case in all_cases:
+            if case.variant in ("reference", "bf16"):
+                print_profile(case)
     steal_meter = StealMeter()
     for _ in range(args.rounds):
         for case in all_cases:
