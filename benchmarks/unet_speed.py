@@ -22,9 +22,11 @@ horizon 16), untrained (speed does not depend on the weights). Cases, all on `--
 
 Cases run in interleaved rounds, so that load from other processes on a shared machine falls on all
 of them alike; each case's figure is the median over all its timed calls, and the ratios are
-reference / case. `--profile` first prints torch.profiler's per-op self times of the torch cases
-(where the time goes). The last line is one JSON object: {threads, steal_percent, records: [{case,
-variant, batch, median_ms, min_ms, speedup}]}.
+reference / case. Two untimed calls per case first (their time is printed as warm-up: compilation).
+`--profile` then prints where the time goes: the training step's FLOP count against this core's
+best float32 and bfloat16 matrix-product rates, and torch.profiler's per-op self times of the torch
+cases. The last line is one JSON object:
+{threads, steal_percent, records: [{case, variant, batch, median_ms, min_ms, speedup}]}.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Case:
     batch: int
     run: Callable[[], object]
     calls_per_round: int
+    warmup_s: float = 0.0  # the first two calls: compilation (Numba, inductor) and first-touch
     samples_s: list[float] = field(default_factory=list)
 
     @property
@@ -134,6 +137,27 @@ def print_profile(case: Case, rows: int = 12) -> None:
         print(f"  {event.key:<36} {ms:8.2f} ms {100 * ms / total_ms:5.1f}%  {event.count // 2:>5} calls")
 
 
+def print_arithmetic_floor() -> None:
+    """The training step's multiply-adds against this core's best matrix-product rate: how fast it could be."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    network = build_policy(backbone="unet").network
+    with FlopCounterMode(display=False) as counter:
+        network(torch.zeros(1, 16, ACTION_DIM), torch.zeros(1, 2 * OBS_DIM), torch.zeros(1))
+    forward_flops = counter.get_total_flops()
+    step_gflop = 3 * TRAIN_BATCH * forward_flops / 1e9  # backward: twice the forward (input and weight gradients)
+    print(f"U-Net forward: {forward_flops / 1e6:.1f} MFLOP per sample; training step at batch {TRAIN_BATCH}: ~{step_gflop:.1f} GFLOP")
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(1024, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
+        seconds = []
+        for _ in range(5):
+            start = time.perf_counter()
+            a @ b
+            seconds.append(time.perf_counter() - start)
+        rate = 2 * 1024**3 / min(seconds) / 1e9
+        print(f"  {dtype}: 1024^3 matmul at {rate:.0f} GFLOP/s -> at least {1e3 * step_gflop / rate:.0f} ms per step for the arithmetic alone")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every case (the kernels of the fast path use one)")
@@ -144,9 +168,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     all_cases = cases(args.with_compile)
     for case in all_cases:  # warm up: first-call work (Numba, inductor) stays out of the timings
+        start = time.perf_counter()
         for _ in range(2):
             case.run()
+        case.warmup_s = time.perf_counter() - start
     if args.profile:
+        print_arithmetic_floor()
         for case in all_cases:
             if case.variant in ("reference", "bf16"):
                 print_profile(case)
@@ -171,11 +198,11 @@ def main() -> None:
         }
         for case in all_cases
     ]
-    print(f"{'case':<15} {'variant':<10} {'batch':>5} {'median ms':>10} {'min ms':>9} {'speedup':>8} {'n':>4}")
+    print(f"{'case':<15} {'variant':<10} {'batch':>5} {'median ms':>10} {'min ms':>9} {'speedup':>8} {'n':>4} {'warm-up s':>10}")
     for case, record in zip(all_cases, records):
         print(
             f"{record['case']:<15} {record['variant']:<10} {record['batch']:>5} {record['median_ms']:>10.2f} "
-            f"{record['min_ms']:>9.2f} {record['speedup']:>7.2f}x {len(case.samples_s):>4}"
+            f"{record['min_ms']:>9.2f} {record['speedup']:>7.2f}x {len(case.samples_s):>4} {case.warmup_s:>10.1f}"
         )
     print(f"threads: {args.threads}; host steal while timing (machine_noise.py): "
           f"{'not reported' if steal is None else f'{steal:.2f}% of CPU time'}; load average {os.getloadavg()[0]:.1f}")

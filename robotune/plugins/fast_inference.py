@@ -17,7 +17,7 @@ The U-Net (Diffusion Policy's backbone) has its own twin, `NumpyConditionalUnet1
 interface: its convolutions are compiled dot products over channels-last buffers (`_unet_kernel.py`
 says why torch is slow there), GroupNorm, Mish and FiLM fused into one pass, and the FiLM vectors
 split into an observation part computed once per chunk and a time part computed once per set of
-sampler times. On the default 4.1M-parameter U-Net, a DDIM-10 chunk at batch 1 takes 6-7x less time
+sampler times. On the default 4.1M-parameter U-Net, a DDIM-10 chunk at batch 1 takes 6.3-7.9x less time
 than the torch policy (`benchmarks/unet_speed.py`).
 
 When: only through an explicit export. `policy.export_for_inference()` of a policy built on
@@ -35,6 +35,7 @@ reach it. Export again after changing them; evaluation exports at every call.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 
@@ -103,6 +104,14 @@ class NumpyTwin:
         _kernel().clamp_unnormalize_(chunk_norm, self.action_center, self.action_half_range)
         return chunk_norm
 
+    @staticmethod
+    def _sampler_arrays(x: np.ndarray, steps: np.ndarray, noise: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`sample`'s arrays as its compiled sampler takes them: x a fresh float32 copy (the kernel writes
+        into it), steps float64, noise float32 (zeros where not given)."""
+        x = np.array(x, np.float32, order="C")
+        noise = np.zeros((len(steps), *x.shape), np.float32) if noise is None else np.ascontiguousarray(noise, np.float32)
+        return x, np.ascontiguousarray(steps, np.float64), noise
+
 
 class NumpyResidualMLP(NumpyTwin):
     """The function of a trained ResidualMLP in float32 NumPy, with the policy's normalisers, for small-batch CPU inference.
@@ -131,7 +140,8 @@ class NumpyResidualMLP(NumpyTwin):
             folded_bias = net.input.bias.detach().double() - (obs_center / obs_half_range) @ obs_rows
             self.w_obs = _with_bias_row(obs_rows / obs_half_range[:, None], folded_bias)
             w_time = weight[chunk_width + net.cond_dim :].float()
-            self._time_rows = (lambda t: net.time_embedding(t) @ w_time) if net.time_embedding is not None else None
+            time_embedding = copy.deepcopy(net.time_embedding)  # a snapshot, like the weights
+            self._time_rows = (lambda t: time_embedding(t) @ w_time) if time_embedding is not None else None
             # Per block, stacked: LayerNorm+linear1 and linear2, each (hidden, ≥ hidden + 1) with its bias column.
             self.w_norm_linear1 = _aligned_stack([_fold_layer_norm(block.norm, block.linear1) for block in net.blocks])
             self.w_linear2 = _aligned_stack([
@@ -190,16 +200,14 @@ class NumpyResidualMLP(NumpyTwin):
         torch path's order). Step k: out = network(x, obs, t_k); x0 = clip(r_xt x + r_out out);
         x = c_x0 x0 + c_out out + c_xt x + sigma z_k.
         """
-        x = np.array(x, np.float32, order="C")  # a fresh array: the kernel writes into it
-        if noise is None:
-            noise = np.zeros((len(steps), *x.shape), np.float32)
+        x, steps, noise = self._sampler_arrays(x, steps, noise)
         _kernel().sample_affine(
             x,
             np.ascontiguousarray(obs, np.float32),
             self.w_obs,
             self.time_bias(times),
-            np.ascontiguousarray(steps, np.float64),
-            np.ascontiguousarray(noise, np.float32),
+            steps,
+            noise,
             clip,
             self.w_chunk,
             self.w_norm_linear1,
@@ -229,7 +237,7 @@ class NumpyConditionalUnet1D(NumpyTwin):
         super().__init__(net.horizon, action_normalizer)
         obs_horizon = net.cond_dim // obs_normalizer.dim
         self.horizon, self.out_channels = net.horizon, net.out_channels
-        self._time_embedding, self._time_dim = net.time_embedding, net.time_embed_dim
+        self._time_embedding = copy.deepcopy(net.time_embedding)  # a snapshot, like the weights
         pieces: list[torch.Tensor] = []
         convs, norms, films = [], [], []
 
@@ -329,18 +337,8 @@ class NumpyConditionalUnet1D(NumpyTwin):
         clip: float = math.inf,
     ) -> np.ndarray:
         """`NumpyResidualMLP.sample` on the U-Net: K affine steps on x (B, H * D) in one compiled call; returns x."""
-        x = np.array(x, np.float32, order="C")
-        if noise is None:
-            noise = np.zeros((len(steps), *x.shape), np.float32)
-        _kernel_unet().sample_affine(
-            self.weights,
-            x,
-            np.ascontiguousarray(obs, np.float32),
-            self.film_time(times),
-            np.ascontiguousarray(steps, np.float64),
-            np.ascontiguousarray(noise, np.float32),
-            clip,
-        )
+        x, steps, noise = self._sampler_arrays(x, steps, noise)
+        _kernel_unet().sample_affine(self.weights, x, np.ascontiguousarray(obs, np.float32), self.film_time(times), steps, noise, clip)
         return x
 
 

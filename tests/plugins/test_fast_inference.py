@@ -111,6 +111,17 @@ def test_an_export_is_a_snapshot_and_a_new_export_sees_new_weights(toy):
     torch.testing.assert_close(policy.predict_chunk(toy.obs[:1]), before + 1.0, **TOLERANCE)  # the torch model follows at once
 
 
+@pytest.mark.parametrize("overrides", [{}, UNET], ids=["mlp", "unet"])
+def test_an_export_does_not_see_later_changes_to_the_time_embedding(toy, overrides):
+    """The twins compute the time embedding's part lazily, per set of sampler times: from a snapshot."""
+    policy = toy.make(DiffusionPolicy, **overrides).eval()
+    before = policy.predict_chunk(toy.obs[:1], True, torch.Generator().manual_seed(0))
+    exported = policy.export_for_inference()
+    with torch.no_grad():
+        policy.network.time_embedding[-1].bias.add_(1.0)
+    torch.testing.assert_close(exported.predict_chunk(toy.obs[:1], True, torch.Generator().manual_seed(0)), before, **TOLERANCE)
+
+
 def test_nan_observations_come_out_as_nan(toy):
     """The compiled kernel must not swallow NaN (fast-math without nnan): the deploy safety layer looks for it."""
     obs = toy.obs[:1].clone()
