@@ -45,7 +45,7 @@ import torch
 from machine_noise import StealMeter
 
 from robotune.core.algorithm import TrainingContext
-from robotune.core.dataset import Episode, EpisodeDataset
+from robotune.core.dataset import EpisodeDataset
 from robotune.core.normalization import Normalizer
 from robotune.core.spec import TaskSpec
 from robotune.plugins.bc import BCConfig, BehaviourCloning
@@ -80,22 +80,19 @@ def build_policy(**overrides) -> DiffusionPolicy:
 
 def synthetic_dataset(episodes: int = 20, length: int = 100) -> EpisodeDataset:
     rng = np.random.default_rng(0)
-    zeros = np.zeros(length, np.float32)
-    return EpisodeDataset([
-        Episode(
-            rng.uniform(-2, 2, (length, OBS_DIM)).astype(np.float32),
-            rng.uniform(-1, 1, (length, ACTION_DIM)).astype(np.float32),
-            zeros, zeros.astype(bool), zeros.astype(bool),
-        )
-        for _ in range(episodes)
-    ])
+    steps = episodes * length
+    return EpisodeDataset(
+        rng.uniform(-2, 2, (steps, OBS_DIM)).astype(np.float32),
+        rng.uniform(-1, 1, (steps, ACTION_DIM)).astype(np.float32),
+        np.arange(length, steps + 1, length),
+    )
 
 
 def bc_step(policy: DiffusionPolicy, dataset: EpisodeDataset, **overrides) -> Callable[[], object]:
     """One `algo=bc` step of `policy` per call, at batch 256 and BC's defaults otherwise."""
     context = TrainingContext(
-        policy=policy, task=None, dataset=dataset, make_envs=None, build_critic=None, build_regularizers=None,
-        device=torch.device("cpu"), generator=torch.Generator().manual_seed(0), work_dir=Path("."), seed=0,
+        policy=policy, task=None, dataset=dataset, make_envs=None, make_chunk_rollout=None, build_critic=None,
+        build_regularizers=None, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0), work_dir=Path("."), seed=0,
     )
     return BehaviourCloning(BCConfig(batch_size=TRAIN_BATCH, **overrides), context).step
 
