@@ -17,7 +17,7 @@ The U-Net (Diffusion Policy's backbone) has its own twin, `NumpyConditionalUnet1
 interface: its convolutions are compiled dot products over channels-last buffers (`_unet_kernel.py`
 says why torch is slow there), GroupNorm, Mish and FiLM fused into one pass, and the FiLM vectors
 split into an observation part computed once per chunk and a time part computed once per set of
-sampler times. On the default 4.1M-parameter U-Net, a DDIM-10 chunk at batch 1 takes 6.3-7.9x less time
+sampler times. On the default 4.1M-parameter U-Net, a DDIM-10 chunk at batch 1 takes 5.7-7.9x less time
 than the torch policy (`benchmarks/unet_speed.py`).
 
 When: only through an explicit export. `policy.export_for_inference()` of a policy built on
