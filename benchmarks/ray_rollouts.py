@@ -58,7 +58,8 @@ def main() -> None:
     decide = build_decider(args.policy)
     pc = decide.modules["policy"].config
 
-    ray.init(include_dashboard=False, log_to_driver=False)
+    # every configuration's workers stay up, though only one configuration collects at a time
+    ray.init(num_cpus=sum(args.workers), include_dashboard=False, log_to_driver=False)
     rollouts, startup_s = {}, {}
     for workers in [0, *args.workers]:
         start = time.perf_counter()

@@ -157,6 +157,12 @@ class RayChunkRollout:
                 ray.init(address=config.address, log_to_driver=True)
             else:  # a private instance on this machine
                 ray.init(include_dashboard=False, log_to_driver=True)
+        cpus = ray.cluster_resources().get("CPU", 0)
+        if config.num_workers * config.cpus_per_worker > cpus:
+            raise ValueError(
+                f"runtime=ray asks for {config.num_workers} workers x {config.cpus_per_worker} CPUs, but the Ray cluster has "
+                f"{cpus:g} CPUs: lower runtime.num_workers or runtime.cpus_per_worker (workers that cannot be placed would wait forever)"
+            )
         shares = [num_envs // config.num_workers + (w < num_envs % config.num_workers) for w in range(config.num_workers)]
         self.env_offsets = list(np.cumsum([0] + shares[:-1]).tolist())
         self.shares = shares

@@ -103,6 +103,11 @@ def test_ray_workers_match_local_and_a_killed_worker_is_replaced(policy, local_r
     assert ray.is_initialized()  # a Ray instance the rollout did not start is left running
 
 
+def test_more_workers_than_the_cluster_has_cpus_is_a_clear_error(local_ray):
+    with pytest.raises(ValueError, match="asks for 3 workers x 1.0 CPUs, but the Ray cluster has 2 CPUs"):
+        RayChunkRollout(TASK, NUM_ENVS, "sync", OBS_HORIZON, ACT_STEPS, GAMMA, SEED, RayRuntimeConfig(num_workers=3), IDENTITY)
+
+
 def ppo_overrides(tmp_path, runtime: str) -> list[str]:
     return [
         "policy=gaussian", "algo=ppo", "algo.steps=2", "algo.num_envs=2", "algo.rollout_steps=16", "algo.epochs=1",
