@@ -1,6 +1,6 @@
 """Environment steps per second of PPO's rollouts on Ray workers (`runtime=ray`), beside the local runner.
 
-    python benchmarks/ray_rollouts.py [--policy gaussian] [--num-envs 8] [--rollout-steps 64] [--repeats 3]
+    python benchmarks/ray_rollouts.py [--policy diffusion] [--num-envs 8] [--rollout-steps 256] [--repeats 3]
 
 Each configuration collects `--rollout-steps` steps in each of `--num-envs` reach_around environments with
 PPO's own decision rule (`robotune.plugins.ppo.sample_decisions`: the policy samples a chunk, the critic
@@ -48,9 +48,9 @@ def build_decider(policy_name: str) -> Decider:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--policy", default="gaussian")
+    parser.add_argument("--policy", default="diffusion", help="a policy with a likelihood: diffusion (DPPO's rollouts), gaussian, flow")
     parser.add_argument("--num-envs", type=int, default=8)
-    parser.add_argument("--rollout-steps", type=int, default=64, help="environment steps per environment per collection")
+    parser.add_argument("--rollout-steps", type=int, default=256, help="environment steps per environment per collection")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
