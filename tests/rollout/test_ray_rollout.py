@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import torch
 
 from robotune.core.registry import load_plugins
 from robotune.core.task import build_task
+from robotune.plugins import ppo
 from robotune.processing.pipeline import ObservationProcessors
 from robotune.rollout.chunk_rollout import ChunkRollout, Decider, DecisionBatch
 from robotune.rollout.ray_rollout import (
@@ -50,10 +52,13 @@ def policy():
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def local_ray(tmp_path_factory):
+    """A Ray instance for this module; its workers inherit the environment as it is now, kill marker included."""
+    os.environ["ROBOTUNE_TEST_KILL_MARKER"] = str(tmp_path_factory.mktemp("ray") / "killed")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+    del os.environ["ROBOTUNE_TEST_KILL_MARKER"]
 
 
 def local_collection(policy) -> DecisionBatch:
@@ -101,6 +106,24 @@ def test_ray_workers_match_local_and_a_killed_worker_is_replaced(policy, local_r
     finally:
         rollout.close()
     assert ray.is_initialized()  # a Ray instance the rollout did not start is left running
+
+
+def rule_that_kills_its_worker_once(modules, obs, generator):
+    """PPO's decision rule, except that the first call anywhere (marked by a file) SIGKILLs its own worker process."""
+    marker = Path(os.environ["ROBOTUNE_TEST_KILL_MARKER"])
+    if not marker.exists():
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return ppo.sample_decisions(modules, obs, generator)
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes(tmp_path, local_ray, monkeypatch, caplog):
+    marker = Path(os.environ["ROBOTUNE_TEST_KILL_MARKER"])
+    monkeypatch.setattr(ppo, "sample_decisions", rule_that_kills_its_worker_once)
+    summary = train(compose_config("train", [*ppo_overrides(tmp_path, "ray"), "runtime.num_workers=2"]))
+    assert marker.exists()  # a worker died in the middle of the first collection
+    assert "starting a replacement and collecting its share again" in caplog.text
+    assert summary["env_steps"] == 2 * 2 * 16
 
 
 def test_more_workers_than_the_cluster_has_cpus_is_a_clear_error(local_ray):
