@@ -35,12 +35,13 @@ def validate_plugin_groups(cfg: DictConfig) -> None:
             )
 
 
-def store_plugin_configs() -> None:
-    """Expose every registered plugin's config dataclass to Hydra as `<group>/<name>`."""
+def store_plugin_configs(kinds: tuple[str, ...] | None = None) -> None:
+    """Expose every registered plugin's config dataclass (or those of `kinds`) to Hydra as `<group>/<name>`."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
-    for plugin in registry.plugins():
+    selected = registry.plugins() if kinds is None else [plugin for kind in kinds for plugin in registry.plugins(kind)]
+    for plugin in selected:
         config_class = getattr(plugin.obj, "config_class", None)
         if config_class is None:
             continue

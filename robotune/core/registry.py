@@ -13,14 +13,23 @@ module two packages both install, is recorded with both sides named; every other
 A plugin names its config dataclass once, as the class annotation `config: MyConfig`, from which
 registration sets `config_class` (setting `config_class = MyConfig` directly works too). Registration
 also checks that the class subclasses its kind's base class (a policy is a `robotune.core.policy.Policy`).
+
+Built-in modules are imported only when needed. Importing all of them takes seconds (torch,
+diffusers, scipy, robosuite's models), which `robotune deploy` should not wait for: `get(kind, name)`
+and `plugins(kind)` import only the built-in modules whose source registers that kind (read from
+their `@register("kind", "name")` lines, without importing them; `builtin_index`), plus every entry
+point. Anything not found that way, `plugins()` and `problems()` import everything, as before.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
+import functools
 import importlib
 import importlib.metadata
+import importlib.util
 import inspect
 import pkgutil
 import traceback
@@ -69,8 +78,10 @@ class PluginProblem:
 _plugins: dict[tuple[str, str], PluginInfo] = {}
 _clashes: dict[tuple[str, str], list[PluginInfo]] = {}
 _problems: list[PluginProblem] = []
-_current_source = f"robotune {robotune.__version__}"
-_loaded = False
+BUILTIN_SOURCE = f"robotune {robotune.__version__}"
+_current_source = BUILTIN_SOURCE
+_loaded = False  # every built-in module and every entry point imported
+_entry_points_loaded = False
 
 
 def _location(obj: Any) -> str:
@@ -116,7 +127,9 @@ def register(kind: str, name: str) -> Callable[[Any], Any]:
     def decorator(obj: Any) -> Any:
         _check_base_class(kind, name, obj)
         _derive_config_class(obj)
-        info = PluginInfo(kind, name, obj, _current_source, _location(obj))
+        # A built-in module is robotune's even when an out-of-tree plugin's import brought it in first.
+        source = BUILTIN_SOURCE if _is_builtin_module(getattr(obj, "__module__", "")) else _current_source
+        info = PluginInfo(kind, name, obj, source, _location(obj))
         key = (kind, name)
         existing = _plugins.get(key)
         if existing is not None and (existing.location, existing.source) != (info.location, info.source):
@@ -142,16 +155,67 @@ def _source(name: str) -> Iterator[None]:
         _current_source = previous
 
 
-def _import_builtin_modules() -> None:
+def _is_builtin_module(module: str) -> bool:
+    return any(module == package or module.startswith(package + ".") for package in BUILTIN_PACKAGES)
+
+
+@functools.cache
+def builtin_modules() -> tuple[str, ...]:
+    """Every built-in plugin module (names starting with "_" are helpers, not plugins)."""
+    names = []
     for package_name in BUILTIN_PACKAGES:
         package = importlib.import_module(package_name)
         for module in pkgutil.walk_packages(package.__path__, prefix=package_name + "."):
-            if module.name.rsplit(".", 1)[-1].startswith("_"):
+            if not module.name.rsplit(".", 1)[-1].startswith("_"):
+                names.append(module.name)
+    return tuple(names)
+
+
+def _registrations(source: str) -> list[tuple[str, str]]:
+    """(kind, name) of every top-level `@register("kind", "name")` (or `@registry.register(...)`) in `source`."""
+    found = []
+    for node in ast.parse(source).body:
+        for decorator in getattr(node, "decorator_list", ()):
+            if not (isinstance(decorator, ast.Call) and len(decorator.args) == 2):
                 continue
-            try:
-                importlib.import_module(module.name)
-            except Exception as exc:  # a broken built-in must not hide the others
-                _problems.append(PluginProblem(None, module.name, f"failed to import {module.name}: {exc!r}"))
+            function = decorator.func
+            if (function.id if isinstance(function, ast.Name) else getattr(function, "attr", None)) != "register":
+                continue
+            if all(isinstance(arg, ast.Constant) and isinstance(arg.value, str) for arg in decorator.args):
+                found.append((decorator.args[0].value, decorator.args[1].value))
+    return found
+
+
+@functools.cache
+def builtin_index() -> dict[tuple[str, str], tuple[str, ...]]:
+    """(kind, name) -> the built-in modules that register it, read from their source without importing them.
+
+    A module that cannot be read is left out; importing everything (`load_plugins`) reports it.
+    """
+    index: dict[tuple[str, str], tuple[str, ...]] = {}
+    for module in builtin_modules():
+        try:
+            source = importlib.util.find_spec(module).loader.get_source(module)
+            registrations = _registrations(source) if "register(" in source else []
+        except Exception:  # noqa: BLE001 - reported by the full import
+            continue
+        for key in registrations:
+            index[key] = (*index.get(key, ()), module)
+    return index
+
+
+def _import_builtin_module(module: str) -> None:
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # a broken built-in must not hide the others
+        problem = PluginProblem(None, module, f"failed to import {module}: {exc!r}")
+        if problem not in _problems:  # a lazy import that failed is tried again by the full one
+            _problems.append(problem)
+
+
+def _import_builtin_modules() -> None:
+    for module in builtin_modules():
+        _import_builtin_module(module)
 
 
 def _report_shared_module(module: str, first: tuple[str, str], second: tuple[str, str]) -> None:
@@ -186,18 +250,40 @@ def _load_entry_points() -> None:
 
 def load_plugins(reload: bool = False) -> None:
     """Import every built-in plugin module and every `robotune.plugins` entry point, once."""
-    global _loaded
+    global _loaded, _entry_points_loaded
     if _loaded and not reload:
         return
     _loaded = True
     _import_builtin_modules()
     _load_entry_points()
+    _entry_points_loaded = True
+
+
+def load_plugins_of_kind(kind: str, name: str | None = None) -> None:
+    """Import the built-in modules that register a `kind` plugin (named `name`, if given), and every entry point.
+
+    Entry points are always imported: their plugins' kinds cannot be known beforehand, and a clash
+    between one of them and a built-in must be seen whichever is selected.
+    """
+    global _entry_points_loaded
+    if _loaded:
+        return
+    for (indexed_kind, indexed_name), modules in builtin_index().items():
+        if indexed_kind == kind and name in (None, indexed_name):
+            for module in modules:
+                _import_builtin_module(module)
+    if not _entry_points_loaded:
+        _entry_points_loaded = True
+        _load_entry_points()
 
 
 def get(kind: str, name: str) -> Any:
     """The plugin object, or a PluginError that lists what exists and any loading problem."""
-    load_plugins()
     key = (kind, name)
+    load_plugins_of_kind(kind, name)
+    if key in _plugins and key not in _clashes:
+        return _plugins[key].obj
+    load_plugins()
     if key in _clashes:
         sides = " and ".join(f"{p.source} ({p.location})" for p in _clashes[key])
         raise PluginError(f"{kind} '{name}' is ambiguous: it is registered by {sides}. Uninstall or rename one of them.")
@@ -210,7 +296,11 @@ def get(kind: str, name: str) -> Any:
 
 
 def plugins(kind: str | None = None) -> list[PluginInfo]:
-    load_plugins()
+    """Every plugin, or every plugin of `kind` (importing only the modules that register that kind)."""
+    if kind is None:
+        load_plugins()
+    else:
+        load_plugins_of_kind(kind)
     return sorted((p for p in _plugins.values() if kind in (None, p.kind)), key=lambda p: (p.kind, p.name))
 
 

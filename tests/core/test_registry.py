@@ -1,5 +1,6 @@
 import importlib
 import importlib.metadata
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,16 @@ class SharedWindowPolicy(Policy):
     pass
 """
 
+SUBCLASSING_POLICY_MODULE = """
+from robotune.core.registry import register
+from robotune.plugins.diffusion import DiffusionPolicy
+
+
+@register("policy", "diffusion_subclass")
+class DiffusionSubclass(DiffusionPolicy):
+    pass
+"""
+
 BROKEN_POLICY_MODULE = """
 import robotune_test_missing_dependency  # not installed: the import error the user must see
 """
@@ -34,6 +45,43 @@ def test_builtin_plugins_are_discovered_with_their_package():
     assert ("task", "reach_around") in names
     assert names[("task", "reach_around")].source.startswith("robotune")
     assert registry.get("algorithm", "bc").plugin_name == "bc"
+
+
+def test_the_builtin_index_names_every_builtin_plugin_and_its_module():
+    """What `get` and `plugins(kind)` import without importing everything must be what everything registers."""
+    imported = {
+        (p.kind, p.name): (p.location.split(":")[0],)
+        for p in registry.plugins()
+        if p.location.startswith(tuple(package + "." for package in registry.BUILTIN_PACKAGES))
+    }
+    assert registry.builtin_index() == imported
+
+
+def test_a_plugin_is_found_importing_only_its_kind_and_the_entry_points(tmp_path):
+    """A fresh interpreter asks for a robot: its module and the entry points are imported, no other
+    built-in; the built-in policy that an entry point's module imports stays robotune's."""
+    write_distribution(
+        tmp_path, "robotune-test-subclass", "0.3.0", {"diffusion_subclass": "robotune_test_subclass_policy"},
+        {"robotune_test_subclass_policy.py": SUBCLASSING_POLICY_MODULE},
+    )
+    script = (
+        "import json, sys\n"
+        "from robotune.core import registry\n"
+        "robot = registry.get('robot', 'planar_arm').__name__\n"
+        "modules = {m for names in registry.builtin_index().values() for m in names}\n"
+        "imported = sorted(modules & set(sys.modules))\n"
+        "print(json.dumps([robot, imported, registry.source_of(registry.get('policy', 'diffusion')),\n"
+        "                  registry.source_of(registry.get('policy', 'diffusion_subclass'))]))\n"
+    )
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH", "")) if p)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": path})
+    assert result.returncode == 0, result.stderr
+    robot, imported, builtin_source, subclass_source = json.loads(result.stdout.splitlines()[-1])
+    assert robot == "PlanarArm"
+    assert imported == ["robotune.plugins.diffusion", "robotune.robots.reach_around.robot"]
+    assert builtin_source == registry.BUILTIN_SOURCE
+    assert subclass_source == "robotune-test-subclass 0.3.0"
 
 
 def test_name_clash_names_both_sides_and_leaves_others_usable(isolated_registry):

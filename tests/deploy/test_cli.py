@@ -24,6 +24,20 @@ def test_a_missing_checkpoint_is_one_line_on_stderr_and_the_error_exit_code():
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
+def test_deploy_imports_no_plugin_but_the_robots_before_the_checkpoint_names_its_policy():
+    """Every other plugin module (and diffusers, through the diffusion policy) would cost seconds before the first command."""
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: print(sorted(m for m in sys.modules if m.startswith(('robotune.plugins.', 'robotune.robots.',"
+              " 'diffusers')))))\n"
+              "from robotune.cli import main\n"
+              "main(['deploy', 'checkpoint=/nonexistent/run', 'transport=sim'])\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == EXIT_CODES["error"], result.stderr
+    assert "no checkpoint at /nonexistent/run" in result.stderr
+    assert result.stdout.strip() == str(["robotune.robots.reach_around", "robotune.robots.reach_around.robot",
+                                          "robotune.robots.robosuite", "robotune.robots.robosuite.robot"])
+
+
 def test_a_missing_mandatory_key_is_one_line_too():
     result = subprocess.run([sys.executable, "-m", "robotune.cli", "deploy", "transport=sim"],
                             capture_output=True, text=True, timeout=120, cwd=REPO)
