@@ -5,12 +5,16 @@ Training (DDPM, Ho et al. 2020): pick t ~ U{0..T-1} and ε ~ N(0, I), form
 and regress the network on ε (`prediction_type="epsilon"`) or on a itself (`"sample"`), MSE.
 
 Sampling runs `num_inference_steps` of DDIM or DDPM. Every step of either is one network call and
-the same affine update with per-step constants, precomputed once from the diffusers scheduler:
+the same affine update with per-step constants, precomputed once from the noise schedule ᾱ and the
+inference timesteps:
     x0 = clip(r_xt[k] x + r_out[k] out, -1, 1)
     x  = c_x0[k] x0 + c_out[k] out + c_xt[k] x + sigma[k] z,      z ~ N(0, I)
 This reproduces diffusers' `step()` (tests check it) without its per-step Python and tensor
-bookkeeping, which costs as much as the network call itself at batch 1. Other diffusers schedulers
-(`"dpmsolver"`) run through their own `step()`.
+bookkeeping, which costs as much as the network call itself at batch 1. ᾱ and the timesteps are
+computed here with diffusers' formulas (tests hold them equal to its schedulers' tables), because
+importing diffusers takes ~2.6 s (it loads torch._dynamo), which `robotune deploy` would wait for
+before its first command; diffusers is imported only to train (`DDPMScheduler.add_noise`) and for
+other diffusers schedulers (`"dpmsolver"`), which run through their own `step()`.
 
 Deterministic sampling is DDIM with eta = 0 on the configured timesteps, whatever `scheduler` says:
 the initial noise still comes from the generator, so a seeded generator repeats exactly.
@@ -41,17 +45,21 @@ from robotune.core.spec import TaskSpec
 from robotune.plugins.fast_inference import AFFINE_STEP_COLUMNS, FastInference, NumpyTwin
 from robotune.plugins.networks import BackbonePolicyConfig, make_chunk_network, make_obs_encoder
 
-# name -> diffusers scheduler class, imported on first use: importing diffusers takes ~2.6 s (it loads
-# torch._dynamo), and every robotune command imports every plugin module, `robotune plugins` included.
+# name -> diffusers scheduler class, imported on first use: importing diffusers takes ~2.6 s (it loads torch._dynamo).
 SCHEDULERS = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "dpmsolver": "DPMSolverMultistepScheduler"}
 PRECOMPUTED_SCHEDULERS = ("ddim", "ddpm")  # the ones whose step() `step_coefficients` reproduces
 PREDICTION_TYPES = ("epsilon", "sample")
+# The β schedules that diffusers' DDIM and DDPM schedulers share (`alphas_cumprod` computes them),
+# with diffusers' default β range for the linear ones.
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+BETA_START, BETA_END = 0.0001, 0.02
+MAX_BETA = 0.999  # the cosine schedule's cap on β_t (Nichol & Dhariwal 2021, eq. 17)
 
 
 @dataclass
 class DiffusionConfig(BackbonePolicyConfig):
     num_train_timesteps: int = 100  # T of the DDPM forward process (Diffusion Policy uses 100)
-    beta_schedule: str = "squaredcos_cap_v2"  # the cosine schedule of Nichol & Dhariwal; any diffusers name
+    beta_schedule: str = "squaredcos_cap_v2"  # the cosine schedule of Nichol & Dhariwal; or "linear", "scaled_linear"
     # "sample" (predict the clean chunk x0) or "epsilon" (predict the noise). x0 by default: on reach_around
     # (BC, 3000 steps, 256-wide MLP) it reached 100% success against 70% for epsilon, which often
     # blended the two modes into a path through the post (benchmarks/bc_results.py reproduces this).
@@ -70,6 +78,8 @@ class DiffusionConfig(BackbonePolicyConfig):
         super().__post_init__()
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"policy.scheduler must be one of {sorted(SCHEDULERS)}, got '{self.scheduler}'")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"policy.beta_schedule must be one of {BETA_SCHEDULES}, got '{self.beta_schedule}'")
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"policy.prediction_type must be one of {PREDICTION_TYPES}, got '{self.prediction_type}'")
         if not 1 <= self.num_inference_steps <= self.num_train_timesteps:
@@ -115,21 +125,46 @@ def make_scheduler(config: DiffusionConfig, name: str | None = None):
     return getattr(diffusers, SCHEDULERS[name])(**kwargs)
 
 
+def alphas_cumprod(config: DiffusionConfig) -> np.ndarray:
+    """ᾱ_t = Π_{s ≤ t} (1 - β_s) for t = 0 .. T-1, float64 holding the float32 table diffusers' schedulers compute.
+
+    The same operations in the same precision as diffusers, so the values are identical, not just close.
+    """
+    steps = config.num_train_timesteps
+    if config.beta_schedule == "linear":
+        betas = torch.linspace(BETA_START, BETA_END, steps, dtype=torch.float32)
+    elif config.beta_schedule == "scaled_linear":
+        betas = torch.linspace(BETA_START**0.5, BETA_END**0.5, steps, dtype=torch.float32) ** 2
+    else:  # squaredcos_cap_v2: β_t = 1 - ᾱ(t+1)/ᾱ(t) with ᾱ(t) = cos²((t/T + s)/(1 + s) π/2), s = 0.008
+
+        def alpha_bar(t: float) -> float:
+            return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+        betas = torch.tensor([min(1 - alpha_bar((i + 1) / steps) / alpha_bar(i / steps), MAX_BETA) for i in range(steps)],
+                             dtype=torch.float32)
+    return torch.cumprod(1.0 - betas, dim=0).double().numpy()
+
+
+def inference_timesteps(config: DiffusionConfig) -> np.ndarray:
+    """The `num_inference_steps` timesteps sampling visits, descending: diffusers' "leading" spacing
+    (its default), t_k = (n - 1 - k) * (T // n)."""
+    step_ratio = config.num_train_timesteps // config.num_inference_steps
+    return np.arange(config.num_inference_steps, dtype=np.int64)[::-1] * step_ratio
+
+
 def step_coefficients(config: DiffusionConfig, sampler: str, eta: float) -> StepCoefficients:
     """Constants for `sampler` ("ddim" with `eta`, or "ddpm") on the configured inference timesteps.
 
     Equations: DDIM is Song et al. 2021 eq. 12; DDPM is the posterior mean of Ho et al. 2020 eq. 7
-    with the "fixed_small" variance. Both use diffusers' timestep spacing and ᾱ table, and take
-    ᾱ = 1 before the first timestep, as diffusers' defaults do.
+    with the "fixed_small" variance. Both take ᾱ = 1 before the first timestep, as diffusers'
+    defaults do.
     """
-    scheduler = make_scheduler(config, sampler)
-    scheduler.set_timesteps(config.num_inference_steps)
-    timesteps = scheduler.timesteps.numpy().astype(np.int64)
-    alphas_cumprod = scheduler.alphas_cumprod.double().numpy()
+    timesteps = inference_timesteps(config)
+    alphas = alphas_cumprod(config)
     rows = []
     for k, t in enumerate(timesteps):
-        a_t = alphas_cumprod[t]
-        a_prev = alphas_cumprod[timesteps[k + 1]] if k + 1 < len(timesteps) else 1.0
+        a_t = alphas[t]
+        a_prev = alphas[timesteps[k + 1]] if k + 1 < len(timesteps) else 1.0
         if config.prediction_type == "epsilon":  # x0 = (x - sqrt(1 - ᾱ_t) ε) / sqrt(ᾱ_t)
             r_xt, r_out = 1 / np.sqrt(a_t), -np.sqrt(1 - a_t) / np.sqrt(a_t)
         else:
@@ -167,13 +202,17 @@ class DiffusionPolicy(FastInference, Policy):
         self.network = make_chunk_network(
             config, in_channels=spec.action_dim, out_channels=spec.action_dim, cond_dim=self.obs_encoder.out_dim, uses_time=True
         )
-        self.train_scheduler = make_scheduler(config, "ddpm")
         self._coefficients: dict[bool | str, StepCoefficients] = {}  # by deterministic flag, and "rl"
         self._schedulers: dict[str, object] = {}  # for sample_chunk_norm_with_scheduler, built once per name
         # Compiled lazily and kept out of the module tree so the state dict has no duplicate keys.
         self._compiled_network = None
 
     # ------------------------------------------------------------------ training
+
+    @functools.cached_property
+    def train_scheduler(self):
+        """diffusers' DDPM scheduler for the forward process, built on first use: inference never needs it."""
+        return make_scheduler(self.config, "ddpm")
 
     def compute_loss(
         self, obs_norm: torch.Tensor, action_norm: torch.Tensor, generator: torch.Generator | None

@@ -1,9 +1,21 @@
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 import torch
 
 from robotune.core import registry
 from robotune.core.config import build_config
-from robotune.plugins.diffusion import DiffusionConfig, DiffusionPolicy
+from robotune.plugins.diffusion import (
+    BETA_SCHEDULES,
+    PRECOMPUTED_SCHEDULERS,
+    DiffusionConfig,
+    DiffusionPolicy,
+    alphas_cumprod,
+    inference_timesteps,
+    make_scheduler,
+)
 
 from .conftest import TINY_UNET, assert_repeatable, assert_valid_chunks, mean_start_end
 
@@ -48,6 +60,39 @@ def test_precomputed_sampler_matches_diffusers_step_loop(toy, prediction_type, s
     torch.testing.assert_close(fast, reference, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("beta_schedule", BETA_SCHEDULES)
+@pytest.mark.parametrize("train_steps,inference_steps", [(100, 10), (100, 7), (1000, 16), (50, 50), (100, 1)])
+def test_noise_schedule_and_timesteps_equal_diffusers_exactly(beta_schedule, train_steps, inference_steps):
+    """The sampler's constants come from these two tables; diffusers' schedulers are the reference."""
+    config = DiffusionConfig(beta_schedule=beta_schedule, num_train_timesteps=train_steps, num_inference_steps=inference_steps)
+    for name in PRECOMPUTED_SCHEDULERS:
+        scheduler = make_scheduler(config, name)
+        scheduler.set_timesteps(inference_steps)
+        np.testing.assert_array_equal(alphas_cumprod(config), scheduler.alphas_cumprod.double().numpy())
+        np.testing.assert_array_equal(inference_timesteps(config), scheduler.timesteps.numpy())
+
+
+def test_building_and_sampling_does_not_import_diffusers():
+    """Deployment loads and samples a policy; importing diffusers would cost it ~2.6 s before the first command."""
+    script = (
+        "import sys, torch\n"
+        "from robotune.core.normalization import Normalizer\n"
+        "from robotune.core.spec import TaskSpec\n"
+        "from robotune.plugins.diffusion import DiffusionConfig, DiffusionPolicy\n"
+        "spec = TaskSpec('toy', ('a', 'b'), (-1.0,), (1.0,), 10.0, 5)\n"
+        "for scheduler in ('ddim', 'ddpm'):\n"
+        "    config = DiffusionConfig(horizon=4, act_steps=2, scheduler=scheduler, hidden_dim=16, num_blocks=1)\n"
+        "    policy = DiffusionPolicy(config, spec, Normalizer.identity(2), Normalizer.identity(1)).eval()\n"
+        "    for deterministic in (True, False):\n"
+        "        policy.predict_chunk(torch.zeros(1, 2, 2), deterministic, torch.Generator().manual_seed(0))\n"
+        "        policy.export_for_inference().predict_chunk(torch.zeros(1, 2, 2), deterministic)\n"
+        "print('diffusers' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
 def test_unet_backbone_trains_and_samples(toy):
     policy = toy.make(DiffusionPolicy, **{k: v for k, v in TINY_UNET.items() if k != "horizon"})
     start, end = mean_start_end(toy.train(policy, steps=30), window=5)
@@ -58,6 +103,8 @@ def test_unet_backbone_trains_and_samples(toy):
 def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="policy.scheduler"):
         build_config(DiffusionConfig, {"scheduler": "euler"}, "policy/diffusion")
+    with pytest.raises(ValueError, match="policy.beta_schedule"):
+        DiffusionConfig(beta_schedule="sigmoid")
     with pytest.raises(ValueError, match="policy.prediction_type"):
         DiffusionConfig(prediction_type="v")
     with pytest.raises(ValueError, match="policy.num_inference_steps"):
