@@ -32,6 +32,7 @@ STAGE = re.compile(r"^\[deploy\s+([0-9.]+)s\] \w+ (.*)$")
 STAGE_KEYS = {  # log line prefix -> stage name
     "robotune deploy:": "deploy_called",
     "loading the policy": "policy_load_started",
+    "policy loaded": "policy_loaded",
     "policy warmed up": "policy_warmed_up",
     "configured": "observation_complete",
     "active": "active",

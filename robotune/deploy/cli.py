@@ -260,6 +260,7 @@ def run_deployment(cfg: DictConfig) -> dict:
             with contextlib.suppress(Exception):
                 starting.result().close()
             raise
+        log.info("policy loaded: %s", type(checkpoint.policy).__name__)
         transport = starting.result()
         try:
             runner = PolicyRunner(checkpoint.policy, task_spec, transport, config, robot, topics,
