@@ -9,7 +9,8 @@
 
 Tensors go to safetensors and everything else to JSON/YAML: no pickle. A checkpoint directory is
 written under a temporary name and renamed into place, so a crash leaves either the old set of
-checkpoints or the new one, never half a directory.
+checkpoints or the new one, never half a directory. Finding a checkpoint on disk is in
+`checkpoint_paths.py`, which imports no torch.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 import robotune
 from robotune.core import registry
+from robotune.core.checkpoint_paths import STEP_PREFIX, CheckpointError, list_checkpoints, resolve_checkpoint
 from robotune.core.config import build_config
 from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
@@ -35,11 +37,6 @@ from robotune.core.regularizer import ActionCorrectedPolicy, Regularizer, build_
 from robotune.core.spec import TaskSpec
 
 FORMAT_VERSION = 1
-STEP_PREFIX = "step_"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be read; the message names the directory and the file."""
 
 
 # ---- nested state <-> (flat tensors, JSON) ----------------------------------------------------
@@ -145,26 +142,6 @@ def _plugin_record(kind: str, name: str) -> dict:
 
 
 # ---- reading ----------------------------------------------------------------------------------
-def list_checkpoints(checkpoints_dir: str | Path) -> list[Path]:
-    """Complete checkpoints, oldest first. Temporary directories (leading dot) are ignored."""
-    checkpoints_dir = Path(checkpoints_dir)
-    if not checkpoints_dir.is_dir():
-        return []
-    return sorted(p for p in checkpoints_dir.iterdir() if p.is_dir() and p.name.startswith(STEP_PREFIX))
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """Accept a checkpoint directory, a run directory or a run's checkpoints directory."""
-    path = Path(path)
-    if (path / "meta.json").is_file():
-        return path
-    for candidates in (path / "checkpoints", path):
-        found = list_checkpoints(candidates)
-        if found:
-            return found[-1]
-    raise CheckpointError(f"no checkpoint at {path}: expected a directory with meta.json, or a run directory with checkpoints/")
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())

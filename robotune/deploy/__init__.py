@@ -23,3 +23,7 @@ The runtime (no ROS import):
 The ROS 2 backend (`ros/`: transport, lean nodes, MCAP recorder, `ros/simulator_driver.py`, a
 MuJoCo robot driver that speaks ROS 2) imports rclpy; the rest of this package runs without ROS.
 """
+
+
+class DeployError(RuntimeError):
+    """Deployment cannot start or continue; the message says what to fix."""

@@ -15,7 +15,8 @@ reported, safety counters, the transport's diagnostics, timing, `first_command_s
 says how the run ended (`EXIT_CODES`); errors are one line on stderr, not a traceback.
 
 Startup is staged so that the ROS 2 side (rclpy import, DDS discovery, the first joint states)
-runs in a thread while the policy loads, and only the modules a stage needs are imported.
+runs in a thread while torch is imported and the policy loads, and only the modules a stage needs
+are imported: this module imports no torch, and `robotune.cli` imports only the robot plugins.
 """
 
 from __future__ import annotations
@@ -28,14 +29,19 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
+from robotune.core.checkpoint_paths import resolve_checkpoint
 from robotune.core.spec import RobotSpec, TaskSpec
+from robotune.deploy import DeployError
 from robotune.deploy.observation import JOINT_FIELDS, ArrayTopic
-from robotune.deploy.runner import DeployError, PolicyRunner, RunnerConfig
 from robotune.deploy.safety import SafetyConfig
 from robotune.processing.pipeline import ObservationProcessors, task_spec_from_meta
+
+if TYPE_CHECKING:  # the runner imports torch, which the robot side does not wait for
+    from robotune.deploy.runner import RunnerConfig
 
 # A clean end, an error before or while running (nothing moved, or the loop failed), an e-stop
 # latched at the end, a fault latched at the end.
@@ -159,11 +165,15 @@ def observation_topics(cfg: DictConfig, task: TaskSpec, robot: RobotSpec) -> dic
     return {k: ArrayTopic(k, v.topic, tuple(v.fields)) for k, v in cfg.ros.observation_topics.items()}
 
 
+def control_rate_hz(cfg: DictConfig, task: TaskSpec) -> float:
+    return float(cfg.rate_hz or task.control_rate_hz)
+
+
 def runner_config(cfg: DictConfig, task: TaskSpec) -> RunnerConfig:
-    if cfg.mode not in ("control", "shadow"):
-        raise DeployError(f"mode must be 'control' or 'shadow', got '{cfg.mode}'")
+    from robotune.deploy.runner import RunnerConfig
+
     return RunnerConfig(
-        rate_hz=float(cfg.rate_hz or task.control_rate_hz),
+        rate_hz=control_rate_hz(cfg, task),
         lead_ticks=cfg.lead_ticks,
         blend_steps=cfg.blend_steps,
         deterministic=cfg.deterministic,
@@ -215,30 +225,49 @@ def deploy(cfg: DictConfig) -> dict:
 
 
 def run_deployment(cfg: DictConfig) -> dict:
-    """Staged startup, the run, and its summary (`outcome`: clean, estop or fault)."""
+    """Staged startup, the run, and its summary (`outcome`: clean, estop or fault).
+
+    The robot side comes first, from the checkpoint's meta.json alone: the ROS 2 transport starts
+    in a thread before torch is imported, so that DDS discovery, which took from 0.02 to 2.4 s to
+    match a running driver here, happens while torch and the policy load.
+    """
     if cfg.transport not in ("sim", "ros2"):
         raise DeployError(f"transport must be 'sim' or 'ros2', got '{cfg.transport}'")
-    log.info("importing torch and the checkpoint reader")
-    import torch
-
-    from robotune.core.checkpoint import load_checkpoint, resolve_checkpoint
-
-    torch.set_num_threads(cfg.torch_threads)
+    if cfg.mode not in ("control", "shadow"):
+        raise DeployError(f"mode must be 'control' or 'shadow', got '{cfg.mode}'")
     checkpoint_dir = resolve_checkpoint(cfg.checkpoint)
     task_spec = read_task_spec(checkpoint_dir)
     robot, robot_topics = resolve_robot(cfg.robot, task_spec, cfg.robot_description)
     topics = observation_topics(cfg, task_spec, robot)
-    config = runner_config(cfg, task_spec)
+    rate_hz = control_rate_hz(cfg, task_spec)
     log.info("robot '%s': joints %s, commands in order %s", robot.name, list(robot.joint_names), list(robot.command_order))
     summary: dict = {"checkpoint": str(checkpoint_dir), "transport": cfg.transport, "mode": cfg.mode,
-                     "robot": robot.name, "rate_hz": config.rate_hz}
+                     "robot": robot.name, "rate_hz": rate_hz}
+    starting = None
+    if cfg.transport == "ros2":
+        starting = start_ros_transport_in_background(cfg, robot, rate_hz, ros_topics(cfg, topics, robot_topics))
+    try:
+        log.info("importing torch and the policy runtime%s", " (ROS 2 starts meanwhile)" if starting else "")
+        import torch
+
+        from robotune.core.checkpoint import load_checkpoint
+        from robotune.deploy.runner import PolicyRunner
+
+        torch.set_num_threads(cfg.torch_threads)
+        config = runner_config(cfg, task_spec)
+        log.info("loading the policy from %s", checkpoint_dir)
+        checkpoint = load_checkpoint(checkpoint_dir)
+        log.info("policy loaded: %s", type(checkpoint.policy).__name__)
+    except BaseException:
+        if starting is not None:
+            with contextlib.suppress(Exception):
+                starting.result().close()
+        raise
     if cfg.transport == "sim":
         from robotune.core.task import build_task
         from robotune.deploy.stepped_transport import SteppedEnvTransport
         from robotune.deploy.task_env_robot import TaskEnvRobot
 
-        log.info("loading the policy from %s", checkpoint_dir)
-        checkpoint = load_checkpoint(checkpoint_dir)
         task = build_task(checkpoint.config.task)
         sim = TaskEnvRobot(task.make_env(), task_spec, task_spec.robot, seed=cfg.seed, episodes=cfg.episodes)
         runner = PolicyRunner(checkpoint.policy, task_spec, SteppedEnvTransport(sim), config, robot, topics,
@@ -252,15 +281,6 @@ def run_deployment(cfg: DictConfig) -> dict:
             runner.shutdown()
         summary.update(sim.summary())
     else:
-        starting = start_ros_transport_in_background(cfg, robot, config.rate_hz, ros_topics(cfg, topics, robot_topics))
-        log.info("loading the policy from %s (ROS 2 starts meanwhile)", checkpoint_dir)
-        try:
-            checkpoint = load_checkpoint(checkpoint_dir)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                starting.result().close()
-            raise
-        log.info("policy loaded: %s", type(checkpoint.policy).__name__)
         transport = starting.result()
         try:
             runner = PolicyRunner(checkpoint.policy, task_spec, transport, config, robot, topics,

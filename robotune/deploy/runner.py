@@ -42,6 +42,7 @@ import numpy as np
 
 from robotune.core.policy import Policy
 from robotune.core.spec import RobotSpec, TaskSpec
+from robotune.deploy import DeployError
 from robotune.deploy.cpu_latency import CpuLatencyRequest
 from robotune.deploy.observation import ArrayTopic, ObservationError, ObservationLayout, ObservationSnapshot
 from robotune.deploy.planner import ChunkPlanner
@@ -52,10 +53,6 @@ from robotune.processing.pipeline import ObservationProcessors
 
 log = logging.getLogger("robotune.deploy")
 LIMIT_TOLERANCE = 1e-9  # rad: a start pose exactly on a limit is inside
-
-
-class DeployError(RuntimeError):
-    """Deployment cannot start or continue; the message says what to fix."""
 
 
 class RunnerState(str, Enum):

@@ -54,6 +54,7 @@ import numpy as np
 
 EXTRA_JOINT = "sim_camera_pan"
 LOCKSTEP_POLL_S = 0.0002  # lockstep: sleep between polls for the command that advances physics
+READY_LINE = "simulator_driver: publishing"  # on stderr when the first episode starts; scripts wait for it
 
 
 def task_from_args(task_name: str | None, checkpoint: str | None):
@@ -259,6 +260,7 @@ class SimulatorDriverNode:
     def run(self) -> dict:
         deadline = time.monotonic() + self.args.max_wall_s
         self.peer_wait_s = self.wait_for_peers(deadline)
+        print(f"{READY_LINE} ({self.args.mode})", file=sys.stderr, flush=True)
         if self.args.duration_s is not None:  # measured time starts once the runner is connected
             deadline = min(deadline, time.monotonic() + self.args.duration_s)
         stamp = self.start_episode()
