@@ -32,6 +32,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import pkgutil
+import re
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -171,18 +172,21 @@ def builtin_modules() -> tuple[str, ...]:
     return tuple(names)
 
 
+# A module-level decorator line `@register("kind", "name")` (or `@registry.register(...)`).
+REGISTER_LINE = re.compile(r"^@(?:\w+\.)?register\((.*)\)\s*$", re.MULTILINE)
+
+
 def _registrations(source: str) -> list[tuple[str, str]]:
-    """(kind, name) of every top-level `@register("kind", "name")` (or `@registry.register(...)`) in `source`."""
+    """(kind, name) of every `@register("kind", "name")` line in `source`: a regular expression and
+    `ast.literal_eval`: 3 ms for every built-in module here, where parsing them took 35 ms."""
     found = []
-    for node in ast.parse(source).body:
-        for decorator in getattr(node, "decorator_list", ()):
-            if not (isinstance(decorator, ast.Call) and len(decorator.args) == 2):
-                continue
-            function = decorator.func
-            if (function.id if isinstance(function, ast.Name) else getattr(function, "attr", None)) != "register":
-                continue
-            if all(isinstance(arg, ast.Constant) and isinstance(arg.value, str) for arg in decorator.args):
-                found.append((decorator.args[0].value, decorator.args[1].value))
+    for arguments in REGISTER_LINE.findall(source):
+        try:
+            kind, name = ast.literal_eval(f"({arguments},)")
+        except (ValueError, SyntaxError):  # not two literals: found by importing everything
+            continue
+        if isinstance(kind, str) and isinstance(name, str):
+            found.append((kind, name))
     return found
 
 
@@ -196,7 +200,7 @@ def builtin_index() -> dict[tuple[str, str], tuple[str, ...]]:
     for module in builtin_modules():
         try:
             source = importlib.util.find_spec(module).loader.get_source(module)
-            registrations = _registrations(source) if "register(" in source else []
+            registrations = _registrations(source)
         except Exception:  # noqa: BLE001 - reported by the full import
             continue
         for key in registrations:
