@@ -41,10 +41,10 @@ HYDRA_COMMANDS: dict[str, tuple[str, str]] = {
     "deploy": ("deploy", "robotune.deploy.cli:deploy"),
 }
 
-# command -> the plugin kinds whose config groups its config composes; a command not listed composes
-# every group, so it imports every plugin. The others import only these kinds' modules before Hydra
-# runs, and the plugins their checkpoint names when they load it: importing them all takes seconds.
-COMPOSED_PLUGIN_KINDS: dict[str, tuple[str, ...]] = {"eval": (), "deploy": ("robot",)}
+# command -> the plugin kinds whose config groups its config composes, where that is not all of them:
+# importing every plugin takes seconds, which deploy would wait for before its first command. It
+# imports these kinds' built-in modules, then those its checkpoint names. The others import them all.
+COMPOSED_PLUGIN_KINDS: dict[str, tuple[str, ...]] = {"deploy": ("robot",)}
 
 
 # commands whose composed config selects plugins to build, checked before the command runs
@@ -120,7 +120,7 @@ def _explain_unloadable_selection(command: str, overrides: list[str]) -> None:
     from robotune.core import registry
 
     for kind, name in _selected_plugins(overrides):
-        if any(plugin.name == name for plugin in registry.plugins(kind)):
+        if any(plugin.name == name for plugin in registry.plugins(kind, load_all=False)):
             continue
         if any(problem.kind is None for problem in registry.problems()):
             try:
@@ -162,8 +162,8 @@ def run_hydra_command(command: str, overrides: list[str]) -> None:
     kinds = COMPOSED_PLUGIN_KINDS.get(command)
     if kinds is None:
         load_plugins()
-    _explain_unloadable_selection(command, overrides)
     store_plugin_configs(kinds)
+    _explain_unloadable_selection(command, overrides)
     config_name, target = HYDRA_COMMANDS[command]
     function = _resolve(target)
     if command in PLUGIN_CONFIG_COMMANDS:

@@ -9,8 +9,7 @@
 
 Tensors go to safetensors and everything else to JSON/YAML: no pickle. A checkpoint directory is
 written under a temporary name and renamed into place, so a crash leaves either the old set of
-checkpoints or the new one, never half a directory. Finding a checkpoint on disk is in
-`checkpoint_paths.py`, which imports no torch.
+checkpoints or the new one, never half a directory.
 """
 
 from __future__ import annotations

@@ -13,26 +13,16 @@ module two packages both install, is recorded with both sides named; every other
 A plugin names its config dataclass once, as the class annotation `config: MyConfig`, from which
 registration sets `config_class` (setting `config_class = MyConfig` directly works too). Registration
 also checks that the class subclasses its kind's base class (a policy is a `robotune.core.policy.Policy`).
-
-Built-in modules are imported only when needed. Importing all of them takes seconds (torch,
-diffusers, scipy, robosuite's models), which `robotune deploy` should not wait for: `get(kind, name)`
-and `plugins(kind)` import only the built-in modules whose source registers that kind (read from
-their `@register("kind", "name")` lines, without importing them; `builtin_index`), plus every entry
-point. Anything not found that way, `plugins()` and `problems()` import everything, as before.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import dataclasses
-import functools
 import importlib
 import importlib.metadata
-import importlib.util
 import inspect
 import pkgutil
-import re
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -79,10 +69,8 @@ class PluginProblem:
 _plugins: dict[tuple[str, str], PluginInfo] = {}
 _clashes: dict[tuple[str, str], list[PluginInfo]] = {}
 _problems: list[PluginProblem] = []
-BUILTIN_SOURCE = f"robotune {robotune.__version__}"
-_current_source = BUILTIN_SOURCE
-_loaded = False  # every built-in module and every entry point imported
-_entry_points_loaded = False
+BUILTIN_SOURCE = _current_source = f"robotune {robotune.__version__}"
+_loaded: set[str] = set()  # what load_plugins has imported: "builtins", "entry points"
 
 
 def _location(obj: Any) -> str:
@@ -128,9 +116,8 @@ def register(kind: str, name: str) -> Callable[[Any], Any]:
     def decorator(obj: Any) -> Any:
         _check_base_class(kind, name, obj)
         _derive_config_class(obj)
-        # A built-in module is robotune's even when an out-of-tree plugin's import brought it in first.
-        source = BUILTIN_SOURCE if _is_builtin_module(getattr(obj, "__module__", "")) else _current_source
-        info = PluginInfo(kind, name, obj, source, _location(obj))
+        builtin = obj.__module__.startswith(tuple(f"{package}." for package in BUILTIN_PACKAGES))  # robotune's, whoever imports it
+        info = PluginInfo(kind, name, obj, BUILTIN_SOURCE if builtin else _current_source, _location(obj))
         key = (kind, name)
         existing = _plugins.get(key)
         if existing is not None and (existing.location, existing.source) != (info.location, info.source):
@@ -156,70 +143,19 @@ def _source(name: str) -> Iterator[None]:
         _current_source = previous
 
 
-def _is_builtin_module(module: str) -> bool:
-    return any(module == package or module.startswith(package + ".") for package in BUILTIN_PACKAGES)
-
-
-@functools.cache
-def builtin_modules() -> tuple[str, ...]:
-    """Every built-in plugin module (names starting with "_" are helpers, not plugins)."""
-    names = []
-    for package_name in BUILTIN_PACKAGES:
-        package = importlib.import_module(package_name)
-        for module in pkgutil.walk_packages(package.__path__, prefix=package_name + "."):
-            if not module.name.rsplit(".", 1)[-1].startswith("_"):
-                names.append(module.name)
-    return tuple(names)
-
-
-# A module-level decorator line `@register("kind", "name")` (or `@registry.register(...)`).
-REGISTER_LINE = re.compile(r"^@(?:\w+\.)?register\((.*)\)\s*$", re.MULTILINE)
-
-
-def _registrations(source: str) -> list[tuple[str, str]]:
-    """(kind, name) of every `@register("kind", "name")` line in `source`: a regular expression and
-    `ast.literal_eval`: 3 ms for every built-in module here, where parsing them took 35 ms."""
-    found = []
-    for arguments in REGISTER_LINE.findall(source):
-        try:
-            kind, name = ast.literal_eval(f"({arguments},)")
-        except (ValueError, SyntaxError):  # not two literals: found by importing everything
-            continue
-        if isinstance(kind, str) and isinstance(name, str):
-            found.append((kind, name))
-    return found
-
-
-@functools.cache
-def builtin_index() -> dict[tuple[str, str], tuple[str, ...]]:
-    """(kind, name) -> the built-in modules that register it, read from their source without importing them.
-
-    A module that cannot be read is left out; importing everything (`load_plugins`) reports it.
-    """
-    index: dict[tuple[str, str], tuple[str, ...]] = {}
-    for module in builtin_modules():
-        try:
-            source = importlib.util.find_spec(module).loader.get_source(module)
-            registrations = _registrations(source)
-        except Exception:  # noqa: BLE001 - reported by the full import
-            continue
-        for key in registrations:
-            index[key] = (*index.get(key, ()), module)
-    return index
-
-
-def _import_builtin_module(module: str) -> None:
-    try:
-        importlib.import_module(module)
-    except Exception as exc:  # a broken built-in must not hide the others
-        problem = PluginProblem(None, module, f"failed to import {module}: {exc!r}")
-        if problem not in _problems:  # a lazy import that failed is tried again by the full one
-            _problems.append(problem)
+def builtin_modules() -> list[str]:
+    """Every built-in plugin module (a name starting with "_" is a helper, not a plugin)."""
+    return [module.name for package in BUILTIN_PACKAGES
+            for module in pkgutil.walk_packages(importlib.import_module(package).__path__, prefix=package + ".")
+            if not module.name.rsplit(".", 1)[-1].startswith("_")]
 
 
 def _import_builtin_modules() -> None:
     for module in builtin_modules():
-        _import_builtin_module(module)
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # a broken built-in must not hide the others
+            _problems.append(PluginProblem(None, module, f"failed to import {module}: {exc!r}"))
 
 
 def _report_shared_module(module: str, first: tuple[str, str], second: tuple[str, str]) -> None:
@@ -252,42 +188,18 @@ def _load_entry_points() -> None:
                 _problems.append(PluginProblem(None, ep.name, message))
 
 
-def load_plugins(reload: bool = False) -> None:
-    """Import every built-in plugin module and every `robotune.plugins` entry point, once."""
-    global _loaded, _entry_points_loaded
-    if _loaded and not reload:
-        return
-    _loaded = True
-    _import_builtin_modules()
-    _load_entry_points()
-    _entry_points_loaded = True
-
-
-def load_plugins_of_kind(kind: str, name: str | None = None) -> None:
-    """Import the built-in modules that register a `kind` plugin (named `name`, if given), and every entry point.
-
-    Entry points are always imported: their plugins' kinds cannot be known beforehand, and a clash
-    between one of them and a built-in must be seen whichever is selected.
-    """
-    global _entry_points_loaded
-    if _loaded:
-        return
-    for (indexed_kind, indexed_name), modules in builtin_index().items():
-        if indexed_kind == kind and name in (None, indexed_name):
-            for module in modules:
-                _import_builtin_module(module)
-    if not _entry_points_loaded:
-        _entry_points_loaded = True
-        _load_entry_points()
+def load_plugins(reload: bool = False, builtins: bool = True) -> None:
+    """Import every built-in plugin module (unless `builtins` is False) and every `robotune.plugins` entry point, once."""
+    for part, load in (("builtins", _import_builtin_modules), ("entry points", _load_entry_points)):
+        if (builtins or part != "builtins") and (reload or part not in _loaded):
+            _loaded.add(part)
+            load()
 
 
 def get(kind: str, name: str) -> Any:
-    """The plugin object, or a PluginError that lists what exists and any loading problem."""
+    """The plugin object (importing every built-in plugin first unless it is registered), or a PluginError that lists what exists and any loading problem."""
     key = (kind, name)
-    load_plugins_of_kind(kind, name)
-    if key in _plugins and key not in _clashes:
-        return _plugins[key].obj
-    load_plugins()
+    load_plugins(builtins=key not in _plugins)  # entry points always: a clash with one must show
     if key in _clashes:
         sides = " and ".join(f"{p.source} ({p.location})" for p in _clashes[key])
         raise PluginError(f"{kind} '{name}' is ambiguous: it is registered by {sides}. Uninstall or rename one of them.")
@@ -299,12 +211,8 @@ def get(kind: str, name: str) -> Any:
     raise PluginError(f"no {kind} plugin named '{name}'. Available: {known}.{hint}")
 
 
-def plugins(kind: str | None = None) -> list[PluginInfo]:
-    """Every plugin, or every plugin of `kind` (importing only the modules that register that kind)."""
-    if kind is None:
-        load_plugins()
-    else:
-        load_plugins_of_kind(kind)
+def plugins(kind: str | None = None, load_all: bool = True) -> list[PluginInfo]:
+    load_plugins(builtins=load_all)
     return sorted((p for p in _plugins.values() if kind in (None, p.kind)), key=lambda p: (p.kind, p.name))
 
 

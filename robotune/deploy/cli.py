@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
+from robotune.configs import import_builtin_plugins
 from robotune.core.checkpoint_paths import resolve_checkpoint
 from robotune.core.spec import RobotSpec, TaskSpec
 from robotune.deploy import DeployError
@@ -200,9 +201,9 @@ def ros_topics(cfg: DictConfig, topics: dict[str, ArrayTopic], robot_topics: dic
     return RosTopics(**ros)
 
 
-def read_task_spec(checkpoint_dir: Path) -> TaskSpec:
-    """The task's spec from a checkpoint's meta.json alone, so the robot side can start before the weights load."""
-    return task_spec_from_meta(json.loads((checkpoint_dir / "meta.json").read_text()))
+def read_meta(checkpoint_dir: Path) -> dict:
+    """A checkpoint's meta.json alone (task spec, plugin names), so the robot side can start before the weights load."""
+    return json.loads((checkpoint_dir / "meta.json").read_text())
 
 
 def deploy(cfg: DictConfig) -> dict:
@@ -236,7 +237,8 @@ def run_deployment(cfg: DictConfig) -> dict:
     if cfg.mode not in ("control", "shadow"):
         raise DeployError(f"mode must be 'control' or 'shadow', got '{cfg.mode}'")
     checkpoint_dir = resolve_checkpoint(cfg.checkpoint)
-    task_spec = read_task_spec(checkpoint_dir)
+    meta = read_meta(checkpoint_dir)
+    task_spec = task_spec_from_meta(meta)
     robot, robot_topics = resolve_robot(cfg.robot, task_spec, cfg.robot_description)
     topics = observation_topics(cfg, task_spec, robot)
     rate_hz = control_rate_hz(cfg, task_spec)
@@ -256,6 +258,7 @@ def run_deployment(cfg: DictConfig) -> dict:
         torch.set_num_threads(cfg.torch_threads)
         config = runner_config(cfg, task_spec)
         log.info("loading the policy from %s", checkpoint_dir)
+        import_builtin_plugins("policy", meta.get("plugins", {}).get("policy", {}).get("name", ""))  # not every plugin
         checkpoint = load_checkpoint(checkpoint_dir)
         log.info("policy loaded: %s", type(checkpoint.policy).__name__)
     except BaseException:
@@ -268,6 +271,7 @@ def run_deployment(cfg: DictConfig) -> dict:
         from robotune.deploy.stepped_transport import SteppedEnvTransport
         from robotune.deploy.task_env_robot import TaskEnvRobot
 
+        import_builtin_plugins("task", checkpoint.config.task.name)
         task = build_task(checkpoint.config.task)
         sim = TaskEnvRobot(task.make_env(), task_spec, task_spec.robot, seed=cfg.seed, episodes=cfg.episodes)
         runner = PolicyRunner(checkpoint.policy, task_spec, SteppedEnvTransport(sim), config, robot, topics,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 from torch import nn
 
+from robotune.configs import builtin_index
 from robotune.core import registry
 from robotune.core.policy import Policy, PolicyConfig
 from robotune.core.task import Task
@@ -48,30 +49,32 @@ def test_builtin_plugins_are_discovered_with_their_package():
 
 
 def test_the_builtin_index_names_every_builtin_plugin_and_its_module():
-    """What `get` and `plugins(kind)` import without importing everything must be what everything registers."""
+    """What a command imports without importing everything must be what everything registers."""
     imported = {
         (p.kind, p.name): (p.location.split(":")[0],)
         for p in registry.plugins()
         if p.location.startswith(tuple(package + "." for package in registry.BUILTIN_PACKAGES))
     }
-    assert registry.builtin_index() == imported
+    assert builtin_index() == imported
 
 
-def test_a_plugin_is_found_importing_only_its_kind_and_the_entry_points(tmp_path):
-    """A fresh interpreter asks for a robot: its module and the entry points are imported, no other
-    built-in; the built-in policy that an entry point's module imports stays robotune's."""
+def test_a_plugin_is_found_importing_only_its_module_and_the_entry_points(tmp_path):
+    """A fresh interpreter imports one robot and asks for it: its module and the entry points are
+    imported, no other built-in; the built-in policy that an entry point's module imports stays robotune's."""
     write_distribution(
         tmp_path, "robotune-test-subclass", "0.3.0", {"diffusion_subclass": "robotune_test_subclass_policy"},
         {"robotune_test_subclass_policy.py": SUBCLASSING_POLICY_MODULE},
     )
     script = (
         "import json, sys\n"
+        "from robotune.configs import builtin_index, import_builtin_plugins\n"
         "from robotune.core import registry\n"
+        "import_builtin_plugins('robot', 'planar_arm')\n"
         "robot = registry.get('robot', 'planar_arm').__name__\n"
-        "modules = {m for names in registry.builtin_index().values() for m in names}\n"
+        "modules = {m for names in builtin_index().values() for m in names}\n"
         "imported = sorted(modules & set(sys.modules))\n"
-        "print(json.dumps([robot, imported, registry.source_of(registry.get('policy', 'diffusion')),\n"
-        "                  registry.source_of(registry.get('policy', 'diffusion_subclass'))]))\n"
+        "print(json.dumps([robot, imported, registry.get('policy', 'diffusion').plugin_source,\n"
+        "                  registry.get('policy', 'diffusion_subclass').plugin_source]))\n"
     )
     path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH", "")) if p)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path,
