@@ -25,7 +25,7 @@ from robotune.core.config import build_config
 
 
 def validate_plugin_groups(cfg: DictConfig) -> None:
-    """Build the typed config of every plugin the composed config selects (`policy`, `algo`, ...).
+    """Build the typed config of every plugin the composed config selects (`policy`, `algo`, ...), and of `runtime=ray`.
 
     Hydra's hint for an unknown key is `+group.key=value`, which composes without complaint; the
     plugin's config dataclass then has no such key. Checking here fails before any training, naming
@@ -44,6 +44,10 @@ def validate_plugin_groups(cfg: DictConfig) -> None:
                 f"invalid config '{group}: {node}': a plain value; select the {kind} plugin as a config group "
                 f"({group}={node} on the command line, or in the defaults list)"
             )
+    if cfg.get("runtime") is not None and cfg.runtime.name == "ray":  # checked here too, before any environment starts
+        from robotune.rollout.ray_rollout import RayRuntimeConfig
+
+        build_config(RayRuntimeConfig, cfg.runtime, "runtime")
 
 
 # A module-level decorator line `@register("kind", "name")` (or `@registry.register(...)`).

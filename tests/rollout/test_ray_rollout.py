@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +154,14 @@ def test_runtime_ray_refuses_an_algorithm_without_chunk_rollouts(tmp_path):
     overrides = ["policy=gaussian", "algo=sac", "runtime=ray", f"run_dir={tmp_path}", "logger=quiet"]
     with pytest.raises(ValueError, match="runtime=ray runs the rollouts of on-policy RL"):
         train(compose_config("train", overrides))
+
+
+def test_a_bad_ray_setting_is_one_line_before_training(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "robotune.cli", "train", "algo=ppo", "policy=gaussian", "runtime=ray", "runtime.num_workers=0",
+         f"run_dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == "robotune train: invalid config 'runtime': runtime.num_workers must be >= 1, got 0"
+    assert not (tmp_path / "run" / "checkpoints").exists()
