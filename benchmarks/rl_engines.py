@@ -122,7 +122,7 @@ def update_throughput(algo: str, env_id: str, blocks: int = 8) -> dict[str, floa
         cfg = compose("train", overrides=[f"task=gymnasium", f"task.env_id={env_id}", *overrides, f"run_dir={run_dir}"])
         learner = build_components(cfg, console=None).algorithm
         if algo == "ppo":
-            batch, _ = learner.rollout.collect(2048, learner._decide)
+            batch, _ = learner.rollout.collect(2048, learner.decide)
             sb3 = PPO("MlpPolicy", gym.make(env_id), n_epochs=2, seed=0, device="cpu")
             sb3.learn(2048)
             ours, theirs, per_block = (lambda: learner.learn(batch)), (lambda: sb3.train()), 2 * 32
