@@ -50,12 +50,15 @@ def make_context(policy, task=None, dataset=None, work_dir: Path | None = None, 
     def build_critic(obs_dim: int, action_dim: int):
         return EnsembleCritic(EnsembleCriticConfig(**(critic_overrides or {})), obs_dim, action_dim)
 
+    def make_envs(num_envs: int, mode: str = "sync"):
+        return make_vector_env(task, num_envs, mode)
+
     return TrainingContext(
         policy=policy,
         task=task,
         dataset=dataset,
-        make_envs=lambda num_envs, mode="sync": make_vector_env(task, num_envs, mode),
-        make_chunk_rollout=local_chunk_rollouts(lambda num_envs, mode: make_vector_env(task, num_envs, mode), seed),
+        make_envs=make_envs,
+        make_chunk_rollout=local_chunk_rollouts(make_envs, seed),
         build_critic=build_critic,
         build_regularizers=lambda obs_dim, action_dim: [],
         device=torch.device("cpu"),

@@ -7,6 +7,7 @@ method that learns from these data should end closer to the target than the data
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,9 @@ from robotune.core.algorithm import TrainingContext
 from robotune.core.dataset import Episode, EpisodeDataset
 from robotune.data.episodes import concatenate_episodes
 from robotune.core.normalization import Normalizer
-from robotune.core.registry import get
-from robotune.plugins.ensemble_critic import EnsembleCritic, EnsembleCriticConfig
+from robotune.core.regularizer import build_regularizer
 from robotune.plugins.gaussian import GaussianConfig, GaussianPolicy
-from robotune.rollout.chunk_rollout import local_chunk_rollouts
-from robotune.rollout.vector import make_vector_env
+from tests.helpers import make_context
 from tests.rollout.toy_envs import TargetEnv, TargetTask
 
 TINY_ACTOR = dict(obs_horizon=1, horizon=1, act_steps=1, backbone="plain_mlp", hidden_dim=32, num_blocks=2, activation="relu", tanh_squash=True, fast_inference=False)
@@ -56,29 +55,13 @@ def tiny_actor(stochastic: bool = False) -> GaussianPolicy:
 
 
 def offline_context(policy, dataset, work_dir: Path, regularizers: dict[str, dict] | None = None, critic: dict | None = None, seed: int = 0) -> TrainingContext:
-    """A TrainingContext with the `mlp` critic (2x32 by default) and the named regularizers with these settings."""
-    task = TargetTask()
+    """`make_context` on the target task with the `mlp` critic (2x32 by default) and the named regularizers with these settings."""
 
     def build_regularizers(obs_dim: int, action_dim: int):
-        built = []
-        for name, settings in (regularizers or {}).items():
-            cls = get("regularizer", name)
-            built.append(cls(cls.config_class(name=name, **settings), obs_dim, action_dim))
-        return built
+        return [build_regularizer(name, settings, obs_dim, action_dim) for name, settings in (regularizers or {}).items()]
 
-    return TrainingContext(
-        policy=policy,
-        task=task,
-        dataset=dataset,
-        make_envs=lambda num_envs, mode="sync": make_vector_env(task, num_envs, mode),
-        make_chunk_rollout=local_chunk_rollouts(lambda num_envs, mode: make_vector_env(task, num_envs, mode), seed),
-        build_critic=lambda obs_dim, action_dim: EnsembleCritic(EnsembleCriticConfig(**{"hidden_dims": (32, 32), **(critic or {})}), obs_dim, action_dim),
-        build_regularizers=build_regularizers,
-        device=torch.device("cpu"),
-        generator=torch.Generator().manual_seed(seed),
-        work_dir=work_dir,
-        seed=seed,
-    )
+    context = make_context(policy, TargetTask(), dataset, work_dir, seed, critic_overrides={"hidden_dims": (32, 32), **(critic or {})})
+    return dataclasses.replace(context, build_regularizers=build_regularizers)
 
 
 def policy_error(policy, dataset: EpisodeDataset) -> float:
