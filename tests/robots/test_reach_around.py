@@ -104,6 +104,29 @@ def test_expert_stays_within_velocity_limits(task: ReachAroundTask) -> None:
         assert (target_velocity <= limit).all(), side
 
 
+def test_expert_noise_perturbs_targets_reproducibly(task: ReachAroundTask) -> None:
+    """Noise is drawn from the recorder's generator: the same seed gives the same imperfect demonstration."""
+    env = task.make_env()
+    obs, _ = env.reset(seed=3)
+    noisy_task = ReachAroundTask(ReachAroundConfig(expert_noise=0.1))
+
+    def targets(expert: ReachAroundExpert, seed: int) -> np.ndarray:
+        expert.reset(obs, np.random.default_rng(seed))
+        return np.array([expert.act(obs) for _ in range(20)])
+
+    clean = targets(task.make_expert("inner"), 0)
+    noisy = targets(noisy_task.make_expert("inner"), 0)
+    deviation = noisy - clean
+    assert 0.05 < deviation.std() < 0.15  # about the configured 0.1 rad
+    np.testing.assert_array_equal(noisy, targets(noisy_task.make_expert("inner"), 0))
+    assert not np.array_equal(noisy, targets(noisy_task.make_expert("inner"), 1))
+
+
+def test_negative_expert_noise_is_refused() -> None:
+    with pytest.raises(ValueError, match="task.expert_noise"):
+        ReachAroundTask(ReachAroundConfig(expert_noise=-0.1)).make_expert()
+
+
 def test_averaging_the_two_modes_hits_the_obstacle(task: ReachAroundTask) -> None:
     env = task.make_env()
     for seed in range(10):

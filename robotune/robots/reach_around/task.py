@@ -62,6 +62,9 @@ class ReachAroundConfig(TaskConfig):
     # the action, as the deploy safety layer's rate limit does (the robot's velocity limit), so that RL cannot
     # learn motions the robot will not be allowed to make. 0 applies the action at once.
     max_target_speed: float = MAX_JOINT_VELOCITY
+    # rad: std of Gaussian noise on the scripted expert's joint targets, each step, to record imperfect
+    # demonstrations on purpose (weak bases for fine-tuning); the recorder keeps the attempts that succeed
+    expert_noise: float = 0.0
 
 
 def _checked_range(field: str, value: Any, minimum: float) -> tuple[float, float]:
@@ -279,9 +282,14 @@ class ReachAroundExpert:
         waypoint_offset: float = 0.22,
         approach_distance: float = 0.19,
         side: str | None = None,
+        noise_std: float = 0.0,
     ) -> None:
         if side not in (None, *self.SIDES):
             raise ValueError(f"expert side must be one of {self.SIDES} or None (random), got '{side}'")
+        if noise_std < 0:
+            raise ValueError(f"task.expert_noise must be >= 0, got {noise_std}")
+        self.noise_std = noise_std
+        self._rng = np.random.default_rng(0)
         self.kinematics = kinematics
         self.step_length = speed * control_period  # m of path per control step
         radial = obstacle_xy / np.linalg.norm(obstacle_xy)
@@ -298,6 +306,7 @@ class ReachAroundExpert:
         self._started = False
 
     def reset(self, obs: np.ndarray, rng: np.random.Generator) -> None:
+        self._rng = rng
         if self.fixed_side:
             self.side = self.fixed_side
         elif not self._started:
@@ -313,7 +322,10 @@ class ReachAroundExpert:
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         self._steps += 1
-        return self.kinematics.inverse(self._point_along_path(self._steps * self.step_length)).astype(np.float32)
+        target = self.kinematics.inverse(self._point_along_path(self._steps * self.step_length))
+        if self.noise_std:
+            target = target + self._rng.normal(0.0, self.noise_std, size=target.shape)
+        return target.astype(np.float32)
 
     def _point_along_path(self, distance: float) -> np.ndarray:
         for a, b in zip(self._path[:-1], self._path[1:]):
@@ -358,4 +370,5 @@ class ReachAroundTask(Task):
             obstacle_xy=self._model.geom("obstacle").pos[:2].copy(),
             control_period=1.0 / CONTROL_RATE_HZ,
             side=side,
+            noise_std=self.config.expert_noise,
         )
