@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from robotune.core.dataset import EpisodeDataset
+from robotune.core.normalization import Normalizer
 from robotune.core.policy import Policy
 from robotune.training.samplers import TransitionSampler
 
@@ -47,18 +48,19 @@ def normalized_dataset(dataset: EpisodeDataset, policy: Policy, reward_scale: fl
     """The dataset in the engine's units: observations and actions through the policy's normalisers,
     rewards multiplied by `reward_scale`. Regularizers fit their models on this, so that what they
     learn matches the batches they later see."""
-    with torch.no_grad():
-        obs = policy.obs_normalizer.normalize(torch.from_numpy(np.array(dataset.obs, np.float32))).cpu().numpy()
-        final_obs = policy.obs_normalizer.normalize(torch.from_numpy(np.array(dataset.final_obs, np.float32))).cpu().numpy()
-        action = policy.action_normalizer.normalize(torch.from_numpy(np.array(dataset.action, np.float32))).cpu().numpy()
+
+    def through(normalizer: Normalizer, array: np.ndarray) -> np.ndarray:  # on the normaliser's device (a GPU too)
+        with torch.no_grad():
+            return normalizer.normalize(torch.from_numpy(np.array(array, np.float32)).to(normalizer.center.device)).cpu().numpy()
+
     return EpisodeDataset(
-        obs=obs,
-        action=action,
+        obs=through(policy.obs_normalizer, dataset.obs),
+        action=through(policy.action_normalizer, dataset.action),
         episode_ends=np.asarray(dataset.episode_ends),
         reward=np.asarray(dataset.reward, np.float32) * reward_scale,
         terminated=np.asarray(dataset.terminated),
         truncated=np.asarray(dataset.truncated),
-        final_obs=final_obs,
+        final_obs=through(policy.obs_normalizer, dataset.final_obs),
         source=f"{dataset.source} (normalised)",
         metadata=dataset.metadata,
     )

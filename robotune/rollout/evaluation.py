@@ -8,6 +8,8 @@ on batching and short (crashed) episodes are not over-counted.
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -76,6 +78,12 @@ class EpisodeMetrics:
         return {f"{key}_{how}": fold[how](self.values[key]) for key, how in self.aggregations.items() if self.values[key]}
 
 
+def on_cpu(policy: Policy) -> Policy:
+    """The policy itself when its tensors are on the CPU, else a CPU copy (training may run on a GPU)."""
+    tensors = itertools.chain(policy.parameters(), policy.buffers())
+    return policy if all(t.device.type == "cpu" for t in tensors) else copy.deepcopy(policy).cpu()
+
+
 def evaluate(
     policy: Policy,
     task: Task,
@@ -93,7 +101,8 @@ def evaluate(
         raise ValueError(f"eval.episodes must be >= 1, got {episodes}")
     if video_episodes and video_dir is None:
         raise ValueError("video episodes need a video directory")
-    policy = policy.export_for_inference()  # the deployment path: weights frozen, the fast sampler where there is one
+    # The deployment path, on the CPU like `robotune eval` and deploy: weights frozen, the fast sampler where there is one.
+    policy = on_cpu(policy).export_for_inference()
     envs = [task.make_env(render_mode="rgb_array") if i < video_episodes else task.make_env() for i in range(min(num_envs, episodes))]
     records: list[dict] = []
     reports_success = False

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import gymnasium as gym
 import mujoco
 import numpy as np
@@ -125,8 +124,11 @@ class OffscreenRenderer:
 def write_mp4(frames: Iterable[np.ndarray], path: str | Path, fps: float) -> int:
     """Encode (H, W, 3) uint8 RGB frames as H.264 into `path`; returns the number of frames written.
 
-    Frames are consumed one at a time, so a generator keeps memory flat for long episodes.
+    Frames are consumed one at a time, so a generator keeps memory flat for long episodes. PyAV is
+    imported here, not with the module: only runs that write videos need FFmpeg.
     """
+    import av
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     written = 0
@@ -183,6 +185,8 @@ def _first_line(exc: Exception) -> str:
 
 def read_mp4_frames(path: str | Path) -> np.ndarray:
     """Decode every frame of a video as (T, H, W, 3) uint8 RGB (for checks and tests)."""
+    import av
+
     with av.open(str(path)) as container:
         return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
 
