@@ -50,12 +50,17 @@ def euler_schedule(num_steps: int) -> tuple[tuple[float, ...], np.ndarray]:
 class FlowConfig(BackbonePolicyConfig):
     num_steps: int = 10  # Euler steps (network calls) per chunk; 1 or 2 already work on the straight path
     rl_mc_samples: int = 8  # (noise, time) pairs stored with each RL sample for FPO's likelihood surrogate
+    # std of Gaussian noise added to each chunk sampled for RL (normalised units; FPO's perturb_action_std): the
+    # perturbed chunk is both the action taken and the flow-matching target, so a near-deterministic flow still explores
+    rl_action_noise: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("num_steps", "rl_mc_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"policy.{name} must be >= 1, got {getattr(self, name)}")
+        if self.rl_action_noise < 0:
+            raise ValueError(f"policy.rl_action_noise must be >= 0, got {self.rl_action_noise}")
 
 
 @register("policy", "flow")
@@ -104,6 +109,8 @@ class FlowMatchingPolicy(FastInference, Policy):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """obs_norm (B, To, Do) -> chunk_norm (B, H, Da), {"action", "noise": (B, N, H, Da), "time": (B, N)}, surrogate (B,)."""
         chunk = self.sample_chunk_norm(obs_norm, False, generator)
+        if self.config.rl_action_noise:
+            chunk = chunk + self.config.rl_action_noise * torch.randn(chunk.shape, generator=generator, device=chunk.device)
         pairs = (chunk.shape[0], self.config.rl_mc_samples)
         noise = torch.randn((*pairs, *chunk.shape[1:]), generator=generator, device=chunk.device)
         time = torch.rand(pairs, generator=generator, device=chunk.device)

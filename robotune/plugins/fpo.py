@@ -17,6 +17,7 @@ checkpoint is the flow policy itself, so eval and deploy need nothing new.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from robotune.core.algorithm import TrainingContext
@@ -39,6 +40,10 @@ class FPOConfig(PPOConfig):
     target_kl: float = 0.05
     critic_warmup_iterations: int = 2
     reward_scaling: bool = True
+    # std of the Gaussian perturbation of each sampled chunk (normalised units), FPO's `perturb_action_std`
+    # (0.05 in its humanoid config); it becomes the policy's `rl_action_noise` and explores where the
+    # behaviour-cloned flow maps every noise to nearly the same chunk
+    perturb_action_std: float = 0.0
 
 
 @register("algorithm", "fpo")
@@ -53,4 +58,5 @@ class FPO(PPO):
                 f"algo=fpo fine-tunes a flow-matching policy (policy=flow) through its flow-matching loss; "
                 f"init_from holds '{context.policy.config.name}' (diffusion: algo=dppo; any chunk policy: algo=residual_ppo)"
             )
+        context.policy.config = dataclasses.replace(context.policy.config, rl_action_noise=config.perturb_action_std)
         super().__init__(config, context)

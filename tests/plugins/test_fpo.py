@@ -38,3 +38,18 @@ def test_fpo_refuses_a_policy_without_the_flow_surrogate(tmp_path):
     task = TargetTask()
     with pytest.raises(TypeError, match="algo=fpo fine-tunes a flow-matching policy.*algo=dppo"):
         FPO(FPOConfig(num_envs=1), make_context(tiny_base("diffusion", task), task=task, work_dir=tmp_path))
+
+
+def test_perturb_action_std_perturbs_the_sampled_chunk_and_its_target(tmp_path):
+    """FPO's exploration noise: the chunk taken differs from the flow's sample by about the std, and the stored
+    flow-matching target is that perturbed chunk (so the ratio still starts at exactly 1)."""
+    task = TargetTask()
+    policy = tiny_base("flow", task, num_steps=2)
+    algo = FPO(FPOConfig(num_envs=1, perturb_action_std=0.2), make_context(policy, task=task, work_dir=tmp_path))
+    obs_norm = torch.zeros(256, policy.config.obs_horizon, policy.obs_dim)
+    clean = policy.sample_chunk_norm(obs_norm, False, torch.Generator().manual_seed(0))
+    chunk, trace, _ = policy.sample_with_trace(obs_norm, torch.Generator().manual_seed(0))
+    algo.close()
+    assert policy.config.rl_action_noise == 0.2
+    assert torch.equal(trace["action"], chunk)
+    assert 0.18 < (chunk - clean).std().item() < 0.22
