@@ -26,7 +26,7 @@ class SteppedEnvTransport(Transport):
 
     @property
     def command_joints(self) -> tuple[str, ...]:
-        return self.robot.robot.joint_names
+        return self.robot.robot.channel_names
 
     def start(self) -> None:
         if self.robot.episode < 0:
