@@ -50,3 +50,28 @@ def test_command_joints_round_trip_and_are_left_out_of_checkpoints_when_empty():
     assert RobotSpec.from_dict(reordered.to_dict()) == reordered
     assert reordered.in_joint_order(("elbow", "shoulder")).joint_names == ("elbow", "shoulder")
     assert reordered.in_joint_order(("elbow", "shoulder")).command_order == ("elbow", "shoulder")
+
+
+def test_a_gripper_round_trips_and_older_checkpoints_have_none():
+    from robotune.core.spec import GripperSpec, RobotSpec
+
+    robot = ReachAroundTask().spec.robot
+    assert "gripper" not in robot.to_dict() and RobotSpec.from_dict(robot.to_dict()).gripper is None
+    with_gripper = replace(robot, gripper=GripperSpec("hand", -1.0, 1.0, max_rate=40.0))
+    assert RobotSpec.from_dict(with_gripper.to_dict()) == with_gripper
+    assert with_gripper.channel_names == ("shoulder", "elbow", "hand")
+    assert list(with_gripper.channel_upper) == [*robot.upper, 1.0]
+    with pytest.raises(ValueError, match="gripper 'elbow' has the name of one of its joints"):
+        replace(robot, gripper=GripperSpec("elbow", -1.0, 1.0))
+    with pytest.raises(ValueError, match=r"idle command 2.0 must lie in \[-1.0, 1.0\]"):
+        GripperSpec("hand", -1.0, 1.0, idle=2.0)
+
+
+def test_a_robot_without_the_trained_gripper_is_refused_naming_both():
+    from robotune.core.spec import GripperSpec
+
+    task = ReachAroundTask().spec
+    trained_with_hand = replace(task, robot=replace(task.robot, gripper=GripperSpec("hand", -1.0, 1.0)))
+    with pytest.raises(DeployError, match=r"robot 'planar_arm' has no gripper, but task 'reach_around' was trained "
+                                          r"for robot 'planar_arm' with gripper 'hand'"):
+        resolve_robot({"name": "planar_arm"}, trained_with_hand)
