@@ -252,7 +252,8 @@ def run_deployment(cfg: DictConfig) -> dict:
                           "yet (it publishes joint commands only); transport=sim runs it")
     topics = observation_topics(cfg, task_spec, robot)
     rate_hz = control_rate_hz(cfg, task_spec)
-    log.info("robot '%s': joints %s, commands in order %s", robot.name, list(robot.joint_names), list(robot.command_channels))
+    log.info("robot '%s': joints %s, commands in order %s%s", robot.name, list(robot.joint_names), list(robot.command_order),
+             f", then gripper '{robot.gripper.name}'" if robot.gripper else "")
     summary: dict = {"checkpoint": str(checkpoint_dir), "transport": cfg.transport, "mode": cfg.mode,
                      "robot": robot.name, "rate_hz": rate_hz}
     starting = None

@@ -35,7 +35,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
@@ -110,6 +110,12 @@ class RunnerConfig:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
 
+def in_joint_order(robot: RobotSpec, names: tuple[str, ...]) -> RobotSpec:
+    """The same robot with `joints` listed in the order of `names` (the command order is kept)."""
+    by_name = {j.name: j for j in robot.joints}
+    return replace(robot, joints=tuple(by_name[n] for n in names), command_joints=robot.command_order)
+
+
 def wait_until(deadline: float, spin_s: float) -> float:
     """Sleep to `spin_s` before `deadline` (time.perf_counter) and busy-wait the rest; returns the wake time."""
     remaining = deadline - time.perf_counter()
@@ -144,6 +150,8 @@ class PolicyRunner:
         if robot is None:
             raise DeployError(f"task '{task.name}' has no RobotSpec; pass robot=... to PolicyRunner")
         trained_order = task.robot.joint_names if task.robot is not None else robot.joint_names
+        if robot.gripper is not None and robot.gripper.name in robot.joint_names:
+            raise DeployError(f"robot '{robot.name}': its gripper '{robot.gripper.name}' has the name of one of its joints")
         # what the action commands, in action order: the joints as trained, then the robot's gripper if it has one
         trained_channels = trained_order + ((robot.gripper.name,) if robot.gripper else ())
         if task.action_dim != len(trained_channels) or set(robot.joint_names) != set(trained_order):
@@ -161,7 +169,7 @@ class PolicyRunner:
         self.task = task
         self.processors = processors or ObservationProcessors.identity(task.obs_names)
         self.processors.check_task(task)
-        self.robot = robot.in_joint_order(trained_order)  # actions, limits and the safety layer in trained order
+        self.robot = in_joint_order(robot, trained_order)  # actions, limits and the safety layer in trained order
         # command[k] is the trained-order entry for the controller's k-th joint: mapped by name, never by index
         self.command_index = np.array([trained_channels.index(n) for n in transport.command_joints])
         self.transport = transport

@@ -25,12 +25,13 @@ actions are used again once it is reached. Tracking bound: a position command fu
 which joint.
 
 Gripper. A robot with a gripper (`RobotSpec.gripper`) takes one more value after its joints. The
-layer clips it to the gripper's limits and changes it by at most `max_rate` units/s (scaled by
-`velocity_scale` like the joints); it sends the gripper's `idle` command until the policy's first
-one (after every anchor), moves it towards the first policy command's value during the ramp, and
-repeats its last command on every hold: a hold must not open a hand that holds something. Neither
-the ramp from a measured pose nor the tracking bound applies to it: the gripper is not measured as a
-joint, and fingers closed on an object never reach their target.
+layer clips it to the gripper's limits and changes it by at most its `max_velocity` units/s (scaled
+by `velocity_scale` like the joints); until the policy's first command after an anchor it sends the
+middle of the gripper's range (robosuite's gripper acts on the command's sign, so its 0 leaves the
+fingers where they are), during the ramp it moves towards the first policy command's value, and on
+every hold it repeats its last command: a hold must not open a hand that holds something. Neither
+the ramp from a measured pose nor the tracking bound applies to it: the gripper is not measured as
+a joint, and fingers closed on an object never reach their target.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from enum import Enum
 
 import numpy as np
 
-from robotune.core.spec import RobotSpec
+from robotune.core.spec import JointSpec, RobotSpec
 
 
 class Verdict(str, Enum):
@@ -136,8 +137,8 @@ class SafetyLayer:
         self.nonfinite_latch_after = min(limits) if limits else None  # consecutive ticks
         self.gripper = robot.gripper
         self.action_dim = len(robot.joints) + (self.gripper is not None)
-        self.gripper_max_step = self.gripper.max_rate * self.config.velocity_scale * self.period_s if self.gripper else 0.0
-        self.gripper_command = self.gripper.idle if self.gripper else 0.0  # the last one sent
+        self.gripper_max_step = self.gripper.max_velocity * self.config.velocity_scale * self.period_s if self.gripper else 0.0
+        self.gripper_command = gripper_idle(self.gripper) if self.gripper else 0.0  # the last one sent
         self.stats = SafetyStats()
         self.last_target: np.ndarray | None = None  # the joints' (without the gripper)
         self.latched: Verdict | None = None
@@ -158,7 +159,7 @@ class SafetyLayer:
             raise ValueError(f"cannot anchor safety at {position!r}: need {len(self.robot.joints)} finite joint positions")
         self.last_target = np.clip(position, self.lower, self.upper)
         if self.gripper is not None:
-            self.gripper_command = self.gripper.idle
+            self.gripper_command = gripper_idle(self.gripper)
         if warmup:
             self._warmup_left = self.config.warmup_ticks
         self._ramping = ramp and self.config.ramp_speed is not None and not self.velocity_interface
@@ -311,13 +312,25 @@ class SafetyLayer:
         return stepped
 
 
+def gripper_idle(gripper: JointSpec) -> float:
+    """The gripper command sent before the policy's first: the middle of its range (see the module docstring)."""
+    return 0.5 * (gripper.lower + gripper.upper)
+
+
+def command_channels(robot: RobotSpec) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """(names, lower, upper) of what a command carries, in action order: the joints, then the gripper if any."""
+    channels = robot.joints + ((robot.gripper,) if robot.gripper else ())
+    return tuple(c.name for c in channels), np.array([c.lower for c in channels]), np.array([c.upper for c in channels])
+
+
 def is_within_limits(command: np.ndarray, robot: RobotSpec, tolerance: float = 1e-9) -> bool:
     """True if a position command (joints, then the gripper if any) is finite and inside every limit (used by tests and the sim)."""
     command = np.asarray(command, dtype=np.float64)
+    _, lower, upper = command_channels(robot)
     return bool(
-        command.shape == (len(robot.channel_names),)
+        command.shape == lower.shape
         and np.all(np.isfinite(command))
-        and np.all(command >= robot.channel_lower - tolerance)
-        and np.all(command <= robot.channel_upper + tolerance)
+        and np.all(command >= lower - tolerance)
+        and np.all(command <= upper + tolerance)
     )
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from robotune.core.spec import RobotSpec, TaskSpec
 from robotune.deploy.observation import JOINT_FIELDS
+from robotune.deploy.safety import command_channels, gripper_idle
 
 
 @dataclass
@@ -74,13 +75,13 @@ class TaskEnvRobot:
         self.obs, _ = self.env.reset(seed=self.base_seed + self.episode)
         self.obs = np.asarray(self.obs, dtype=np.float64)
         self.steps, self.success, self.done = 0, False, False
-        gripper = [self.robot.gripper.idle] if self.robot.gripper else []
+        gripper = [gripper_idle(self.robot.gripper)] if self.robot.gripper else []
         self.target = np.append(self.joint_positions(), gripper)
 
     def step(self, command: np.ndarray) -> bool:
         """Apply one control step of `command` (robot joint order); True when the episode just ended."""
         command = np.asarray(command, dtype=np.float64)
-        lower, upper = self.robot.channel_lower, self.robot.channel_upper
+        _, lower, upper = command_channels(self.robot)
         if command.shape != lower.shape or not np.all(np.isfinite(command)):
             self.invalid_commands += 1
         else:

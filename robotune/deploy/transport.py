@@ -30,7 +30,7 @@ class Transport(ABC):
     @abstractmethod
     def command_joints(self) -> tuple[str, ...]:
         """The joint order of the commands `send` takes (the controller's order), then the gripper's name if the
-        robot has one (`RobotSpec.command_channels`)."""
+        robot has one."""
 
     @abstractmethod
     def start(self) -> None:

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from robotune.core.spec import GripperSpec
+from robotune.core.spec import JointSpec
 from robotune.deploy.safety import SafetyConfig, SafetyLayer, Verdict, is_within_limits
 from tests.deploy.fakes import ARM
 
@@ -178,7 +178,7 @@ def test_velocity_interface_holds_with_zeros():
 
 
 # -- a gripper: one commanded value after the joints ---------------------------------------------
-GRIPPER_ARM = replace(ARM, gripper=GripperSpec("gripper", -1.0, 1.0, max_rate=10.0, idle=0.0))
+GRIPPER_ARM = replace(ARM, gripper=JointSpec("gripper", -1.0, 1.0, max_velocity=10.0))
 GRIPPER_STEP = 10.0 / RATE  # command units per tick
 
 
@@ -217,7 +217,7 @@ def test_the_gripper_is_idle_until_the_policy_and_follows_the_first_command_thro
     safety = SafetyLayer(GRIPPER_ARM, RATE, SafetyConfig(warmup_ticks=1, ramp_speed=0.5))
     safety.anchor(np.zeros(2))
     warmup, verdict = safety.command(np.array([0.2, 0.0, -1.0]), OBS, 0.0)
-    assert verdict is Verdict.WARMUP and warmup[2] == 0.0
+    assert verdict is Verdict.WARMUP and warmup[2] == 0.0  # the middle of the gripper's range
     ramp = [safety.command(np.array([0.2, 0.0, 1.0 if tick else -1.0]), OBS, 0.0)[0] for tick in range(3)]
     assert safety.ramping  # 0.2 rad at 0.025 rad per tick is not reached yet
     np.testing.assert_allclose([c[2] for c in ramp], [-0.5, -1.0, -1.0])  # the frozen first command's gripper value

@@ -58,7 +58,7 @@ def test_panda_limits_come_from_robosuites_model(lift_env) -> None:
     for joint in spec.joints:
         assert (joint.lower, joint.upper) == tuple(model.joint(f"robot0_{joint.name}").range)
     # the gripper command is robosuite's: the last entry of the JOINT_POSITION action
-    assert (spec.gripper.lower, spec.gripper.upper) == (-1.0, 1.0) and spec.gripper.idle == 0.0
+    assert (spec.gripper.name, spec.gripper.lower, spec.gripper.upper) == ("gripper", -1.0, 1.0)
 
 
 def test_spec_matches_the_environment(lift: LiftTask, lift_env) -> None:
@@ -127,8 +127,8 @@ def test_joint_position_controller_takes_absolute_targets() -> None:
     assert spec.action_dim == 8 and spec.extra["gripper_action_index"] == 7
     env = task.make_env()
     try:
-        assert np.allclose(env.action_space.low, spec.robot.channel_lower)
-        assert np.allclose(env.action_space.high, spec.robot.channel_upper)
+        assert np.allclose(env.action_space.low, [*spec.robot.lower, spec.robot.gripper.lower])
+        assert np.allclose(env.action_space.high, [*spec.robot.upper, spec.robot.gripper.upper])
         obs, _ = env.reset(seed=0)
         target = obs[:7].astype(np.float64) + np.array([0.2, -0.1, 0.0, 0.1, 0.0, 0.1, -0.2])
         for _ in range(30):

@@ -17,7 +17,7 @@ import mujoco
 
 from robotune.core.registry import register
 from robotune.core.robot import Robot
-from robotune.core.spec import GripperSpec, JointSpec, RobotSpec
+from robotune.core.spec import JointSpec, RobotSpec
 
 JOINT_NAMES = tuple(f"joint{i}" for i in range(1, 8))
 # rad/s, Franka Emika's datasheet for the Panda (joints 1-4: 2.175, joints 5-7: 2.61); the MJCF has none
@@ -37,12 +37,11 @@ def panda_mjcf_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / "models" / "assets" / "robots" / "panda" / "robot.xml"
 
 
-def panda_gripper_spec() -> GripperSpec:
+def panda_gripper_spec() -> JointSpec:
     """robosuite's Panda gripper command. Its rate limit lets the command cross its whole range in one control
     period at 20 Hz: robosuite acts on the sign and limits the fingers' speed itself, so a slower ramp would only
     delay the grasps the policy learnt (at a deployment rate k times higher it takes k ticks)."""
-    return GripperSpec("gripper", GRIPPER_OPEN, GRIPPER_CLOSED,
-                       max_rate=(GRIPPER_CLOSED - GRIPPER_OPEN) * CONTROL_RATE_HZ, idle=0.0)
+    return JointSpec("gripper", GRIPPER_OPEN, GRIPPER_CLOSED, max_velocity=(GRIPPER_CLOSED - GRIPPER_OPEN) * CONTROL_RATE_HZ)
 
 
 def panda_robot_spec(control_rate_hz: float = CONTROL_RATE_HZ) -> RobotSpec:
