@@ -16,9 +16,9 @@ MAX_STEP = 3.0 / RATE  # max_velocity 3 rad/s at 20 Hz
 OBS = np.zeros(6)
 
 
-def layer(**overrides) -> SafetyLayer:
+def layer(robot=ARM, **overrides) -> SafetyLayer:
     config = SafetyConfig(**{"warmup_ticks": 0, "ramp_speed": None, **overrides})
-    safety = SafetyLayer(ARM, RATE, config)
+    safety = SafetyLayer(robot, RATE, config)
     safety.anchor(np.zeros(2))
     return safety
 
@@ -182,15 +182,8 @@ GRIPPER_ARM = replace(ARM, gripper=JointSpec("gripper", -1.0, 1.0, max_velocity=
 GRIPPER_STEP = 10.0 / RATE  # command units per tick
 
 
-def gripper_layer(**overrides) -> SafetyLayer:
-    config = SafetyConfig(**{"warmup_ticks": 0, "ramp_speed": None, **overrides})
-    safety = SafetyLayer(GRIPPER_ARM, RATE, config)
-    safety.anchor(np.zeros(2))
-    return safety
-
-
 def test_the_gripper_command_is_clipped_rate_limited_and_sent_after_the_joints():
-    safety = gripper_layer()
+    safety = layer(GRIPPER_ARM)
     commands = [safety.command(np.array([0.0, 0.0, 5.0]), OBS, 0.0)[0] for _ in range(6)]
     assert [c.shape for c in commands] == [(3,)] * 6
     # from idle 0 towards the clipped 1.0 at GRIPPER_STEP per tick, then held at the limit
@@ -201,12 +194,12 @@ def test_the_gripper_command_is_clipped_rate_limited_and_sent_after_the_joints()
 
 
 def test_holds_repeat_the_last_gripper_command_and_never_open_the_hand():
-    safety = gripper_layer()
+    safety = layer(GRIPPER_ARM)
     for _ in range(2):
         safety.command(np.array([0.1, 0.0, 1.0]), OBS, 0.0)
     stale, verdict = safety.command(np.array([0.1, 0.0, -1.0]), None, float("inf"))
     assert verdict is Verdict.STALE and stale[2] == 1.0
-    tracking = gripper_layer(tracking_bound=0.05)
+    tracking = layer(GRIPPER_ARM, tracking_bound=0.05)
     tracking.command(np.array([0.0, 0.0, 1.0]), OBS, 0.0, measured=np.zeros(2))
     tracking.command(np.array([0.0, 0.0, 1.0]), OBS, 0.0, measured=np.zeros(2))
     held, verdict = tracking.command(np.array([0.1, 0.0, -1.0]), OBS, 0.0, measured=np.zeros(2))
@@ -224,13 +217,13 @@ def test_the_gripper_is_idle_until_the_policy_and_follows_the_first_command_thro
 
 
 def test_a_non_finite_gripper_action_latches_a_fault():
-    safety = gripper_layer()
+    safety = layer(GRIPPER_ARM)
     command, verdict = safety.command(np.array([0.0, 0.0, np.nan]), OBS, 0.0)
     assert verdict is Verdict.FAULT and safety.latched is Verdict.FAULT and np.isfinite(command).all()
     assert safety.command(np.array([0.0, 0.0]), OBS, 0.0)[1] is Verdict.FAULT  # still latched
 
 
 def test_an_action_without_the_gripper_value_is_a_fault_for_a_robot_with_one():
-    safety = gripper_layer()
+    safety = layer(GRIPPER_ARM)
     assert safety.command(np.array([0.0, 0.0]), OBS, 0.0)[1] is Verdict.FAULT
     assert "invalid action" in safety.latch_reason
