@@ -12,8 +12,9 @@ to the arm part of every action, so demonstrations of chosen imperfection can be
 into the joint targets that move the end effector by it (differential inverse kinematics at the
 observed joint positions), closed loop, so its demonstrations are the very actions that succeeded there.
 Relabelling OSC episodes with the joint positions they reached instead, and replaying those open loop
-with the JOINT_POSITION controller, succeeded in 3 of 10 Lift episodes: that controller trails its
-targets by several steps, and the grasp then comes before the hand is down.
+with the JOINT_POSITION controller, succeeded in 11 of 50 Lift episodes (`benchmarks/experts.py
+--replay`): that controller trails its targets by several steps, and the grasp then comes before the
+hand is down.
 """
 
 from __future__ import annotations

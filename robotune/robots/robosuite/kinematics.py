@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from robotune.robots.robosuite.env import RobosuiteEnv
 
 # Damped least squares: lambda (m, rad) keeps joint steps bounded near singular poses (the Panda's
-# wrist) and changes them little elsewhere; 10 of 10 Lift episodes succeeded with it (README).
+# wrist) and changes them little elsewhere; with it the Lift expert succeeded in 50 of 50 episodes (README).
 IK_DAMPING = 0.05
 
 
