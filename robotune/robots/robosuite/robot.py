@@ -5,7 +5,7 @@ prefix `robot0_`, which `RobosuiteEnv` strips, so observation entries read `join
 
 The gripper is one commanded value after the joints, robosuite's gripper action: -1 opens, 1 closes.
 robosuite reads only its sign and moves the two fingers' position targets across their actuators'
-range (0 to 0.04 m each in panda_gripper.xml) by a fifth of it per control step, so 0 leaves them where they are.
+range (0 to 0.04 m each in panda_gripper.xml) by a tenth of it per control step, so 0 leaves them where they are.
 """
 
 from __future__ import annotations
