@@ -7,7 +7,7 @@ plugin can all agree on shapes and limits without importing MuJoCo or ROS.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -36,6 +36,7 @@ class RobotSpec:
     "position" (absolute joint targets) or "velocity".
     `command_joints` is the joint order the controller expects its commands in (ros2_control lets a
     controller list its joints in any order); empty means the order of `joints`.
+    `gripper`, if any, is one more commanded value after the joints, in its driver's units (max_velocity: units/s).
     """
 
     name: str
@@ -43,6 +44,7 @@ class RobotSpec:
     control_rate_hz: float
     command_interface: str = "position"
     command_joints: tuple[str, ...] = ()
+    gripper: JointSpec | None = None
 
     def __post_init__(self) -> None:
         names = [j.name for j in self.joints]
@@ -62,11 +64,6 @@ class RobotSpec:
         """Joint names in the order commands are sent."""
         return self.command_joints or self.joint_names
 
-    def in_joint_order(self, names: tuple[str, ...]) -> RobotSpec:
-        """The same robot with `joints` listed in the order of `names` (the command order is kept)."""
-        by_name = {j.name: j for j in self.joints}
-        return replace(self, joints=tuple(by_name[n] for n in names), command_joints=self.command_order)
-
     @property
     def joint_names(self) -> tuple[str, ...]:
         return tuple(j.name for j in self.joints)
@@ -85,14 +82,16 @@ class RobotSpec:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if not self.command_joints:  # omitted when it says nothing, so older robotune reads the checkpoint
-            del d["command_joints"]
+        for key in ("command_joints", "gripper"):  # omitted when they say nothing, so older robotune reads the checkpoint
+            if not d[key]:
+                del d[key]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> RobotSpec:
         return cls(**{**d, "joints": tuple(JointSpec(**j) for j in d["joints"]),
-                      "command_joints": tuple(d.get("command_joints", ()))})
+                      "command_joints": tuple(d.get("command_joints", ())),
+                      "gripper": JointSpec(**d["gripper"]) if d.get("gripper") else None})
 
 
 @dataclass(frozen=True)

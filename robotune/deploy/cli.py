@@ -121,6 +121,13 @@ def check_deployable(robot: RobotSpec, trained_for: RobotSpec | None, task_name:
             f"robot '{trained_for.name}' with joints {list(trained_for.joint_names)} (missing {missing}, "
             f"not trained for {extra}; the order may differ, the names may not)"
         )
+    trained_gripper = trained_for.gripper.name if trained_for.gripper else None
+    if (robot.gripper.name if robot.gripper else None) != trained_gripper:
+        raise ValueError(
+            f"robot '{robot.name}' has " + (f"gripper '{robot.gripper.name}'" if robot.gripper else "no gripper")
+            + f", but task '{task_name}' was trained for robot '{trained_for.name}' with "
+            + (f"gripper '{trained_gripper}'" if trained_gripper else "no gripper")
+        )
     if robot.command_interface != trained_for.command_interface:
         raise ValueError(
             f"robot '{robot.name}' takes {robot.command_interface} commands, but task '{task_name}' was trained "
@@ -240,9 +247,13 @@ def run_deployment(cfg: DictConfig) -> dict:
     meta = read_meta(checkpoint_dir)
     task_spec = task_spec_from_meta(meta)
     robot, robot_topics = resolve_robot(cfg.robot, task_spec, cfg.robot_description)
+    if cfg.transport == "ros2" and robot.gripper is not None:
+        raise DeployError(f"robot '{robot.name}' has gripper '{robot.gripper.name}', which transport=ros2 cannot command "
+                          "yet (it publishes joint commands only); transport=sim runs it")
     topics = observation_topics(cfg, task_spec, robot)
     rate_hz = control_rate_hz(cfg, task_spec)
-    log.info("robot '%s': joints %s, commands in order %s", robot.name, list(robot.joint_names), list(robot.command_order))
+    log.info("robot '%s': joints %s, commands in order %s%s", robot.name, list(robot.joint_names), list(robot.command_order),
+             f", then gripper '{robot.gripper.name}'" if robot.gripper else "")
     summary: dict = {"checkpoint": str(checkpoint_dir), "transport": cfg.transport, "mode": cfg.mode,
                      "robot": robot.name, "rate_hz": rate_hz}
     starting = None

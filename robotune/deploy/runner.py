@@ -35,7 +35,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
@@ -110,6 +110,12 @@ class RunnerConfig:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
 
+def in_joint_order(robot: RobotSpec, names: tuple[str, ...]) -> RobotSpec:
+    """The same robot with `joints` listed in the order of `names` (the command order is kept)."""
+    by_name = {j.name: j for j in robot.joints}
+    return replace(robot, joints=tuple(by_name[n] for n in names), command_joints=robot.command_order)
+
+
 def wait_until(deadline: float, spin_s: float) -> float:
     """Sleep to `spin_s` before `deadline` (time.perf_counter) and busy-wait the rest; returns the wake time."""
     remaining = deadline - time.perf_counter()
@@ -144,23 +150,28 @@ class PolicyRunner:
         if robot is None:
             raise DeployError(f"task '{task.name}' has no RobotSpec; pass robot=... to PolicyRunner")
         trained_order = task.robot.joint_names if task.robot is not None else robot.joint_names
-        if task.action_dim != len(trained_order) or set(robot.joint_names) != set(trained_order):
+        if robot.gripper is not None and robot.gripper.name in robot.joint_names:
+            raise DeployError(f"robot '{robot.name}': its gripper '{robot.gripper.name}' has the name of one of its joints")
+        # what the action commands, in action order: the joints as trained, then the robot's gripper if it has one
+        trained_channels = trained_order + ((robot.gripper.name,) if robot.gripper else ())
+        if task.action_dim != len(trained_channels) or set(robot.joint_names) != set(trained_order):
             raise DeployError(
-                f"task '{task.name}' has {task.action_dim} actions for joints {list(trained_order)} but robot "
+                f"task '{task.name}' has {task.action_dim} actions for {list(trained_channels)} but robot "
                 f"'{robot.name}' has joints {list(robot.joint_names)}"
+                + (f" and gripper '{robot.gripper.name}'" if robot.gripper else " and no gripper")
             )
-        if set(transport.command_joints) != set(trained_order):
-            raise DeployError(f"the transport commands joints {list(transport.command_joints)}, not the robot's "
-                              f"{list(trained_order)}")
+        if set(transport.command_joints) != set(trained_channels):
+            raise DeployError(f"the transport commands {list(transport.command_joints)}, not the robot's "
+                              f"{list(trained_channels)}")
         if config.cpu_latency_us is not None and config.cpu_latency_us < 0:
             raise DeployError(f"RunnerConfig.cpu_latency_us must be >= 0 µs or None, got {config.cpu_latency_us}")
         self.policy = policy.export_for_inference()  # frozen weights on the fast sampler where the policy has one
         self.task = task
         self.processors = processors or ObservationProcessors.identity(task.obs_names)
         self.processors.check_task(task)
-        self.robot = robot.in_joint_order(trained_order)  # actions, limits and the safety layer in trained order
+        self.robot = in_joint_order(robot, trained_order)  # actions, limits and the safety layer in trained order
         # command[k] is the trained-order entry for the controller's k-th joint: mapped by name, never by index
-        self.command_index = np.array([trained_order.index(n) for n in transport.command_joints])
+        self.command_index = np.array([trained_channels.index(n) for n in transport.command_joints])
         self.transport = transport
         self.config = config
         self.layout = ObservationLayout(task, self.robot, observation_topics or {})
@@ -447,7 +458,7 @@ class PolicyRunner:
         """|previous would-be command - this tick's measured position|: how far shadow mode is from the real motion."""
         if measured is not None and self._shadow_last is not None and len(self.shadow_errors) < self.config.max_timing_records:
             self.shadow_errors.append(np.abs(self._shadow_last - measured))
-        self._shadow_last = command.copy()
+        self._shadow_last = command[: len(self.robot.joints)].copy()  # without the gripper, which is not measured
 
     def _start_episode(self, snapshot) -> bool:
         """A simulator reset the world: replan from scratch and re-anchor the rate limiter.
@@ -547,6 +558,8 @@ class PolicyRunner:
             "estop_ticks": s.estop_ticks,
             "clipped_ticks": s.clipped_ticks,
             "rate_limited_ticks": s.rate_limited_ticks,
+            "gripper_clipped_ticks": s.gripper_clipped_ticks,
+            "gripper_rate_limited_ticks": s.gripper_rate_limited_ticks,
             "latched": self.safety.latched.value if self.safety.latched else None,
             "latch_reason": self.safety.latch_reason,
             "latches": list(s.faults),

@@ -23,6 +23,15 @@ is: the layer freezes it and moves from the measured pose towards it at `ramp_sp
 actions are used again once it is reached. Tracking bound: a position command further than
 `tracking_bound` rad from the measured position of any joint is not sent; the layer holds and says
 which joint.
+
+Gripper. A robot with a gripper (`RobotSpec.gripper`) takes one more value after its joints. The
+layer clips it to the gripper's limits and changes it by at most its `max_velocity` units/s (scaled
+by `velocity_scale` like the joints); until the policy's first command after an anchor it sends the
+middle of the gripper's range (robosuite's gripper acts on the command's sign, so its 0 leaves the
+fingers where they are), during the ramp it moves towards the first policy command's value, and on
+every hold it repeats its last command: a hold must not open a hand that holds something. Neither
+the ramp from a measured pose nor the tracking bound applies to it: the gripper is not measured as
+a joint, and fingers closed on an object never reach their target.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from enum import Enum
 
 import numpy as np
 
-from robotune.core.spec import RobotSpec
+from robotune.core.spec import JointSpec, RobotSpec
 
 
 class Verdict(str, Enum):
@@ -92,6 +101,8 @@ class SafetyStats:
     estop_ticks: int = 0
     clipped_ticks: int = 0  # ticks where a joint limit changed the target
     rate_limited_ticks: int = 0  # ticks where the per-tick delta clamp changed the target
+    gripper_clipped_ticks: int = 0  # the same two for the gripper's command
+    gripper_rate_limited_ticks: int = 0
     nonfinite_obs: int = 0
     nonfinite_actions: int = 0
     faults: list[str] = field(default_factory=list)
@@ -124,8 +135,12 @@ class SafetyLayer:
                               self.config.nonfinite_latch_s and max(1, math.ceil(self.config.nonfinite_latch_s * rate_hz)))
                   if t]
         self.nonfinite_latch_after = min(limits) if limits else None  # consecutive ticks
+        self.gripper = robot.gripper
+        self.action_dim = len(robot.joints) + (self.gripper is not None)
+        self.gripper_max_step = self.gripper.max_velocity * self.config.velocity_scale * self.period_s if self.gripper else 0.0
+        self.gripper_command = gripper_idle(self.gripper) if self.gripper else 0.0  # the last one sent
         self.stats = SafetyStats()
-        self.last_target: np.ndarray | None = None
+        self.last_target: np.ndarray | None = None  # the joints' (without the gripper)
         self.latched: Verdict | None = None
         self.latch_reason = ""
         self.hold_reason = ""  # why the last TRACKING or NONFINITE hold held
@@ -133,6 +148,7 @@ class SafetyLayer:
         self._nonfinite_run = 0
         self._ramping = False
         self._ramp_target: np.ndarray | None = None
+        self._ramp_gripper: np.ndarray = np.zeros(0)  # the first policy command's gripper value, during the ramp
 
     # -- state -------------------------------------------------------------------------------
     def anchor(self, measured_position: np.ndarray, warmup: bool = True, ramp: bool = True) -> None:
@@ -142,6 +158,8 @@ class SafetyLayer:
         if position.shape != (len(self.robot.joints),) or not np.all(np.isfinite(position)):
             raise ValueError(f"cannot anchor safety at {position!r}: need {len(self.robot.joints)} finite joint positions")
         self.last_target = np.clip(position, self.lower, self.upper)
+        if self.gripper is not None:
+            self.gripper_command = gripper_idle(self.gripper)
         if warmup:
             self._warmup_left = self.config.warmup_ticks
         self._ramping = ramp and self.config.ramp_speed is not None and not self.velocity_interface
@@ -169,6 +187,7 @@ class SafetyLayer:
 
     # -- per tick ----------------------------------------------------------------------------
     def hold_command(self) -> np.ndarray:
+        """The joints' hold (without the gripper, whose hold is its last command)."""
         if self.velocity_interface:
             return np.zeros(len(self.robot.joints))
         assert self.last_target is not None, "SafetyLayer.anchor() must be called before the first tick"
@@ -194,19 +213,26 @@ class SafetyLayer:
                 measured: np.ndarray | None = None) -> tuple[np.ndarray, Verdict]:
         """The command to send this tick and why. Never returns a target outside the limits.
 
+        `action`: (joints,) or, with a gripper, (joints + 1,) with the gripper last; the command has the same layout.
         `measured`: the joint positions this tick (robot joint order), for the tracking bound.
         """
         self.stats.ticks += 1
         verdict = self._decide(action, obs, obs_age_s)
+        gripper_target = np.zeros(0)  # the gripper value to move towards this tick; empty: repeat the last
         if verdict is Verdict.POLICY:
             action = np.asarray(action, dtype=np.float64)
+            arm_action = action[: len(self.robot.joints)]
             if self._ramping:
-                command, verdict = self._ramp(np.clip(action, self.lower, self.upper)), Verdict.RAMP
+                if self._ramp_target is None:
+                    self._ramp_gripper = action[len(self.robot.joints):]
+                command, verdict = self._ramp(np.clip(arm_action, self.lower, self.upper)), Verdict.RAMP
+                gripper_target = self._ramp_gripper
             else:
-                command = self._limit(action)
+                command = self._limit(arm_action)
+                gripper_target = action[len(self.robot.joints):]
             if measured is not None and not self._within_tracking_bound(command, measured):
                 verdict = Verdict.TRACKING
-                command = self.hold_command()
+                command, gripper_target = self.hold_command(), np.zeros(0)
         if verdict is Verdict.POLICY:
             self.stats.policy_ticks += 1
         elif verdict is Verdict.RAMP:
@@ -217,6 +243,10 @@ class SafetyLayer:
             setattr(self.stats, counter, getattr(self.stats, counter) + 1)
         if not self.velocity_interface:
             self.last_target = command.copy()
+        if self.gripper is not None:
+            if gripper_target.size:
+                self.gripper_command = self._limit_gripper(float(gripper_target[0]))
+            command = np.append(command, self.gripper_command)
         return command, verdict
 
     def _decide(self, action: np.ndarray | None, obs: np.ndarray | None, obs_age_s: float) -> Verdict:
@@ -231,7 +261,7 @@ class SafetyLayer:
         if action is None:
             return Verdict.NO_ACTION
         action = np.asarray(action, dtype=np.float64)
-        if action.shape != (len(self.robot.joints),) or not np.all(np.isfinite(action)):
+        if action.shape != (self.action_dim,) or not np.all(np.isfinite(action)):
             self.stats.nonfinite_actions += 1
             self._latch(Verdict.FAULT, f"policy produced an invalid action {action.tolist()}")
             return Verdict.FAULT
@@ -273,14 +303,34 @@ class SafetyLayer:
         # The previous target is inside the limits, so stepping towards a clipped target stays inside.
         return np.clip(stepped, self.lower, self.upper)
 
+    def _limit_gripper(self, target: float) -> float:
+        """The gripper command within its limits and at most gripper_max_step from the last one."""
+        clipped = min(max(target, self.gripper.lower), self.gripper.upper)
+        stepped = min(max(clipped, self.gripper_command - self.gripper_max_step), self.gripper_command + self.gripper_max_step)
+        self.stats.gripper_clipped_ticks += int(clipped != target)
+        self.stats.gripper_rate_limited_ticks += int(stepped != clipped)
+        return stepped
+
+
+def gripper_idle(gripper: JointSpec) -> float:
+    """The gripper command sent before the policy's first: the middle of its range (see the module docstring)."""
+    return 0.5 * (gripper.lower + gripper.upper)
+
+
+def command_channels(robot: RobotSpec) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """(names, lower, upper) of what a command carries, in action order: the joints, then the gripper if any."""
+    channels = robot.joints + ((robot.gripper,) if robot.gripper else ())
+    return tuple(c.name for c in channels), np.array([c.lower for c in channels]), np.array([c.upper for c in channels])
+
 
 def is_within_limits(command: np.ndarray, robot: RobotSpec, tolerance: float = 1e-9) -> bool:
-    """True if a position command is finite and inside every joint's limits (used by tests and the sim)."""
+    """True if a position command (joints, then the gripper if any) is finite and inside every limit (used by tests and the sim)."""
     command = np.asarray(command, dtype=np.float64)
+    _, lower, upper = command_channels(robot)
     return bool(
-        command.shape == (len(robot.joints),)
+        command.shape == lower.shape
         and np.all(np.isfinite(command))
-        and np.all(command >= robot.lower - tolerance)
-        and np.all(command <= robot.upper + tolerance)
+        and np.all(command >= lower - tolerance)
+        and np.all(command <= upper + tolerance)
     )
 

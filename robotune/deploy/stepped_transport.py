@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from robotune.deploy.observation import ArrayTopic, JointReading, ObservationSnapshot
+from robotune.deploy.safety import command_channels
 from robotune.deploy.task_env_robot import TaskEnvRobot
 from robotune.deploy.transport import Transport
 
@@ -26,7 +27,7 @@ class SteppedEnvTransport(Transport):
 
     @property
     def command_joints(self) -> tuple[str, ...]:
-        return self.robot.robot.joint_names
+        return command_channels(self.robot.robot)[0]
 
     def start(self) -> None:
         if self.robot.episode < 0:

@@ -16,6 +16,7 @@ import numpy as np
 
 from robotune.core.spec import RobotSpec, TaskSpec
 from robotune.deploy.observation import JOINT_FIELDS
+from robotune.deploy.safety import command_channels, gripper_idle
 
 
 @dataclass
@@ -30,9 +31,10 @@ class TaskEnvRobot:
     """Episodes of a Gymnasium task env, driven one joint-target command per control step.
 
     Success follows the evaluation convention: an episode succeeds if `info["is_success"]` was true
-    on any step; it ends on termination or truncation. Commands are checked like a careful driver
-    would: non-finite or wrong-length commands are ignored (the previous target is held) and
-    counted; targets outside the joint limits are counted and clipped.
+    on any step; it ends on termination or truncation. Commands (the joints, then the gripper if the
+    robot has one: the task's action) are checked like a careful driver would: non-finite or
+    wrong-length commands are ignored (the previous target is held) and counted; targets outside
+    the limits are counted and clipped.
     """
 
     def __init__(self, env: gym.Env, task: TaskSpec, robot: RobotSpec, seed: int = 0, episodes: int = 1) -> None:
@@ -73,19 +75,21 @@ class TaskEnvRobot:
         self.obs, _ = self.env.reset(seed=self.base_seed + self.episode)
         self.obs = np.asarray(self.obs, dtype=np.float64)
         self.steps, self.success, self.done = 0, False, False
-        self.target = self.joint_positions()
+        gripper = [gripper_idle(self.robot.gripper)] if self.robot.gripper else []
+        self.target = np.append(self.joint_positions(), gripper)
 
     def step(self, command: np.ndarray) -> bool:
         """Apply one control step of `command` (robot joint order); True when the episode just ended."""
         command = np.asarray(command, dtype=np.float64)
-        if command.shape != (len(self.robot.joints),) or not np.all(np.isfinite(command)):
+        _, lower, upper = command_channels(self.robot)
+        if command.shape != lower.shape or not np.all(np.isfinite(command)):
             self.invalid_commands += 1
         else:
-            violation = float(np.max(np.maximum(self.robot.lower - command, command - self.robot.upper)))
+            violation = float(np.max(np.maximum(lower - command, command - upper)))
             if violation > 1e-9:
                 self.commands_outside_limits += 1
                 self.max_limit_violation = max(self.max_limit_violation, violation)
-            self.target = np.clip(command, self.robot.lower, self.robot.upper)
+            self.target = np.clip(command, lower, upper)
         obs, _, terminated, truncated, info = self.env.step(self.target.astype(np.float32))
         self.obs = np.asarray(obs, dtype=np.float64)
         self.steps += 1

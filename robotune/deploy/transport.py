@@ -29,7 +29,8 @@ class Transport(ABC):
     @property
     @abstractmethod
     def command_joints(self) -> tuple[str, ...]:
-        """The joint order of the commands `send` takes (the controller's order)."""
+        """The joint order of the commands `send` takes (the controller's order), then the gripper's name if the
+        robot has one."""
 
     @abstractmethod
     def start(self) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from robotune.core.spec import JointSpec
 from robotune.deploy.safety import SafetyConfig, SafetyLayer, Verdict, is_within_limits
 from tests.deploy.fakes import ARM
 
@@ -13,9 +16,9 @@ MAX_STEP = 3.0 / RATE  # max_velocity 3 rad/s at 20 Hz
 OBS = np.zeros(6)
 
 
-def layer(**overrides) -> SafetyLayer:
+def layer(robot=ARM, **overrides) -> SafetyLayer:
     config = SafetyConfig(**{"warmup_ticks": 0, "ramp_speed": None, **overrides})
-    safety = SafetyLayer(ARM, RATE, config)
+    safety = SafetyLayer(robot, RATE, config)
     safety.anchor(np.zeros(2))
     return safety
 
@@ -172,3 +175,55 @@ def test_velocity_interface_holds_with_zeros():
     np.testing.assert_allclose(command, [3.0, -1.0])
     command, verdict = safety.command(np.array([1.0, 1.0]), OBS, 1.0)
     assert verdict is Verdict.STALE and np.array_equal(command, np.zeros(2))
+
+
+# -- a gripper: one commanded value after the joints ---------------------------------------------
+GRIPPER_ARM = replace(ARM, gripper=JointSpec("gripper", -1.0, 1.0, max_velocity=10.0))
+GRIPPER_STEP = 10.0 / RATE  # command units per tick
+
+
+def test_the_gripper_command_is_clipped_rate_limited_and_sent_after_the_joints():
+    safety = layer(GRIPPER_ARM)
+    commands = [safety.command(np.array([0.0, 0.0, 5.0]), OBS, 0.0)[0] for _ in range(6)]
+    assert [c.shape for c in commands] == [(3,)] * 6
+    # from idle 0 towards the clipped 1.0 at GRIPPER_STEP per tick, then held at the limit
+    np.testing.assert_allclose([c[2] for c in commands], [0.5, 1.0, 1.0, 1.0, 1.0, 1.0])
+    assert all(is_within_limits(c, GRIPPER_ARM) for c in commands)
+    assert safety.stats.gripper_clipped_ticks == 6 and safety.stats.gripper_rate_limited_ticks == 1
+    assert safety.stats.clipped_ticks == 0  # the joints' counters are their own
+
+
+def test_holds_repeat_the_last_gripper_command_and_never_open_the_hand():
+    safety = layer(GRIPPER_ARM)
+    for _ in range(2):
+        safety.command(np.array([0.1, 0.0, 1.0]), OBS, 0.0)
+    stale, verdict = safety.command(np.array([0.1, 0.0, -1.0]), None, float("inf"))
+    assert verdict is Verdict.STALE and stale[2] == 1.0
+    tracking = layer(GRIPPER_ARM, tracking_bound=0.05)
+    tracking.command(np.array([0.0, 0.0, 1.0]), OBS, 0.0, measured=np.zeros(2))
+    tracking.command(np.array([0.0, 0.0, 1.0]), OBS, 0.0, measured=np.zeros(2))
+    held, verdict = tracking.command(np.array([0.1, 0.0, -1.0]), OBS, 0.0, measured=np.zeros(2))
+    assert verdict is Verdict.TRACKING and held[2] == 1.0  # the arm's tracking hold keeps the hand closed too
+
+
+def test_the_gripper_is_idle_until_the_policy_and_follows_the_first_command_through_the_ramp():
+    safety = SafetyLayer(GRIPPER_ARM, RATE, SafetyConfig(warmup_ticks=1, ramp_speed=0.5))
+    safety.anchor(np.zeros(2))
+    warmup, verdict = safety.command(np.array([0.2, 0.0, -1.0]), OBS, 0.0)
+    assert verdict is Verdict.WARMUP and warmup[2] == 0.0  # the middle of the gripper's range
+    ramp = [safety.command(np.array([0.2, 0.0, 1.0 if tick else -1.0]), OBS, 0.0)[0] for tick in range(3)]
+    assert safety.ramping  # 0.2 rad at 0.025 rad per tick is not reached yet
+    np.testing.assert_allclose([c[2] for c in ramp], [-0.5, -1.0, -1.0])  # the frozen first command's gripper value
+
+
+def test_a_non_finite_gripper_action_latches_a_fault():
+    safety = layer(GRIPPER_ARM)
+    command, verdict = safety.command(np.array([0.0, 0.0, np.nan]), OBS, 0.0)
+    assert verdict is Verdict.FAULT and safety.latched is Verdict.FAULT and np.isfinite(command).all()
+    assert safety.command(np.array([0.0, 0.0]), OBS, 0.0)[1] is Verdict.FAULT  # still latched
+
+
+def test_an_action_without_the_gripper_value_is_a_fault_for_a_robot_with_one():
+    safety = layer(GRIPPER_ARM)
+    assert safety.command(np.array([0.0, 0.0]), OBS, 0.0)[1] is Verdict.FAULT
+    assert "invalid action" in safety.latch_reason

@@ -10,7 +10,9 @@ import pytest
 
 from robotune.core import registry
 from robotune.core.task import build_task
-from robotune.robots.robosuite.experts import NutAssemblySquareExpert, PickPlaceCanExpert
+from robotune.training.demonstrations import record_demonstrations
+from robotune.robots.robosuite.experts import NutAssemblySquareExpert, PickPlaceCanExpert, rotation_vector
+from robotune.robots.robosuite.kinematics import ArmKinematics
 from robotune.robots.robosuite.robot import JOINT_NAMES, Panda
 from robotune.robots.robosuite.tasks import LiftTask
 
@@ -55,6 +57,8 @@ def test_panda_limits_come_from_robosuites_model(lift_env) -> None:
     model = lift_env.suite_env.sim.model._model
     for joint in spec.joints:
         assert (joint.lower, joint.upper) == tuple(model.joint(f"robot0_{joint.name}").range)
+    # the gripper command is robosuite's: the last entry of the JOINT_POSITION action
+    assert (spec.gripper.name, spec.gripper.lower, spec.gripper.upper) == ("gripper", -1.0, 1.0)
 
 
 def test_spec_matches_the_environment(lift: LiftTask, lift_env) -> None:
@@ -119,13 +123,12 @@ def test_a_negative_expert_noise_is_refused() -> None:
 def test_joint_position_controller_takes_absolute_targets() -> None:
     task = build_task({"name": "lift", "controller": "JOINT_POSITION"})
     spec = task.spec
-    assert spec.robot is not None and spec.robot.joint_names == JOINT_NAMES
+    assert spec.robot is not None and spec.robot.joint_names == JOINT_NAMES and spec.robot.gripper.name == "gripper"
     assert spec.action_dim == 8 and spec.extra["gripper_action_index"] == 7
-    with pytest.raises(ValueError, match="OSC_POSE"):
-        task.make_expert()
     env = task.make_env()
     try:
-        assert np.allclose(env.action_space.low[:7], spec.robot.lower)
+        assert np.allclose(env.action_space.low, [*spec.robot.lower, spec.robot.gripper.lower])
+        assert np.allclose(env.action_space.high, [*spec.robot.upper, spec.robot.gripper.upper])
         obs, _ = env.reset(seed=0)
         target = obs[:7].astype(np.float64) + np.array([0.2, -0.1, 0.0, 0.1, 0.0, 0.1, -0.2])
         for _ in range(30):
@@ -133,6 +136,40 @@ def test_joint_position_controller_takes_absolute_targets() -> None:
         assert np.abs(obs[:7] - target).max() < 0.03  # rad: the joints went to the commanded positions
     finally:
         env.close()
+
+
+def test_arm_kinematics_match_the_scene(lift_env) -> None:
+    """The joint-position expert's model gives the observed end-effector pose, and a Jacobian that predicts motion."""
+    kinematics = ArmKinematics(lift_env)
+    obs, _ = lift_env.reset(seed=2)
+    joints = obs[:7].astype(np.float64)
+    position, rotation = kinematics.site_pose(joints)
+    assert np.allclose(position, obs[14:17], atol=1e-5)  # eef.x, eef.y, eef.z
+    joint_change = np.array([1.0, -2.0, 1.0, 2.0, -1.0, 2.0, 1.0]) * 1e-3  # rad: small, so first order holds
+    moved, moved_rotation = kinematics.site_pose(joints + joint_change)
+    jacobian = kinematics.jacobian(joints)
+    assert np.allclose(jacobian[:3] @ joint_change, moved - position, atol=1e-5)
+    assert np.allclose(jacobian[3:] @ joint_change, rotation_vector(moved_rotation @ rotation.T), atol=1e-5)
+    step = kinematics.joint_step(joints, np.array([0.01, 0.0, -0.01, 0.0, 0.0, 0.0]))
+    assert np.allclose(kinematics.site_pose(joints + step)[0] - position, [0.01, 0.0, -0.01], atol=1e-3)
+
+
+def test_recorded_joint_position_demonstrations_succeed_and_replay() -> None:
+    """The recorder runs the joint-position expert; its recorded actions, replayed open loop, lift the cube again."""
+    task = build_task({"name": "lift", "controller": "JOINT_POSITION", "max_episode_steps": 80})
+    dataset = record_demonstrations(task, num_episodes=1, seed=0)
+    actions, observations = dataset.episode(0).action, dataset.episode(0).obs
+    assert actions.shape[1] == 8 and np.all(actions >= task.spec.action_low) and np.all(actions <= task.spec.action_high)
+    assert set(np.unique(actions[:, 7])) == {-1.0, 1.0}  # the hand opened, then closed on the cube
+    env = task.make_env()
+    try:
+        obs, _ = env.reset(seed=0)
+        for step, action in enumerate(actions):
+            assert np.allclose(obs, observations[step], atol=1e-5), f"replay left the recording at step {step}"
+            obs, _, terminated, _, info = env.step(action)
+    finally:
+        env.close()
+    assert info["is_success"] and terminated
 
 
 def test_an_unknown_controller_is_named() -> None:

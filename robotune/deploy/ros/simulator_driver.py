@@ -398,6 +398,10 @@ def main(argv: list[str] | None = None) -> int:
     if spec.robot is None:
         print(f"task '{spec.name}' has no RobotSpec; cannot simulate a robot for it", file=sys.stderr)
         return 2
+    if spec.robot.gripper is not None:
+        print(f"task '{spec.name}' commands gripper '{spec.robot.gripper.name}', which this driver does not take over "
+              "ROS 2 yet (robotune deploy transport=sim runs it)", file=sys.stderr)
+        return 2
     sim = TaskEnvRobot(task.make_env(), spec, spec.robot, seed=args.seed, episodes=args.episodes)
     node = SimulatorDriverNode(sim, args)
     try:

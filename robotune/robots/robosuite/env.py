@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from robotune.rollout.video import OffscreenRenderer
 
 CONTROLLERS = ("OSC_POSE", "JOINT_POSITION")
+SCENE_SEED = 0
 ROBOT_PREFIX = "robot0_"
 
 
@@ -154,6 +155,10 @@ class RobosuiteEnv(gym.Env):
             horizon=max_episode_steps,
             ignore_done=True,  # this wrapper ends episodes itself
             hard_reset=False,  # a hard reset recompiles the model: 1 s per episode instead of ~10 ms
+            # robosuite draws some of the scene once, when it builds it (Lift's cube size, 20-22 mm), from
+            # `env.rng`, unseeded by default: seed it, so every environment of a task, in any process, has the same
+            # scene, and a recorded episode replays in another one. Episodes reseed `rng` at reset (below).
+            seed=SCENE_SEED,
         )
         low, high = self.suite_env.action_spec
         self.action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)

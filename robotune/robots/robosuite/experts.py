@@ -1,4 +1,4 @@
-"""Scripted experts for the robosuite tasks, acting through the OSC_POSE controller.
+"""Scripted experts for the robosuite tasks, acting through the OSC_POSE controller or on joint targets.
 
 Each expert is a sequence of phases (approach, descend, grasp, lift, ...). A phase moves the end
 effector towards a target computed from the current observation, turns the gripper to a target yaw
@@ -7,6 +7,14 @@ about the vertical, and holds the gripper open or closed; it ends when the end e
 
 `noise_std` adds Gaussian noise, in the action's normalised units (1 = a full 5 cm / 0.5 rad step),
 to the arm part of every action, so demonstrations of chosen imperfection can be made for fine-tuning.
+
+`JointPositionExpert` runs the same phases in a JOINT_POSITION environment: it turns each OSC_POSE step
+into the joint targets that move the end effector by it (differential inverse kinematics at the
+observed joint positions), closed loop, so its demonstrations are the very actions that succeeded there.
+Relabelling OSC episodes with the joint positions they reached instead, and replaying those open loop
+with the JOINT_POSITION controller, succeeded in 11 of 50 Lift episodes (`benchmarks/experts.py
+--replay`): that controller trails its targets by several steps, and the grasp then comes before the
+hand is down.
 """
 
 from __future__ import annotations
@@ -18,9 +26,12 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from robotune.robots.robosuite.kinematics import ArmKinematics
+from robotune.robots.robosuite.robot import GRIPPER_CLOSED, GRIPPER_OPEN
+
 POSITION_STEP = 0.05  # m per unit OSC_POSE action (robosuite's BASIC output_max)
 ROTATION_STEP = 0.5  # rad per unit OSC_POSE action
-OPEN, CLOSED = -1.0, 1.0
+OPEN, CLOSED = GRIPPER_OPEN, GRIPPER_CLOSED
 TABLE_CLEARANCE = 0.08  # m above a grasp point to approach from
 
 
@@ -244,3 +255,32 @@ class NutAssemblySquareExpert(PhaseExpert):
             Phase("retreat", lambda o: np.r_[v.eef_position(o)[:2], self.CARRY_HEIGHT], OPEN, yaw=self.start_yaw_offset,
                   max_steps=1000),
         ]
+
+
+class JointPositionExpert:
+    """A phase expert acting on absolute joint targets: (7 joint positions in rad, gripper), the JOINT_POSITION action.
+
+    Each step the OSC_POSE action (dx, dy, dz, dax, day, daz, gripper), in units of a full 5 cm / 0.5 rad step,
+    becomes joint targets q + dq, where dq moves the end effector by that displacement at the observed joint
+    positions q; targets are clipped to the joint limits and the gripper command is passed through.
+    """
+
+    def __init__(self, osc_expert: PhaseExpert, kinematics: ArmKinematics, obs_names: Sequence[str],
+                 joint_names: Sequence[str], joint_lower: np.ndarray, joint_upper: np.ndarray) -> None:
+        self.osc_expert = osc_expert
+        self.kinematics = kinematics
+        names = list(obs_names)
+        self._joint_positions = np.array([names.index(f"{joint}.pos") for joint in joint_names])
+        self.joint_lower, self.joint_upper = np.asarray(joint_lower), np.asarray(joint_upper)
+        self._step_scale = np.r_[np.full(3, POSITION_STEP), np.full(3, ROTATION_STEP)]
+
+    def reset(self, obs: np.ndarray, rng: np.random.Generator) -> None:
+        self.osc_expert.reset(obs, rng)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """(8,) float32: joint targets (rad) then the gripper command (-1 open ... 1 closed)."""
+        osc_action = self.osc_expert.act(obs).astype(np.float64)
+        joint_positions = obs[self._joint_positions].astype(np.float64)
+        joint_step = self.kinematics.joint_step(joint_positions, osc_action[:6] * self._step_scale)
+        targets = np.clip(joint_positions + joint_step, self.joint_lower, self.joint_upper)
+        return np.r_[targets, osc_action[6]].astype(np.float32)

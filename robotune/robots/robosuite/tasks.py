@@ -7,7 +7,8 @@ Observation (float32), named in `TaskSpec.obs_names` and listed by robosuite key
     <object>.x, .y, .z, .qx, .qy, .qz, .qw                    the task's object, world frame
 Action: see `env.py` (OSC_POSE deltas by default, absolute joint targets with `controller=JOINT_POSITION`).
 
-The scripted experts (`experts.py`) act on OSC_POSE; `expert_noise` makes them imperfect on purpose.
+The scripted experts (`experts.py`) act on OSC_POSE, or on joint targets through differential inverse
+kinematics with `controller=JOINT_POSITION`; `expert_noise` makes them imperfect on purpose.
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ from robotune.robots.robosuite.env import (
     proprioception_keys,
 )
 from robotune.robots.robosuite.experts import (
+    JointPositionExpert,
     LiftExpert,
     NutAssemblySquareExpert,
     PhaseExpert,
     PickPlaceCanExpert,
 )
-from robotune.robots.robosuite.robot import CONTROL_RATE_HZ, panda_robot_spec
+from robotune.robots.robosuite.kinematics import ArmKinematics
+from robotune.robots.robosuite.robot import CONTROL_RATE_HZ, GRIPPER_CLOSED, GRIPPER_OPEN, panda_robot_spec
 
-GRIPPER_RANGE = (-1.0, 1.0)  # open ... closed
 OSC_POSE_ACTION_DIM = 6
 
 
@@ -40,7 +42,7 @@ OSC_POSE_ACTION_DIM = 6
 class RobosuiteTaskConfig(TaskConfig):
     max_episode_steps: int = 400  # at 20 Hz
     controller: str = "OSC_POSE"  # or "JOINT_POSITION": absolute joint targets, for policies deployed on the Panda
-    expert_noise: float = 0.0  # std of Gaussian noise on the expert's arm actions, in normalised OSC units
+    expert_noise: float = 0.0  # std of Gaussian noise on the expert's arm actions, in normalised OSC units (both controllers)
     reward_shaping: bool = False  # robosuite's staged dense reward instead of 1 on success
     terminate_on_success: bool = True
 
@@ -62,10 +64,10 @@ class RobosuiteTask(Task):
     def spec(self) -> TaskSpec:
         if self.config.controller == "JOINT_POSITION":
             robot = panda_robot_spec()
-            low, high = (*robot.lower, GRIPPER_RANGE[0]), (*robot.upper, GRIPPER_RANGE[1])
+            low, high = (*robot.lower, robot.gripper.lower), (*robot.upper, robot.gripper.upper)
         else:
             robot = None  # OSC deltas are not joint commands: nothing to deploy on a joint-level driver
-            low, high = (-1.0,) * OSC_POSE_ACTION_DIM + (-1.0,), (1.0,) * OSC_POSE_ACTION_DIM + (1.0,)
+            low, high = (-1.0,) * OSC_POSE_ACTION_DIM + (GRIPPER_OPEN,), (1.0,) * OSC_POSE_ACTION_DIM + (GRIPPER_CLOSED,)
         return TaskSpec(
             name=self.plugin_name,
             obs_names=self.layout.names,
@@ -93,13 +95,18 @@ class RobosuiteTask(Task):
             render_mode=render_mode,
         )
 
-    def make_expert(self) -> PhaseExpert:
-        if self.config.controller != "OSC_POSE":
-            raise ValueError(
-                f"task '{self.plugin_name}': the scripted expert acts through OSC_POSE, but task.controller is "
-                f"'{self.config.controller}'"
-            )
-        return self.expert_class(self.layout.names, self.object_name, noise_std=self.config.expert_noise)
+    def make_expert(self) -> PhaseExpert | JointPositionExpert:
+        """The task's phase expert; with JOINT_POSITION, wrapped to act on joint targets (builds one scene, ~1 s)."""
+        osc_expert = self.expert_class(self.layout.names, self.object_name, noise_std=self.config.expert_noise)
+        if self.config.controller == "OSC_POSE":
+            return osc_expert
+        env = self.make_env()
+        try:
+            kinematics = ArmKinematics(env)
+        finally:
+            env.close()
+        robot = panda_robot_spec()
+        return JointPositionExpert(osc_expert, kinematics, self.layout.names, robot.joint_names, robot.lower, robot.upper)
 
 
 @register("task", "lift")
