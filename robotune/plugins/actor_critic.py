@@ -233,9 +233,11 @@ class OfflineActorCritic(Algorithm):
                     policy_action, log_prob = self.stochastic_action(obs)
                 else:
                     policy_action = self.deterministic_action(self.policy, obs)
-                q_policy_members = self.critic.q_value(batch["obs"], policy_action).float()
+                if cfg.actor_q == "first":
+                    q_policy = self.critic.first_q_value(batch["obs"], policy_action).float()
+                else:
+                    q_policy = self.critic.q_value(batch["obs"], policy_action).float().min(0).values
             policy_action = policy_action.float()
-            q_policy = q_policy_members[0] if cfg.actor_q == "first" else q_policy_members.min(0).values
             q_scale = cfg.q_weight / q_policy.abs().mean().detach() if cfg.normalize_q else cfg.q_weight
             actor_loss = -q_scale * q_policy.mean()
             if sac:

@@ -13,6 +13,7 @@ of a rollout has no successor in the batch: A_{t+1} = 0 and δ_t bootstraps from
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -33,11 +34,14 @@ def generalized_advantages(
     not_terminated = (~terminated).to(value.dtype)
     continues = (~episode_end).to(value.dtype)
     delta = reward + discount * not_terminated * next_value - value
-    advantages = torch.zeros_like(value)
-    running = torch.zeros_like(value[0])
+    decay = discount * lam * continues
+    # The backward recursion runs over NumPy rows on the host: a 2048-step rollout costs ~2 ms there
+    # against ~50 ms of per-step torch dispatch (benchmarks/rl_engines.py times it inside PPO's update).
+    delta_rows, decay_rows = delta.detach().cpu().numpy(), decay.detach().cpu().numpy()
+    advantages = np.zeros((value.shape[0] + 1, *value.shape[1:]), dtype=delta_rows.dtype)  # row T: A = 0
     for t in range(value.shape[0] - 1, -1, -1):
-        running = delta[t] + discount[t] * lam * continues[t] * running
-        advantages[t] = running
+        advantages[t] = delta_rows[t] + decay_rows[t] * advantages[t + 1]
+    advantages = torch.from_numpy(advantages[:-1]).to(value.device)
     return advantages, advantages + value
 
 
