@@ -43,8 +43,8 @@ the critic continue, and the offline data stay in every batch.
 
 Speed (benchmarks/rl_engines.py, benchmarks/offline_scores.py): the ensemble critic is one batched
 network, Adam is fused, Polyak updates are one foreach lerp, critic gradients are off for the
-actor's backward pass, batches are tensor indexing, metrics stay tensors until the loop logs them,
-and `bf16_autocast` runs the networks' passes in bfloat16.
+actor's backward pass, `actor_q=first` runs member 0 alone, batches are tensor indexing, metrics
+stay tensors until the loop logs them, and `bf16_autocast` runs the networks' passes in bfloat16.
 """
 
 from __future__ import annotations
