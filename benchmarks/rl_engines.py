@@ -18,7 +18,10 @@ Per run: the final deterministic policy's mean return over 10 evaluation episode
 steps per second over the whole run. Gradient updates per second are measured apart, side by side in
 one process: both libraries' learners are built, fed the same amount of data, then timed in
 alternating blocks of updates (PPO: one rollout's epochs; SAC: 20 updates from the replay buffer),
-and the median block rate is reported; this keeps a busy machine's noise out of the ratio.
+and the median block rate is reported with the median, min and max of robotune's block-by-block
+ratio to SB3; this keeps a busy machine's noise out of the ratio. robotune is timed with its default
+settings and with the faster ones of FAST_SETTINGS (PPO `algo.compile=true`, SAC
+`algo.bf16_autocast=true`), each named in its record.
 The last line is a JSON list of records
 {library, algo, env, env_steps, seeds, return_mean, return_std, updates_per_s, env_steps_per_s, wall_s}.
 """
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -97,8 +101,14 @@ def sb3_run(algo: str, env_id: str, steps: int, seed: int) -> dict:
     }
 
 
-def update_throughput(algo: str, env_id: str, blocks: int = 8) -> dict[str, float]:
-    """Median gradient updates per second of each library, timed in alternating blocks in this process."""
+# The robotune settings timed beside the default in `--updates-only` (and in the table's update rates).
+FAST_SETTINGS = {"ppo": ["algo.compile=true"], "sac": ["algo.bf16_autocast=true"]}
+
+
+def update_throughput(algo: str, env_id: str, blocks: int = 8) -> dict[str, dict[str, float]]:
+    """Gradient updates per second of SB3 and of robotune (default settings and each of FAST_SETTINGS[algo]),
+    timed in alternating blocks in this process: the median rate of each, and the median, min and max
+    over blocks of its ratio to SB3's block beside it."""
     import gymnasium as gym
     from hydra import compose, initialize_config_module
     from stable_baselines3 import PPO, SAC
@@ -110,41 +120,57 @@ def update_throughput(algo: str, env_id: str, blocks: int = 8) -> dict[str, floa
     torch.set_num_threads(1)
     load_plugins()
     store_plugin_configs()
+    contenders, learners = {}, []
     with TemporaryDirectory() as run_dir, initialize_config_module("robotune.configs", version_base=None):
+        for index, setting in enumerate(["", *FAST_SETTINGS[algo]]):
+            if algo == "ppo":
+                overrides = [
+                    "algo=ppo", "policy=gaussian_ppo", "algo.num_envs=1", "algo.rollout_steps=2048", "algo.batch_size=64",
+                    "algo.epochs=2", "critic.num_members=1", "critic.hidden_dims=[64,64]", "critic.activation=tanh",
+                    "critic.orthogonal_init=true",
+                ]
+            else:
+                overrides = ["algo=sac", "policy=gaussian_sac", "algo.learning_starts=1000"]
+            cfg = compose("train", overrides=[f"task=gymnasium", f"task.env_id={env_id}", *overrides, *setting.split(), f"run_dir={run_dir}/{index}"])
+            learner = build_components(cfg, console=None).algorithm
+            learners.append(learner)
+            if algo == "ppo":
+                batch, _ = learner.rollout.collect(2048, learner.decide)
+                block = (lambda learner, batch: lambda: learner.learn(batch))(learner, batch)
+            else:
+                for _ in range(1000):
+                    learner.step()
+
+                def block(learner=learner):
+                    for _ in range(20):
+                        metrics = learner.update(learner.replay_batch())
+                    float(metrics["critic_loss"])  # metrics are lazy tensors: finish the work before stopping the clock
+
+            block()  # warm-up, and compilation where the setting compiles
+            contenders[f"robotune ({setting})" if setting else "robotune"] = block
         if algo == "ppo":
-            overrides = [
-                "algo=ppo", "policy=gaussian_ppo", "algo.num_envs=1", "algo.rollout_steps=2048", "algo.batch_size=64",
-                "algo.epochs=2", "critic.num_members=1", "critic.hidden_dims=[64,64]", "critic.activation=tanh",
-                "critic.orthogonal_init=true",
-            ]
-        else:
-            overrides = ["algo=sac", "policy=gaussian_sac", "algo.learning_starts=1000"]
-        cfg = compose("train", overrides=[f"task=gymnasium", f"task.env_id={env_id}", *overrides, f"run_dir={run_dir}"])
-        learner = build_components(cfg, console=None).algorithm
-        if algo == "ppo":
-            batch, _ = learner.rollout.collect(2048, learner.decide)
             sb3 = PPO("MlpPolicy", gym.make(env_id), n_epochs=2, seed=0, device="cpu")
             sb3.learn(2048)
-            ours, theirs, per_block = (lambda: learner.learn(batch)), (lambda: sb3.train()), 2 * 32
+            contenders["sb3"], per_block = (lambda: sb3.train()), 2 * 32
         else:
-            for _ in range(1000):
-                learner.step()
             sb3 = SAC("MlpPolicy", gym.make(env_id), seed=0, device="cpu", learning_starts=1000)
             sb3.learn(1000)
-
-            def ours():
-                for _ in range(20):
-                    learner.update(learner.replay_batch())
-
-            theirs, per_block = (lambda: sb3.train(gradient_steps=20, batch_size=256)), 20
-        rates: dict[str, list[float]] = {"robotune": [], "sb3": []}
+            contenders["sb3"], per_block = (lambda: sb3.train(gradient_steps=20, batch_size=256)), 20
+        contenders["sb3"]()
+        rates: dict[str, list[float]] = {name: [] for name in contenders}
         for _ in range(blocks):
-            for library, block in (("robotune", ours), ("sb3", theirs)):
+            for name, run_block in contenders.items():
                 started = time.perf_counter()
-                block()
-                rates[library].append(per_block / (time.perf_counter() - started))
-        learner.close()
-    return {library: float(np.median(r)) for library, r in rates.items()}
+                run_block()
+                rates[name].append(per_block / (time.perf_counter() - started))
+        for learner in learners:
+            learner.close()
+    sb3_rates = np.array(rates["sb3"])
+    return {
+        name: {"updates_per_s": float(np.median(r)), "ratio_to_sb3": float(np.median(np.array(r) / sb3_rates)),
+               "ratio_min": float(np.min(np.array(r) / sb3_rates)), "ratio_max": float(np.max(np.array(r) / sb3_rates))}
+        for name, r in rates.items()
+    }
 
 
 def main() -> None:
@@ -158,8 +184,12 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.updates_only:
+        load = os.getloadavg()[0]
         results = {algo: update_throughput(algo, PPO_ENV if algo == "ppo" else SAC_ENV) for algo in args.algos}
-        print(json.dumps([{"library": lib, "algo": algo, "updates_per_s": round(rate, 1)} for algo, r in results.items() for lib, rate in r.items()]))
+        print(json.dumps([
+            {"library": library, "algo": algo, **{k: round(v, 2) for k, v in rate.items()}, "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
+            for algo, r in results.items() for library, rate in r.items()
+        ]))
         return
     records = []
     for algo in args.algos:
@@ -181,7 +211,7 @@ def main() -> None:
                 "seeds": args.seeds,
                 "return_mean": round(statistics.fmean(returns), 2),
                 "return_std": round(float(np.std(returns)), 2),
-                "updates_per_s": round(throughput[library], 1),
+                "updates_per_s": round(throughput[library]["updates_per_s"], 1),
                 "env_steps_per_s": round(sum(r["env_steps"] for r in library_runs) / sum(r["wall_s"] for r in library_runs), 1),
                 "wall_s": round(sum(r["wall_s"] for r in library_runs), 1),
             })

@@ -46,3 +46,7 @@ class Critic(nn.Module, ABC):
     @abstractmethod
     def q_value(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Q(s, a): obs (B, obs_dim), action (B, action_dim) -> (E, B)."""
+
+    def first_q_value(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Q_0(s, a) of member 0 alone, (B,) (TD3's actor loss); override to skip computing the other members."""
+        return self.q_value(obs, action)[0]

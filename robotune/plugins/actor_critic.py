@@ -43,8 +43,8 @@ the critic continue, and the offline data stay in every batch.
 
 Speed (benchmarks/rl_engines.py, benchmarks/offline_scores.py): the ensemble critic is one batched
 network, Adam is fused, Polyak updates are one foreach lerp, critic gradients are off for the
-actor's backward pass, batches are tensor indexing, metrics stay tensors until the loop logs them,
-and `bf16_autocast` runs the networks' passes in bfloat16.
+actor's backward pass, `actor_q=first` runs member 0 alone, batches are tensor indexing, metrics
+stay tensors until the loop logs them, and `bf16_autocast` runs the networks' passes in bfloat16.
 """
 
 from __future__ import annotations
@@ -233,9 +233,11 @@ class OfflineActorCritic(Algorithm):
                     policy_action, log_prob = self.stochastic_action(obs)
                 else:
                     policy_action = self.deterministic_action(self.policy, obs)
-                q_policy_members = self.critic.q_value(batch["obs"], policy_action).float()
+                if cfg.actor_q == "first":
+                    q_policy = self.critic.first_q_value(batch["obs"], policy_action).float()
+                else:
+                    q_policy = self.critic.q_value(batch["obs"], policy_action).float().min(0).values
             policy_action = policy_action.float()
-            q_policy = q_policy_members[0] if cfg.actor_q == "first" else q_policy_members.min(0).values
             q_scale = cfg.q_weight / q_policy.abs().mean().detach() if cfg.normalize_q else cfg.q_weight
             actor_loss = -q_scale * q_policy.mean()
             if sac:

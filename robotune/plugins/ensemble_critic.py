@@ -60,8 +60,8 @@ class EnsembleLinear(nn.Module):
                 nn.init.zeros_(self.bias.data[e])
             self.weight.data[e] = linear_weight.T
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, h, self.weight)
+    def forward(self, h: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        return torch.baddbmm(self.bias[members], h, self.weight[members])
 
 
 @register("critic", "mlp")
@@ -84,15 +84,15 @@ class EnsembleCritic(Critic):
         self.output = EnsembleLinear(members, dims[-1], 1, 1.0 if config.orthogonal_init else None)
         self.activation = ACTIVATIONS[config.activation]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, in) -> (E, B)."""
-        h = x.unsqueeze(0).expand(self.config.num_members, -1, -1)
+    def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        """x (B, in) -> (E, B), or (E', B) for the members selected by `members`."""
+        h = x.unsqueeze(0).expand(len(range(self.config.num_members)[members]), -1, -1)
         for index, layer in enumerate(self.hidden):
-            h = layer(h)
+            h = layer(h, members)
             if self.config.layer_norm:
-                h = nn.functional.layer_norm(h, h.shape[-1:]) * self.norms[2 * index] + self.norms[2 * index + 1]
+                h = nn.functional.layer_norm(h, h.shape[-1:]) * self.norms[2 * index][members] + self.norms[2 * index + 1][members]
             h = self.activation(h)
-        return self.output(h).squeeze(-1)
+        return self.output(h, members).squeeze(-1)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         if self.action_dim:
@@ -103,6 +103,12 @@ class EnsembleCritic(Critic):
         if action.shape[-1] != self.action_dim:
             raise ValueError(f"critic expects actions of dim {self.action_dim}, got {tuple(action.shape)}")
         return self(torch.cat([obs, action], dim=-1))
+
+    def first_q_value(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Q_0(s, a) (B,), running member 0's weights alone: TD3's actor loss needs no other member."""
+        if action.shape[-1] != self.action_dim:
+            raise ValueError(f"critic expects actions of dim {self.action_dim}, got {tuple(action.shape)}")
+        return self(torch.cat([obs, action], dim=-1), slice(0, 1))[0]
 
     def member(self, index: int) -> nn.Sequential:
         """Member `index` as a plain nn.Sequential with copied weights (for inspection and tests)."""

@@ -34,7 +34,7 @@ from robotune.core.policy import SupportsLikelihood
 from robotune.core.registry import register
 from robotune.rollout.advantages import generalized_advantages, grid_view
 from robotune.rollout.chunk_rollout import Decider, DecisionBatch
-from robotune.training.optimizers import make_adam
+from robotune.training.optimizers import clip_grad_norm, make_adam
 
 
 @dataclass
@@ -58,6 +58,11 @@ class PPOConfig(AlgorithmConfig):
     critic_warmup_iterations: int = 0  # iterations that train the critic only (fine-tuning)
     reward_scaling: bool = False  # divide rewards by the running std of the discounted return (RunningReturnScaler)
     reward_clip: float = 10.0  # |scaled reward| ceiling when reward_scaling is on
+    # torch.compile the minibatch loss (forward and backward as two inductor graphs): at 64x64 networks
+    # on one CPU thread the update is per-operation overhead, and this makes ~1.5x the updates per
+    # second (benchmarks/rl_engines.py); it costs ~5-10 s of compilation first, so short runs and
+    # tests leave it off.
+    compile: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "num_envs", "rollout_steps", "epochs"):
@@ -158,6 +163,7 @@ class PPO(Algorithm):
         self.decide = Decider(sample_decisions, {"policy": policy, "critic": self.critic}, context.generator)
         self.reward_scaler = RunningReturnScaler(config.num_envs, config.reward_clip) if config.reward_scaling else None
         self.iteration = 0
+        self.minibatch_loss = torch.compile(self._minibatch_loss) if config.compile else self._minibatch_loss
 
     # ------------------------------------------------------------------ learning
 
@@ -217,39 +223,47 @@ class PPO(Algorithm):
             order = torch.randperm(samples.count, generator=self.context.generator, device=device)
             epoch_kl = torch.zeros((), device=device)
             for start in range(0, samples.count, cfg.batch_size):
-                index = order[start : start + cfg.batch_size]
-                decision = samples.decision(index)
-                value_loss = (self.critic.value(obs_norm[decision].flatten(1)) - returns[decision]).square().mean()
-                loss = cfg.value_coef * value_loss
-                terms = {"value_loss": value_loss.detach()}
-                if train_policy:
-                    log_ratio = samples.log_ratio(index)
-                    ratio = log_ratio.exp()
-                    adv = advantages[decision]
-                    if cfg.normalize_advantages and len(index) > 1:
-                        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                    adv = adv * samples.advantage_weight(index)
-                    clip = samples.clip_range(index)
-                    policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv).mean()
-                    extra_loss, extra_terms = samples.extra_loss(index)
-                    loss = loss + policy_loss + extra_loss
-                    with torch.no_grad():
-                        approx_kl = ((ratio - 1) - log_ratio).mean()  # Schulman's k3 estimator
-                        terms.update(policy_loss=policy_loss.detach(), approx_kl=approx_kl, **extra_terms,
-                                     clip_fraction=((ratio - 1).abs() > clip).float().mean())
-                        epoch_kl = epoch_kl + approx_kl
-                for name, value in terms.items():
-                    totals[name] = totals.get(name, 0.0) + value
+                loss, terms = self.minibatch_loss(order[start : start + cfg.batch_size], samples, obs_norm, advantages, returns, train_policy)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm, foreach=True)
+                clip_grad_norm(self.parameters, cfg.max_grad_norm)
                 self.optimizer.step()
+                for name, value in terms.items():
+                    totals[name] = totals.get(name, 0.0) + value
+                if train_policy and cfg.target_kl:
+                    epoch_kl = epoch_kl + terms["approx_kl"]
                 updates += 1
             batches = -(-samples.count // cfg.batch_size)
             if train_policy and cfg.target_kl and (epoch_kl / batches).item() > cfg.target_kl:
                 break
         self.grad_steps += updates
         return {name: float(total) / updates for name, total in totals.items()}
+
+    def _minibatch_loss(
+        self, index: torch.Tensor, samples: PolicySamples, obs_norm: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor, train_policy: bool
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss L of the policy samples `index` (M,), and its terms as detached tensors."""
+        cfg = self.config
+        decision = samples.decision(index)
+        value_loss = (self.critic.value(obs_norm[decision].flatten(1)) - returns[decision]).square().mean()
+        loss = cfg.value_coef * value_loss
+        terms = {"value_loss": value_loss.detach()}
+        if train_policy:
+            log_ratio = samples.log_ratio(index)
+            ratio = log_ratio.exp()
+            adv = advantages[decision]
+            if cfg.normalize_advantages and len(index) > 1:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            adv = adv * samples.advantage_weight(index)
+            clip = samples.clip_range(index)
+            policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv).mean()
+            extra_loss, extra_terms = samples.extra_loss(index)
+            loss = loss + policy_loss + extra_loss
+            with torch.no_grad():
+                approx_kl = ((ratio - 1) - log_ratio).mean()  # Schulman's k3 estimator
+                terms.update(policy_loss=policy_loss.detach(), approx_kl=approx_kl, **extra_terms,
+                             clip_fraction=((ratio - 1).abs() > clip).float().mean())
+        return loss, terms
 
     # ------------------------------------------------------------------ state
 

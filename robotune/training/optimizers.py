@@ -18,3 +18,16 @@ def make_adam(params: Iterable[Any], lr: float, eps: float = 1e-8) -> torch.opti
         return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
     except (RuntimeError, ValueError):
         return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)
+
+
+def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale the gradients of `params` so that their joint L2 norm is at most `max_norm`; returns the norm before.
+
+    `torch.nn.utils.clip_grad_norm_` computes the same, but on the CPU it takes a kernel per tensor
+    to form the norm: at PPO's 64x64 networks this one norm over the concatenated gradients costs
+    ~2.5x less, and the clip is ~10% of an update (benchmarks/rl_engines.py).
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    total_norm = torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))
+    torch._foreach_mul_(grads, (max_norm / (total_norm + 1e-6)).clamp(max=1.0))
+    return total_norm

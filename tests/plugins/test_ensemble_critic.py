@@ -18,6 +18,7 @@ def test_the_batched_ensemble_equals_its_members_run_one_by_one(layer_norm, acti
     for member in range(3):
         one = critic.member(member)(torch.cat([obs, action], dim=-1)).squeeze(-1)
         torch.testing.assert_close(batched[member], one, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(critic.first_q_value(obs, action), batched[0], rtol=0, atol=1e-6)  # member 0 run alone
 
 
 def test_members_start_different_and_value_critics_take_observations_only():
