@@ -1,9 +1,8 @@
 """The Critic contract: state values V(s) and action values Q(s, a), as ensembles.
 
-Every method returns one estimate per ensemble member, shape (E, B), so that pessimistic
-(min over members) or optimistic aggregations are the caller's explicit choice. Inputs are flat
-vectors in the units the algorithm chooses (normalised observation histories and normalised,
-flattened action chunks for the built-in algorithms).
+Every method returns one estimate per ensemble member, shape (E, B), so that pessimistic (min over
+members) or optimistic aggregations are the caller's explicit choice. Inputs are flat vectors in the
+units the algorithm chooses (normalised observation histories and flattened action chunks here).
 """
 
 from __future__ import annotations
@@ -28,10 +27,8 @@ class CriticConfig(PluginConfig):
 
 
 class Critic(nn.Module, ABC):
-    """Register subclasses with `@register("critic", name)`; select with `critic=<name>`.
-
-    Built as `Critic(config, obs_dim, action_dim)`; action_dim is 0 for a state-value critic.
-    """
+    """Register subclasses with `@register("critic", name)`; select with `critic=<name>`. Built as
+    `Critic(config, obs_dim, action_dim)`; action_dim is 0 for a state-value critic."""
 
     config_class: ClassVar[type[CriticConfig]] = CriticConfig
 
