@@ -44,7 +44,7 @@ TASKS: dict[str, RobosuiteBase] = {
 # episodes, for the runs that use it; success is still "the task was done at some step", as for the base.
 DENSE = ("task.reward_shaping=true", "task.terminate_on_success=false")
 
-# The settings measured on Lift (README, "robosuite Lift and Can"); Can reuses them unmeasured.
+# The settings measured on Lift (README, "robosuite Lift and Can"); Can runs the same (DPPO not measured there).
 METHODS: dict[str, Method] = {
     # 12 iterations of 16 environments x 256 steps (49,152 environment steps)
     "residual_ppo": Method("residual_ppo", "diffusion", steps=12, eval_every=4, overrides=(
