@@ -101,17 +101,20 @@ def fine_tune(name: str, seed: int, base: Path, root: Path, budget_scale: float,
          "logger=quiet", "resume=false", "eval.video=0", *method.overrides],
         root / f"{run_dir.name}.log",
     )
+    return {"seed": seed, **run_record(run_dir, base, wall)}
+
+
+def run_record(run_dir: Path, base: Path, wall: float) -> dict:
+    """A finished fine-tuning run's figures: its steps, when it first reached 90 %, success before and after."""
     summary = json.loads((run_dir / "summary.json").read_text())
-    before = json.loads((base / "summary.json").read_text())
     reached = first_at(run_dir / "metrics.jsonl", 0.9)
     if reached is None and summary["eval_success_rate"] >= 0.9:
         reached = summary["env_steps"]
     return {
-        "seed": seed,
         "env_steps": summary["env_steps"],
         "env_steps_to_90": reached,
         "wall_s": round(wall, 1),
-        "success_before": before["eval_success_rate"],
+        "success_before": json.loads((base / "summary.json").read_text())["eval_success_rate"],
         "success_after": summary["eval_success_rate"],
         "run_dir": str(run_dir),
     }

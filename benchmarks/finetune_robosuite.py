@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from finetune import Method, first_at, robotune
+from finetune import Method, robotune, run_record
 
 
 @dataclass(frozen=True)
@@ -81,21 +81,7 @@ def fine_tune(task: str, name: str, seed: int, base: Path, root: Path, progress_
          "resume=false", *method.overrides],
         root / f"{run_dir.name}.log",
     )
-    summary = json.loads((run_dir / "summary.json").read_text())
-    reached = first_at(run_dir / "metrics.jsonl", 0.9)
-    if reached is None and summary["eval_success_rate"] >= 0.9:
-        reached = summary["env_steps"]
-    return {
-        "method": name,
-        "task": task,
-        "seed": seed,
-        "env_steps": summary["env_steps"],
-        "env_steps_to_90": reached,
-        "wall_s": round(wall, 1),
-        "success_before": json.loads((base / "summary.json").read_text())["eval_success_rate"],
-        "success_after": summary["eval_success_rate"],
-        "run_dir": str(run_dir),
-    }
+    return {"method": name, "task": task, "seed": seed, **run_record(run_dir, base, wall)}
 
 
 def main() -> None:
