@@ -6,11 +6,8 @@ skipped when collected directly outside the namespace.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 import numpy as np
 import pytest
-import torch
 
 from tests.deploy import netns
 
@@ -19,50 +16,15 @@ if not netns.inside():
 
 from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
 
-from robotune.core.normalization import Normalizer  # noqa: E402
-from robotune.core.policy import Policy, PolicyConfig  # noqa: E402
-from robotune.core.spec import JointSpec  # noqa: E402
 from robotune.deploy.ros.node import COMMAND_QOS, lean_node  # noqa: E402
 from robotune.deploy.ros.topics import RosTopics  # noqa: E402
 from robotune.deploy.ros.transport import Ros2Transport, command_source_stamp  # noqa: E402
 from robotune.deploy.runner import PolicyRunner, RunnerConfig  # noqa: E402
 from robotune.deploy.safety import SafetyConfig  # noqa: E402
-from tests.deploy.fakes import ARM, TASK  # noqa: E402
+from tests.deploy.fakes import ARM, HAND, TASK_WITH_HAND, GoalPolicy  # noqa: E402
 from tests.deploy.test_ros2_faults import ARRAY_COMMAND, GOAL_TOPIC, RATE, FakeDriver, Running, wait_until  # noqa: E402
 
 GRIPPER_COMMAND = RosTopics().gripper_command
-# At 50 Hz the gripper's command moves at most 10 / 50 = 0.2 per tick: crossing [-1, 1] takes 10 ticks.
-HAND = JointSpec("hand", -1.0, 1.0, max_velocity=10.0)
-ARM_WITH_HAND = replace(ARM, gripper=HAND)
-TASK_WITH_HAND = replace(TASK, action_low=(*TASK.action_low, -1.0), action_high=(*TASK.action_high, 1.0), robot=ARM_WITH_HAND)
-
-
-@dataclass
-class GraspingPolicyConfig(PolicyConfig):
-    obs_horizon: int = 1
-    horizon: int = 4
-    act_steps: int = 2
-
-
-class GraspingPolicy(Policy):
-    """Arm to the goal; the hand asked for 3 * goal.x, so a goal at |x| = 0.5 asks beyond the hand's limits."""
-
-    def __init__(self) -> None:
-        super().__init__(GraspingPolicyConfig(), TASK_WITH_HAND, Normalizer.identity(TASK.obs_dim),
-                         Normalizer(np.array(TASK_WITH_HAND.action_low), np.array(TASK_WITH_HAND.action_high)))
-
-    def compute_loss(self, obs_norm, action_norm, generator):
-        raise NotImplementedError
-
-    def sample_chunk_norm(self, obs_norm, deterministic, generator):
-        raise NotImplementedError
-
-    @torch.inference_mode()
-    def predict_chunk(self, obs, deterministic=False, generator=None):
-        """obs: (1, T_obs, obs_dim) -> (1, horizon, 3): shoulder, elbow, hand."""
-        goal = obs[:, -1, 4:6]
-        action = torch.cat([goal, 3.0 * goal[:, :1]], dim=-1)
-        return action[:, None, :].repeat(1, self.config.horizon, 1)
 
 
 class RecordingTransport(Ros2Transport):
@@ -93,7 +55,8 @@ def test_the_gripper_topic_carries_the_safety_layers_output_and_an_estop_keeps_t
                                    gripper=HAND.name)
     config = RunnerConfig(rate_hz=RATE, configure_timeout_s=5.0,
                           safety=SafetyConfig(warmup_ticks=0, ramp_speed=None, tracking_bound=None))
-    runner = PolicyRunner(GraspingPolicy(), TASK_WITH_HAND, transport, config, observation_topics=GOAL_TOPIC)
+    # the hand is asked for 3 * goal.x: beyond its limits at |goal.x| = 0.5
+    runner = PolicyRunner(GoalPolicy(hand_gain=3.0), TASK_WITH_HAND, transport, config, observation_topics=GOAL_TOPIC)
     grip = received[GRIPPER_COMMAND]
     try:
         driver.goal = [0.5, -0.5]  # the hand is asked for 1.5: clipped to 1.0

@@ -204,10 +204,10 @@ class SimulatorDriverNode:
         if values.shape != (1,) or not np.isfinite(values[0]):
             self.malformed_gripper_commands += 1
             if self.malformed_gripper_commands <= MALFORMED_GRIPPER_LOG_LINES:
-                print(f"simulator_driver: ignored gripper command on {self.args.gripper_topic}: expected 1 finite value, "
-                      f"got {values.tolist()[:8]}; gripper '{self.gripper.name}' holds {self.gripper_command:g}"
-                      + (" (further ones are only counted)" if self.malformed_gripper_commands == MALFORMED_GRIPPER_LOG_LINES
-                         else ""), file=sys.stderr, flush=True)
+                last = self.malformed_gripper_commands == MALFORMED_GRIPPER_LOG_LINES
+                print(f"simulator_driver: ignored gripper command on {self.args.gripper_topic}: expected 1 finite "
+                      f"value, got {values.tolist()[:8]}; gripper '{self.gripper.name}' holds {self.gripper_command:g}"
+                      + (" (further ones are only counted)" if last else ""), file=sys.stderr, flush=True)
             return
         self.gripper_commands_received += 1
         self.gripper_command = float(values[0])

@@ -4,11 +4,12 @@ Joint states are merged by joint name into a `SignalCache`; commands go out RELI
 robot's command order (`joint_names`), and JointTrajectory commands carry those names. A robot
 with a gripper gets the gripper's value on a topic of its own (`topics.gripper_command`, a
 Float64MultiArray with one value), as ros2_control gives a gripper its own controller; it is
-published just before the arm's command of the same tick. When `echo_obs_stamp` is set, the header stamp of the JointState a command
-was computed from travels with it (Float64MultiArray: `layout.dim[0].label = "obs_stamp_ns=<ns>"`;
-JointTrajectory: `header.frame_id`), so a robot-side tool can measure observation-to-command
-latency and pair a gripper command with the arm's. Controllers ignore both fields: forward_command_controller reads only `data`, and the
-trajectory controller uses `header.stamp` (left at zero, "start now"), not `frame_id`.
+published just before the arm's command of the same tick. When `echo_obs_stamp` is set, the
+header stamp of the JointState a command was computed from travels with it (Float64MultiArray:
+`layout.dim[0].label = "obs_stamp_ns=<ns>"`; JointTrajectory: `header.frame_id`), so a robot-side
+tool can measure observation-to-command latency and pair a gripper command with the arm's.
+Controllers ignore both fields: forward_command_controller reads only `data`, and the trajectory
+controller uses `header.stamp` (left at zero, "start now"), not `frame_id`.
 
 No executor, no spin thread: the control thread takes every incoming message itself when it reads
 a snapshot, as ros2_control's update loop reads its state interfaces. Why: at 1 kHz of joint
