@@ -115,7 +115,7 @@ def run_ros2(args) -> dict:
     sim = subprocess.Popen(sim_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     topics = default_observation_topics(spec, spec.robot)
     transport = Ros2Transport(spec.robot.joint_names, args.rate_hz, RosTopics(episode="/episode", observation_topics=topics),
-                              domain_id=domain_id)
+                              domain_id=domain_id, gripper=spec.robot.gripper.name if spec.robot.gripper else None)
     runner = PolicyRunner(checkpoint.policy, spec, transport, runner_config(args, args.rate_hz, spec.control_rate_hz),
                           observation_topics=topics)
     started = time.monotonic()

@@ -247,9 +247,6 @@ def run_deployment(cfg: DictConfig) -> dict:
     meta = read_meta(checkpoint_dir)
     task_spec = task_spec_from_meta(meta)
     robot, robot_topics = resolve_robot(cfg.robot, task_spec, cfg.robot_description)
-    if cfg.transport == "ros2" and robot.gripper is not None:
-        raise DeployError(f"robot '{robot.name}' has gripper '{robot.gripper.name}', which transport=ros2 cannot command "
-                          "yet (it publishes joint commands only); transport=sim runs it")
     topics = observation_topics(cfg, task_spec, robot)
     rate_hz = control_rate_hz(cfg, task_spec)
     log.info("robot '%s': joints %s, commands in order %s%s", robot.name, list(robot.joint_names), list(robot.command_order),
@@ -349,11 +346,10 @@ def start_ros_transport_in_background(cfg: DictConfig, robot: RobotSpec, rate_hz
     def start():
         from robotune.deploy.ros.transport import Ros2Transport
 
-        log.info("connecting to ROS 2 (domain %s): %s in, %s out", cfg.ros.domain_id or os.environ.get("ROS_DOMAIN_ID", 0),
-                 topics.joint_states, topics.shadow_command if cfg.mode == "shadow" else
-                 (topics.array_command if topics.command_type == "array" else topics.trajectory_command))
         transport = Ros2Transport(robot.command_order, rate_hz, topics, domain_id=cfg.ros.domain_id, record_path=cfg.record,
-                                  shadow=cfg.mode == "shadow")
+                                  shadow=cfg.mode == "shadow", gripper=robot.gripper.name if robot.gripper else None)
+        log.info("connecting to ROS 2 (domain %s): %s in, %s out", cfg.ros.domain_id or os.environ.get("ROS_DOMAIN_ID", 0),
+                 topics.joint_states, " and ".join(transport.command_topics))
         transport.start()
         return transport
 

@@ -285,7 +285,7 @@ class PolicyRunner:
             if time.monotonic() > deadline:
                 self.transport.close()
                 raise DeployError(
-                    f"refusing to activate: nothing subscribes to the command topic {self.transport.command_topic} "
+                    f"refusing to activate: nothing subscribes to the command topic {' or '.join(self.transport.command_topics)} "
                     f"(waited {self.config.subscriber_timeout_s:.1f} s); is the controller running, and is "
                     f"ros.command_type right?")
             time.sleep(0.01)

@@ -27,6 +27,11 @@ class Transport(ABC):
     command_topic: str = ""
 
     @property
+    def command_topics(self) -> tuple[str, ...]:
+        """Every topic a command goes out on (the arm's, then the gripper's where it has one), for the operator."""
+        return (self.command_topic,) if self.command_topic else ()
+
+    @property
     @abstractmethod
     def command_joints(self) -> tuple[str, ...]:
         """The joint order of the commands `send` takes (the controller's order), then the gripper's name if the
@@ -60,7 +65,8 @@ class Transport(ABC):
         return False
 
     def command_subscribers(self) -> int | None:
-        """How many subscribers the command topic has; None where there is nothing to check."""
+        """How many subscribers the command topic has (the fewest of `command_topics`); None where there is nothing
+        to check."""
         return None
 
     def rejection_summary(self) -> str:

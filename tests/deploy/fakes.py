@@ -6,7 +6,7 @@ absolute joint targets) with first-order dynamics, so the deploy layer is tested
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gymnasium as gym
 import numpy as np
@@ -30,6 +30,12 @@ TASK = TaskSpec(
     max_episode_steps=40,
     robot=ARM,
 )
+# The arm with a hand: one more commanded value after the joints. At 50 Hz its command moves at most
+# 10 / 50 = 0.2 per tick, so crossing [-1, 1] takes 10 ticks.
+HAND = JointSpec("hand", -1.0, 1.0, max_velocity=10.0)
+ARM_WITH_HAND = replace(ARM, gripper=HAND)
+TASK_WITH_HAND = replace(TASK, action_low=(*TASK.action_low, HAND.lower), action_high=(*TASK.action_high, HAND.upper),
+                         robot=ARM_WITH_HAND)
 
 
 class FirstOrderArmEnv(gym.Env):
@@ -69,10 +75,15 @@ class GoalPolicy(Policy):
     """Every action of the chunk is the goal read from the newest observation (plus `offset`).
 
     `nan_after` makes the policy emit NaN chunks after that many calls, to test the NaN guard.
+    `hand_gain`: a policy of TASK_WITH_HAND, whose hand is asked for hand_gain * goal.x.
     """
 
-    def __init__(self, offset: float = 0.0, nan_after: int | None = None, delay_s: float = 0.0) -> None:
-        super().__init__(GoalPolicyConfig(), TASK, Normalizer.identity(6), Normalizer(np.array([-2.0, -2.5]), np.array([2.0, 2.5])))
+    def __init__(self, offset: float = 0.0, nan_after: int | None = None, delay_s: float = 0.0,
+                 hand_gain: float | None = None) -> None:
+        task = TASK if hand_gain is None else TASK_WITH_HAND
+        super().__init__(GoalPolicyConfig(), task, Normalizer.identity(6),
+                         Normalizer(np.array(task.action_low), np.array(task.action_high)))
+        self.hand_gain = hand_gain
         self.offset = offset
         self.nan_after = nan_after
         self.delay_s = delay_s
@@ -92,7 +103,9 @@ class GoalPolicy(Policy):
 
             time.sleep(self.delay_s)
         goal = obs[:, -1, 4:6] + self.offset
-        chunk = goal[:, None, :].repeat(1, self.config.horizon, 1)
+        if self.hand_gain is not None:
+            goal = torch.cat([goal, self.hand_gain * obs[:, -1, 4:5]], dim=-1)
+        chunk = goal[:, None, :].repeat(1, self.config.horizon, 1)  # (1, horizon, action_dim)
         if self.nan_after is not None and self.calls > self.nan_after:
             chunk = torch.full_like(chunk, float("nan"))
         return chunk

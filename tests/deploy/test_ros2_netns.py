@@ -1,7 +1,7 @@
 """Entry point for the ROS 2 tests: re-runs them inside a private network namespace.
 
-The ROS tests themselves live in test_ros2_faults.py and skip unless they are inside the
-namespace; this test starts them there (one subprocess, bounded in time) and reports their output.
+The ROS tests themselves live in test_ros2_faults.py and test_ros2_gripper.py and skip unless they
+are inside the namespace; this test starts them there (one subprocess, bounded in time) and reports their output.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ def test_ros2_suite_in_private_network_namespace():
         pytest.fail(f"CI must run the ROS 2 tests, but {reason}")  # .ci/run installs everything they need
     if reason:
         pytest.skip(reason)
-    argv = netns.python_argv("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/deploy/test_ros2_faults.py")
+    argv = netns.python_argv("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/deploy/test_ros2_faults.py",
+                             "tests/deploy/test_ros2_gripper.py")
     result = netns.run_in_private_netns(argv, timeout_s=600)
     print(result.stdout[-6000:])
     print(result.stderr[-3000:])

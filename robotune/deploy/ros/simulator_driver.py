@@ -15,6 +15,16 @@ Subscribes
   /joint_trajectory_controller/joint_trajectory  trajectory_msgs/JointTrajectory, mapped by joint
                                                  name; the last point becomes the actuator target
                                                  at once (no interpolation)
+  /gripper_controller/commands                   std_msgs/Float64MultiArray with one value, for a task
+                                                 whose robot has a gripper (`--gripper-topic`): the
+                                                 task's gripper action (robosuite: -1 opens, 1 closes)
+
+The gripper, like a real one, keeps its last command: a physics step applies the newest valid
+gripper command, and one of the wrong length or non-finite is ignored (counted, logged on stderr)
+so the fingers hold what they hold. A step whose arm command answers a newer state than the last
+gripper command did is counted as `gripper_commands_stale` (in lockstep the driver first waits up
+to `--gripper-wait-s` for the matching one; the runner publishes it just before the arm's). Each
+episode starts from the gripper's idle command (the middle of its range: robosuite's fingers stay).
 
 Timing, honestly:
 - `--mode realtime` (default): physics advances one control step of the task (env.step with the
@@ -52,9 +62,12 @@ from pathlib import Path
 
 import numpy as np
 
+from robotune.deploy.safety import gripper_idle
+
 EXTRA_JOINT = "sim_camera_pan"
 LOCKSTEP_POLL_S = 0.0002  # lockstep: sleep between polls for the command that advances physics
 READY_LINE = "simulator_driver: publishing"  # on stderr when the first episode starts; scripts wait for it
+MALFORMED_GRIPPER_LOG_LINES = 10  # bad gripper commands logged one line each; the rest are only counted
 
 
 def task_from_args(task_name: str | None, checkpoint: str | None):
@@ -119,6 +132,7 @@ class SimulatorDriverNode:
         self.sim = sim
         self.args = args
         self.joint_names = sim.robot.joint_names
+        self.gripper = sim.robot.gripper
         order = list(reversed(self.joint_names))
         self.published_order = order[:1] + [EXTRA_JOINT] + order[1:]
         # No executor: the main loop takes commands itself (`_take_commands`), as the runner does
@@ -136,8 +150,17 @@ class SimulatorDriverNode:
             (node.create_subscription(JointTrajectory, "/joint_trajectory_controller/joint_trajectory", lambda m: None,
                                       COMMAND_QOS), JointTrajectory, self._on_trajectory),
         ]
+        if self.gripper is not None:  # first, so that a take sees the gripper command the runner sent before the arm's
+            self._command_subs.insert(0, (node.create_subscription(Float64MultiArray, args.gripper_topic, lambda m: None,
+                                                                   COMMAND_QOS), Float64MultiArray, self._on_gripper))
+        self.gripper_command = gripper_idle(self.gripper) if self.gripper is not None else 0.0  # held until replaced
+        self.gripper_source: int | None = None  # the observation stamp the held gripper command echoed
+        self.gripper_commands_received = 0
+        self.malformed_gripper_commands = 0
+        self.gripper_commands_stale = 0  # steps that held the gripper because its command for the state was missing
         self.commands: queue.Queue = queue.Queue(maxsize=1000)
         self.latest_command: np.ndarray | None = None
+        self.latest_source: int | None = None  # the observation stamp latest_command echoed
         self.malformed_commands = 0
         self.commands_received = 0
         self.commands_ignored = 0  # lockstep: computed from an older state than the latest one
@@ -174,13 +197,29 @@ class SimulatorDriverNode:
             return
         self._accept(np.array([by_name[n] for n in self.joint_names]), command_source_stamp(msg), received_ns)
 
+    def _on_gripper(self, msg, received_ns: int) -> None:
+        from robotune.deploy.ros.transport import command_source_stamp
+
+        values = np.asarray(msg.data, dtype=np.float64)
+        if values.shape != (1,) or not np.isfinite(values[0]):
+            self.malformed_gripper_commands += 1
+            if self.malformed_gripper_commands <= MALFORMED_GRIPPER_LOG_LINES:
+                last = self.malformed_gripper_commands == MALFORMED_GRIPPER_LOG_LINES
+                print(f"simulator_driver: ignored gripper command on {self.args.gripper_topic}: expected 1 finite "
+                      f"value, got {values.tolist()[:8]}; gripper '{self.gripper.name}' holds {self.gripper_command:g}"
+                      + (" (further ones are only counted)" if last else ""), file=sys.stderr, flush=True)
+            return
+        self.gripper_commands_received += 1
+        self.gripper_command = float(values[0])
+        self.gripper_source = command_source_stamp(msg)
+
     def _accept(self, command: np.ndarray, source_stamp: int | None, received_ns: int) -> None:
         """received_ns: DDS reception time (system clock, ns), from `take_waiting`."""
         self.commands_received += 1
         self.stamps.answered(source_stamp, received_ns)
         if command.shape != (len(self.joint_names),):
             self.malformed_commands += 1  # still handed to the sim, which counts and ignores it
-        self.latest_command = command
+        self.latest_command, self.latest_source = command, source_stamp
         try:
             self.commands.put_nowait((command, source_stamp))
         except queue.Full:
@@ -226,6 +265,8 @@ class SimulatorDriverNode:
     # -- episodes ----------------------------------------------------------------------------
     def start_episode(self) -> int:
         self.sim.reset()
+        if self.gripper is not None:
+            self.gripper_command, self.gripper_source = gripper_idle(self.gripper), None
         self.publish_event(event="start", episode=self.sim.episode, seed=self.sim.base_seed + self.sim.episode)
         time.sleep(self.args.reset_gap_s)  # let the runner see the event before the new state
         self.publish_world()
@@ -272,8 +313,15 @@ class SimulatorDriverNode:
         time.sleep(0.2)  # let the last events out before the context goes down
         return self.summary()
 
-    def _step(self, command: np.ndarray | None) -> bool:
-        done = self.sim.step(command if command is not None else self.sim.target)
+    def _step(self, command: np.ndarray | None, source: int | None = None) -> bool:
+        """One control step with the arm's `command` (None: hold the target), and the gripper's held command."""
+        if command is None:
+            command = self.sim.target
+        elif self.gripper is not None:
+            if source != self.gripper_source:
+                self.gripper_commands_stale += 1
+            command = np.append(command, self.gripper_command)
+        done = self.sim.step(command)
         self.sim_time_s += 1.0 / self.sim.task.control_rate_hz
         self.publish_world()
         if done:
@@ -299,11 +347,19 @@ class SimulatorDriverNode:
             if source != stamp:
                 self.commands_ignored += 1
                 continue
-            if self._step(command) and not self.sim.finished:
+            self._wait_for_gripper(source)
+            if self._step(command, source) and not self.sim.finished:
                 stamp = self.start_episode()
             else:
                 stamp = self.publish_state()
             waiting_since = time.monotonic()
+
+    def _wait_for_gripper(self, source: int | None) -> None:
+        """Lockstep: take commands until the gripper's for this state is in, for at most --gripper-wait-s."""
+        end = time.monotonic() + self.args.gripper_wait_s
+        while self.gripper is not None and source != self.gripper_source and time.monotonic() < end:
+            time.sleep(LOCKSTEP_POLL_S)
+            self._take_commands()
 
     def _run_realtime(self, deadline: float) -> None:
         if self.args.realtime_priority:
@@ -322,7 +378,7 @@ class SimulatorDriverNode:
             self._take_commands()
             if time.perf_counter() >= next_step:
                 next_step += control_period
-                if self._step(self.latest_command) and not self.sim.finished:
+                if self._step(self.latest_command, self.latest_source) and not self.sim.finished:
                     self.latest_command = None
                     self.start_episode()
                     t0, k = time.perf_counter(), 0
@@ -341,6 +397,9 @@ class SimulatorDriverNode:
             "states_resent": self.states_resent,
             "peer_wait_s": round(self.peer_wait_s, 2),
             "malformed_commands": self.malformed_commands,
+            **({"gripper_commands_received": self.gripper_commands_received,
+                "malformed_gripper_commands": self.malformed_gripper_commands,
+                "gripper_commands_stale": self.gripper_commands_stale} if self.gripper is not None else {}),
             "latency_samples": len(self.stamps.latencies_ms),
             "commands_after_episode_end": self.stamps.answers_after_episode_end,
             "obs_to_cmd_p50_ms": float(np.percentile(lat, 50)),
@@ -376,6 +435,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--startup-s", type=float, default=0.5, help="settle time after the runner has matched")
     p.add_argument("--resend-s", type=float, default=0.5,
                    help="lockstep: publish the state again if no command for it arrived within this time")
+    p.add_argument("--gripper-topic", default="/gripper_controller/commands",
+                   help="a robot with a gripper: its command topic (std_msgs/Float64MultiArray, one value)")
+    p.add_argument("--gripper-wait-s", type=float, default=0.05,
+                   help="lockstep: wait this long for the gripper command of a state before holding the last one")
     p.add_argument("--reset-gap-s", type=float, default=0.05, help="pause between an episode event and the new state")
     p.add_argument("--realtime-priority", type=int, default=None, help="realtime mode: SCHED_FIFO priority of the physics loop (root)")
     p.add_argument("--summary", type=Path, help="also write the JSON summary here")
@@ -397,10 +460,6 @@ def main(argv: list[str] | None = None) -> int:
     spec = task.spec
     if spec.robot is None:
         print(f"task '{spec.name}' has no RobotSpec; cannot simulate a robot for it", file=sys.stderr)
-        return 2
-    if spec.robot.gripper is not None:
-        print(f"task '{spec.name}' commands gripper '{spec.robot.gripper.name}', which this driver does not take over "
-              "ROS 2 yet (robotune deploy transport=sim runs it)", file=sys.stderr)
         return 2
     sim = TaskEnvRobot(task.make_env(), spec, spec.robot, seed=args.seed, episodes=args.episodes)
     node = SimulatorDriverNode(sim, args)

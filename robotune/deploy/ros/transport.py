@@ -1,11 +1,15 @@
 """The rclpy backend of `Transport`: JointState and array topics in, ros2_control commands out.
 
 Joint states are merged by joint name into a `SignalCache`; commands go out RELIABLE in the
-robot's command order (`joint_names`), and JointTrajectory commands carry those names. When `echo_obs_stamp` is set, the header stamp of the JointState a command
-was computed from travels with it (Float64MultiArray: `layout.dim[0].label = "obs_stamp_ns=<ns>"`;
-JointTrajectory: `header.frame_id`), so a robot-side tool can measure observation-to-command
-latency. Controllers ignore both fields: forward_command_controller reads only `data`, and the
-trajectory controller uses `header.stamp` (left at zero, "start now"), not `frame_id`.
+robot's command order (`joint_names`), and JointTrajectory commands carry those names. A robot
+with a gripper gets the gripper's value on a topic of its own (`topics.gripper_command`, a
+Float64MultiArray with one value), as ros2_control gives a gripper its own controller; it is
+published just before the arm's command of the same tick. When `echo_obs_stamp` is set, the
+header stamp of the JointState a command was computed from travels with it (Float64MultiArray:
+`layout.dim[0].label = "obs_stamp_ns=<ns>"`; JointTrajectory: `header.frame_id`), so a robot-side
+tool can measure observation-to-command latency and pair a gripper command with the arm's.
+Controllers ignore both fields: forward_command_controller reads only `data`, and the trajectory
+controller uses `header.stamp` (left at zero, "start now"), not `frame_id`.
 
 No executor, no spin thread: the control thread takes every incoming message itself when it reads
 a snapshot, as ros2_control's update loop reads its state interfaces. Why: at 1 kHz of joint
@@ -70,11 +74,14 @@ class Ros2Transport(Transport):
         node_name: str = "robotune_policy_runner",
         record_path: str | None = None,
         shadow: bool = False,
+        gripper: str | None = None,
     ) -> None:
         """joint_names: this robot's joints in the controller's command order.
+        gripper: the gripper's name (RobotSpec.gripper) if the robot has one: `send` then takes one more value.
         record_path: also write every message taken and every command sent to this MCAP file (recorder.py).
         shadow: publish commands on `topics.shadow_command` instead of the controller's topic."""
         self.joint_names = tuple(joint_names)
+        self.gripper = gripper
         self.shadow = shadow
         self.rate_hz = rate_hz
         self.topics = topics or RosTopics()
@@ -94,6 +101,8 @@ class Ros2Transport(Transport):
         self.recorder = None
         self._publisher = None
         self._command: Float64MultiArray | JointTrajectory | None = None  # reused every tick
+        self._gripper_publisher = None
+        self._gripper_command: Float64MultiArray | None = None  # reused every tick
         self.sent = 0
         self.episode_results: list[dict] = []  # "end" events from a simulator
         self.finished = threading.Event()  # set by a simulator's "finished" event
@@ -134,6 +143,10 @@ class Ros2Transport(Transport):
             seconds = t.trajectory_time_from_start_periods / self.rate_hz
             point = JointTrajectoryPoint(time_from_start=Duration(sec=int(seconds), nanosec=int((seconds % 1.0) * 1e9)))
             self._command = JointTrajectory(joint_names=list(self.joint_names), points=[point])
+        if self.gripper is not None:
+            self._gripper_publisher = node.create_publisher(Float64MultiArray, self.gripper_command_topic, COMMAND_QOS)
+            dimension = MultiArrayDimension(label=self.gripper, size=1, stride=1)
+            self._gripper_command = Float64MultiArray(layout=MultiArrayLayout(dim=[dimension]))
 
     @property
     def command_topic(self) -> str:
@@ -142,11 +155,24 @@ class Ros2Transport(Transport):
         return self.topics.array_command if self.topics.command_type == "array" else self.topics.trajectory_command
 
     @property
+    def gripper_command_topic(self) -> str | None:
+        if self.gripper is None:
+            return None
+        return self.topics.shadow_gripper_command if self.shadow else self.topics.gripper_command
+
+    @property
+    def command_topics(self) -> tuple[str, ...]:
+        return (self.command_topic,) + ((self.gripper_command_topic,) if self.gripper is not None else ())
+
+    @property
     def command_joints(self) -> tuple[str, ...]:
-        return self.joint_names
+        return self.joint_names + ((self.gripper,) if self.gripper is not None else ())
 
     def command_subscribers(self) -> int | None:
-        return self._publisher.get_subscription_count() if self._publisher is not None else 0
+        """The fewest subscribers of the arm's and the gripper's command topics: an arm that moves without its
+        gripper would carry out half of every action."""
+        publishers = [p for p in (self._publisher, self._gripper_publisher) if p is not None]
+        return min(p.get_subscription_count() for p in publishers) if self._publisher is not None else 0
 
     # -- message handlers (control thread, from `snapshot`) ---------------------------------
     def _on_joint_state(self, msg: JointState, received_at: float) -> None:
@@ -201,11 +227,22 @@ class Ros2Transport(Transport):
         return self._estop.is_set()
 
     def send(self, command: np.ndarray, source_stamp_ns: int) -> None:
+        """command: (len(joint_names),), or with a gripper (len(joint_names) + 1,), the gripper's value last."""
         if self._publisher is None:
             raise RuntimeError("Ros2Transport.send() before start()")
-        values = array.array("d", np.ascontiguousarray(command, np.float64).tobytes())  # rclpy takes 'd' arrays as they are
-        msg = self._command
+        command = np.ascontiguousarray(command, np.float64)
         label = f"{STAMP_LABEL}{source_stamp_ns}" if self.topics.echo_obs_stamp else None
+        if self._gripper_command is not None:
+            # Before the arm's command: a driver that steps on the arm's command then already has the gripper's.
+            self._gripper_command.data = array.array("d", command[-1:].tobytes())
+            if label:
+                self._gripper_command.layout.dim[0].label = label
+            self._gripper_publisher.publish(self._gripper_command)
+            if self.recorder is not None:
+                self.recorder.record(self._gripper_publisher.topic_name, self._gripper_command, time.time_ns())
+            command = command[:-1]
+        values = array.array("d", command.tobytes())  # rclpy takes 'd' arrays as they are
+        msg = self._command
         if isinstance(msg, Float64MultiArray):
             msg.data = values
             if label:
@@ -237,6 +274,7 @@ class Ros2Transport(Transport):
             "joint_state_publishers": {k: dict(v) for k, v in self.cache.by_publisher.items()},
             "joint_state_publishers_in_graph": self.graph_publishers(self.topics.joint_states),
             "command_topic": self.command_topic,
+            **({"gripper_command_topic": self.gripper_command_topic} if self.gripper is not None else {}),
             "command_subscribers": self.command_subscribers(),
             "reset_requests": self.reset_requests,
             "commands_sent": self.sent,
@@ -248,7 +286,7 @@ class Ros2Transport(Transport):
         if self._context is None:
             return
         self._polled.clear()
-        self._publisher = None
+        self._publisher = self._gripper_publisher = None
         try:
             self._node.destroy_node()
         except Exception:  # the context is already gone
