@@ -1,11 +1,12 @@
 """robotune's PPO and SAC side by side with Stable-Baselines3, same environment, networks, hyperparameters, budget, seeds.
 
-    python benchmarks/rl_engines.py                      # the default grid (~20-30 min on 2 cores)
+    python benchmarks/rl_engines.py                      # the default grid: PPO 100k and SAC 15k steps, 3 seeds
     python benchmarks/rl_engines.py --seeds 0 --ppo-steps 20000 --sac-steps 2000   # a quick look
 
 Stable-Baselines3 is a benchmark-only dependency (`pip install -e ".[bench]"`).
 
-Both libraries run on one CPU thread, one process at a time, with SB3's defaults on both sides:
+Every run is its own process on one CPU thread, `--jobs` (2) at a time: the robotune and SB3 runs of a
+seed side by side. SB3's defaults on both sides:
 - PPO on Hopper-v5: 1 environment, 2048 steps per rollout, 10 epochs of minibatch 64, lr 3e-4,
   γ 0.99, λ 0.95, clip 0.2, value coefficient 0.5, grad-norm 0.5, no entropy bonus, per-minibatch
   advantage normalisation; separate 64x64 tanh actor and critic, orthogonal init, a state-independent
@@ -30,9 +31,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -177,7 +180,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--ppo-steps", type=int, default=100_352)  # 49 rollouts of 2048
-    parser.add_argument("--sac-steps", type=int, default=6_000)
+    parser.add_argument("--sac-steps", type=int, default=15_000)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time, each in its own process on one thread")
     parser.add_argument("--algos", nargs="+", default=["ppo", "sac"], choices=["ppo", "sac"])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/rl_engines.json"))
     parser.add_argument("--updates-only", action="store_true", help="only the side-by-side update throughput")
@@ -192,29 +196,34 @@ def main() -> None:
         ]))
         return
     records = []
-    for algo in args.algos:
-        env_id, steps = (PPO_ENV, args.ppo_steps) if algo == "ppo" else (SAC_ENV, args.sac_steps)
-        runs: dict[str, list[dict]] = {"robotune": [], "sb3": []}
-        for seed in args.seeds:  # the libraries alternate run by run, so machine noise hits both alike
-            for library, run in (("robotune", robotune_run), ("sb3", sb3_run)):
-                result = run(algo, env_id, steps, seed)
+    # Each run in a fresh process (spawned: no torch state inherited); in the default order the two
+    # libraries' runs of one seed are neighbours, so with --jobs 2 they run side by side and machine
+    # noise hits both alike.
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for algo in args.algos:
+            env_id, steps = (PPO_ENV, args.ppo_steps) if algo == "ppo" else (SAC_ENV, args.sac_steps)
+            tasks = [(library, run, seed) for seed in args.seeds for library, run in (("robotune", robotune_run), ("sb3", sb3_run))]
+            futures = [pool.submit(run, algo, env_id, steps, seed) for _, run, seed in tasks]
+            runs: dict[str, list[dict]] = {"robotune": [], "sb3": []}
+            for (library, _, seed), future in zip(tasks, futures):
+                result = future.result()
                 runs[library].append(result)
                 print(f"{library} {algo} {env_id} seed {seed}: return {result['return']:.1f}, {result['wall_s']:.0f} s", flush=True)
-        throughput = update_throughput(algo, env_id)
-        for library, library_runs in runs.items():
-            returns = [r["return"] for r in library_runs]
-            records.append({
-                "library": library,
-                "algo": algo,
-                "env": env_id,
-                "env_steps": library_runs[0]["env_steps"],
-                "seeds": args.seeds,
-                "return_mean": round(statistics.fmean(returns), 2),
-                "return_std": round(float(np.std(returns)), 2),
-                "updates_per_s": round(throughput[library]["updates_per_s"], 1),
-                "env_steps_per_s": round(sum(r["env_steps"] for r in library_runs) / sum(r["wall_s"] for r in library_runs), 1),
-                "wall_s": round(sum(r["wall_s"] for r in library_runs), 1),
-            })
+            throughput = update_throughput(algo, env_id)
+            for library, library_runs in runs.items():
+                returns = [r["return"] for r in library_runs]
+                records.append({
+                    "library": library,
+                    "algo": algo,
+                    "env": env_id,
+                    "env_steps": library_runs[0]["env_steps"],
+                    "seeds": args.seeds,
+                    "return_mean": round(statistics.fmean(returns), 2),
+                    "return_std": round(float(np.std(returns)), 2),
+                    "updates_per_s": round(throughput[library]["updates_per_s"], 1),
+                    "env_steps_per_s": round(sum(r["env_steps"] for r in library_runs) / sum(r["wall_s"] for r in library_runs), 1),
+                    "wall_s": round(sum(r["wall_s"] for r in library_runs), 1),
+                })
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(records, indent=2))
     print(json.dumps(records))
