@@ -38,9 +38,9 @@ def test_compiled_ppo_iteration_equals_the_eager_one(tmp_path):
         metrics = ppo.step()
         ppo.close()
         learned[compiled] = parameters_of(ppo), metrics
-    torch.testing.assert_close(learned[True][0], learned[False][0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(learned[True][0], learned[False][0], rtol=0, atol=2e-6)
     for name in ("policy_loss", "value_loss", "approx_kl"):
-        assert learned[True][1][name] == pytest.approx(learned[False][1][name], abs=1e-5)
+        assert learned[True][1][name] == pytest.approx(learned[False][1][name], rel=2e-6, abs=2e-6)
 
 
 def test_compiled_step_updates_a_loaded_optimizer_state(tmp_path):
@@ -61,4 +61,4 @@ def test_compiled_step_updates_a_loaded_optimizer_state(tmp_path):
         ppo.close()
         assert int(ppo.optimizer.state[ppo.parameters[0]]["step"]) == loaded_steps + ppo.config.epochs * 4  # 32 decisions / 8
         learned[compiled] = parameters_of(ppo)
-    torch.testing.assert_close(learned[True], learned[False], rtol=0, atol=1e-5)
+    torch.testing.assert_close(learned[True], learned[False], rtol=0, atol=2e-6)
