@@ -58,10 +58,11 @@ class PPOConfig(AlgorithmConfig):
     critic_warmup_iterations: int = 0  # iterations that train the critic only (fine-tuning)
     reward_scaling: bool = False  # divide rewards by the running std of the discounted return (RunningReturnScaler)
     reward_clip: float = 10.0  # |scaled reward| ceiling when reward_scaling is on
-    # torch.compile the minibatch loss (forward and backward as two inductor graphs): at 64x64 networks
-    # on one CPU thread the update is per-operation overhead, and this makes ~1.5x the updates per
-    # second (benchmarks/rl_engines.py); it costs ~5-10 s of compilation first, so short runs and
-    # tests leave it off.
+    # torch.compile the update: the minibatch loss (forward and backward as two inductor graphs) and the
+    # gradient clip + Adam step + gradient release (one graph, `clipped_adam_step`). At 64x64 networks on
+    # one CPU thread the update is per-operation overhead, and this makes ~2x the eager updates per second
+    # (2.1-2.7x SB3's, benchmarks/rl_engines.py); it costs ~3-4 s of compilation at the first update with
+    # inductor's on-disk cache warm and ~35 s cold, so short runs and tests leave it off.
     compile: bool = False
 
     def __post_init__(self) -> None:

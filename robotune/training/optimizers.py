@@ -1,4 +1,4 @@
-"""Optimiser construction shared by the RL engines."""
+"""Optimiser construction and steps shared by the RL engines."""
 
 from __future__ import annotations
 
@@ -38,12 +38,14 @@ def clipped_adam_step(optimizer: torch.optim.Adam, params: list[torch.Tensor], m
     """`clip_grad_norm` of `params` to `max_norm`, `optimizer`'s Adam step, then the gradients set to None (as
     `zero_grad` does, without its per-call profiler record).
 
-    Eager, the step is `optimizer.step()`. Under torch.compile (PPO's `algo.compile`) it runs the body of `Adam.step`
-    itself, `_init_group` and the functional `adam` in its single-tensor form, so that the clip, the update of every
-    parameter group and the gradients' release become one graph with one guard check: `Adam.step` breaks the graph
-    before and after its update (`_use_grad` in torch/optim/optimizer.py) and Dynamo does not trace the fused kernel,
-    which made three graphs slower than the eager step at PPO's 64x64 networks (benchmarks/rl_engines.py).
-    Same update either way: the tests compare parameters after compiled and eager PPO iterations.
+    Eager, the step is `optimizer.step()` (fused). Under torch.compile (PPO's `algo.compile`) it runs the body of
+    `Adam.step` itself, `_init_group` (which Dynamo special-cases: state set up at trace time, state tensors guarded by
+    identity, so a loaded checkpoint recompiles once) and the functional `adam` in its single-tensor form, which
+    inductor fuses: the clip, every parameter group's update and the gradients' release become one graph with one
+    guard check (a float learning rate is a constant of it: a schedule would recompile at every change). Compiling `optimizer.step()` instead gives three graphs (it breaks the graph before and after its
+    update, `_use_grad` in torch/optim/optimizer.py, and Dynamo does not trace the fused kernel): at PPO's 64x64
+    networks that made the compiled update slower than with the loss alone compiled (benchmarks/rl_engines.py).
+    Same Adam either way, up to rounding: tests/plugins/test_compiled_updates.py compares the parameters.
     """
     clip_grad_norm(params, max_norm)
     if torch.compiler.is_compiling():
