@@ -42,10 +42,12 @@ def clipped_adam_step(optimizer: torch.optim.Adam, params: list[torch.Tensor], m
     `Adam.step` itself, `_init_group` (which Dynamo special-cases: state set up at trace time, state tensors guarded by
     identity, so a loaded checkpoint recompiles once) and the functional `adam` in its single-tensor form, which
     inductor fuses: the clip, every parameter group's update and the gradients' release become one graph with one
-    guard check (a float learning rate is a constant of it: a schedule would recompile at every change). Compiling `optimizer.step()` instead gives three graphs (it breaks the graph before and after its
-    update, `_use_grad` in torch/optim/optimizer.py, and Dynamo does not trace the fused kernel): at PPO's 64x64
-    networks that made the compiled update slower than with the loss alone compiled (benchmarks/rl_engines.py).
-    Same Adam either way, up to rounding: tests/plugins/test_compiled_updates.py compares the parameters.
+    guard check (a float learning rate is a constant of it: a schedule would recompile at every change).
+    Compiling `optimizer.step()` instead gives three graphs (it breaks the graph before and after its update,
+    `_use_grad` in torch/optim/optimizer.py, and Dynamo does not trace the fused kernel): at PPO's 64x64 networks
+    that made the update no faster than with the loss alone compiled (README, "PPO and SAC against
+    Stable-Baselines3"). Same Adam either way, up to rounding: tests/plugins/test_compiled_updates.py compares the
+    parameters.
     """
     clip_grad_norm(params, max_norm)
     if torch.compiler.is_compiling():
