@@ -34,7 +34,7 @@ from robotune.core.policy import SupportsLikelihood
 from robotune.core.registry import register
 from robotune.rollout.advantages import generalized_advantages, grid_view
 from robotune.rollout.chunk_rollout import Decider, DecisionBatch
-from robotune.training.optimizers import clip_grad_norm, make_adam
+from robotune.training.optimizers import clipped_adam_step, make_adam
 
 
 @dataclass
@@ -58,10 +58,11 @@ class PPOConfig(AlgorithmConfig):
     critic_warmup_iterations: int = 0  # iterations that train the critic only (fine-tuning)
     reward_scaling: bool = False  # divide rewards by the running std of the discounted return (RunningReturnScaler)
     reward_clip: float = 10.0  # |scaled reward| ceiling when reward_scaling is on
-    # torch.compile the minibatch loss (forward and backward as two inductor graphs): at 64x64 networks
-    # on one CPU thread the update is per-operation overhead, and this makes ~1.5x the updates per
-    # second (benchmarks/rl_engines.py); it costs ~5-10 s of compilation first, so short runs and
-    # tests leave it off.
+    # torch.compile the update: the minibatch loss (forward and backward as two inductor graphs) and the
+    # gradient clip + Adam step + gradient release (one graph, `clipped_adam_step`). At 64x64 networks on
+    # one CPU thread the update is per-operation overhead, and this makes ~2x the eager updates per second
+    # (2.1-2.7x SB3's, benchmarks/rl_engines.py); it costs ~3-4 s of compilation at the first update with
+    # inductor's on-disk cache warm and ~35 s cold, so short runs and tests leave it off.
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -164,6 +165,7 @@ class PPO(Algorithm):
         self.reward_scaler = RunningReturnScaler(config.num_envs, config.reward_clip) if config.reward_scaling else None
         self.iteration = 0
         self.minibatch_loss = torch.compile(self._minibatch_loss) if config.compile else self._minibatch_loss
+        self.apply_gradients = torch.compile(self._apply_gradients) if config.compile else self._apply_gradients
 
     # ------------------------------------------------------------------ learning
 
@@ -219,15 +221,14 @@ class PPO(Algorithm):
 
         totals: dict[str, torch.Tensor] = {}
         updates = 0
+        self.optimizer.zero_grad(set_to_none=True)  # each update's gradients are released after its step
         for _ in range(cfg.epochs):
             order = torch.randperm(samples.count, generator=self.context.generator, device=device)
             epoch_kl = torch.zeros((), device=device)
             for start in range(0, samples.count, cfg.batch_size):
                 loss, terms = self.minibatch_loss(order[start : start + cfg.batch_size], samples, obs_norm, advantages, returns, train_policy)
-                self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                clip_grad_norm(self.parameters, cfg.max_grad_norm)
-                self.optimizer.step()
+                self.apply_gradients()
                 for name, value in terms.items():
                     totals[name] = totals.get(name, 0.0) + value
                 if train_policy and cfg.target_kl:
@@ -238,6 +239,10 @@ class PPO(Algorithm):
                 break
         self.grad_steps += updates
         return {name: float(total) / updates for name, total in totals.items()}
+
+    def _apply_gradients(self) -> None:
+        """Gradient-norm clipping and the Adam step over policy and critic; the gradients are set to None after."""
+        clipped_adam_step(self.optimizer, self.parameters, self.config.max_grad_norm)
 
     def _minibatch_loss(
         self, index: torch.Tensor, samples: PolicySamples, obs_norm: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor, train_policy: bool
