@@ -246,7 +246,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     process, device = join_process_group(resolve_device(cfg.device))
     try:
-        return train_rank(cfg, process, device)
+        summary = train_rank(cfg, process, device)
+        # The other ranks finish before rank 0's final evaluation: all wait for it, so that no rank tears
+        # down its process group while another still holds connections to it (gloo can abort then).
+        process.barrier()
+        return summary
     finally:
         leave_process_group()
 
