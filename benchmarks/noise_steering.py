@@ -8,11 +8,12 @@ on the checkpoint's own task, with the policy's own sampler, in three ways:
 - `deterministic`: success over `--episodes` seeded episodes with the policy's deterministic sample
   (what `robotune eval` reports);
 - `sampled`: the same episodes run `--samples` times with random initial noise (a different
-  sampling seed each time): the mean success, and for each episode seed how many of the samples
+  sampling seed each time) through the noise-free sampler that DSRL steers (DDIM at η = 0, the flow's
+  Euler steps): the mean success, and for each episode seed how many of the samples
   succeeded (`per_seed_successes`). A seed whose count is 0 is one no tried noise sequence solves;
   `seeds_solved` counts the others, an estimate of the ceiling for noise steering (a closed-loop
   noise actor can do better than independent draws, but it steers the same map);
-- `chunk_std_at_start`: the spread of the chunk over initial noises at each episode's first
+- `chunk_std_at_start`: the spread of that sampler's chunk over initial noises at each episode's first
   observation (mean over chunk entries of the std over `--samples` samples, normalised action units).
 The last line is one JSON record with these fields.
 """
@@ -39,7 +40,9 @@ def sampled_successes(policy, task, episodes: int, seed: int, sampling_seed: int
     for episode in range(episodes):
         env = task.make_env()
         obs, _ = env.reset(seed=seed + episode)
-        controller = ChunkController(policy, 1, deterministic=False, seed=sampling_seed * 1_000_003 + episode)
+        # deterministic=True: the noise-free sampler (DDIM at eta = 0, flow's Euler steps), the map DSRL steers,
+        # from an initial noise drawn with this run's own seed
+        controller = ChunkController(policy, 1, deterministic=True, seed=sampling_seed * 1_000_003 + episode)
         done = False
         while not done:
             obs, _, terminated, truncated, info = env.step(controller.act(obs[None])[0])
@@ -57,7 +60,7 @@ def chunk_std_at_start(policy, task, episodes: int, seed: int, samples: int) -> 
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         window = torch.from_numpy(np.repeat(obs[None, None].astype(np.float32), policy.config.obs_horizon, axis=1))
-        chunks = policy.predict_chunk(window.repeat(samples, 1, 1), deterministic=False, generator=generator)
+        chunks = policy.predict_chunk(window.repeat(samples, 1, 1), deterministic=True, generator=generator)
         stds.append(policy.action_normalizer.normalize(chunks).std(dim=0).mean().item())
     env.close()
     return float(np.mean(stds))
