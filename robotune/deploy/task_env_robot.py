@@ -53,6 +53,7 @@ class TaskEnvRobot:
         self.max_limit_violation = 0.0
         self.obs = np.zeros(task.obs_dim)
         self.target: np.ndarray | None = None
+        _, self._command_lower, self._command_upper = command_channels(robot)  # the joints', then the gripper's
         self._joint_index: dict[str, dict[str, int]] = {name: {} for name in robot.joint_names}
         self._array_index: dict[str, list[tuple[str, int]]] = {}
         for i, obs_name in enumerate(task.obs_names):
@@ -81,7 +82,7 @@ class TaskEnvRobot:
     def step(self, command: np.ndarray) -> bool:
         """Apply one control step of `command` (robot joint order); True when the episode just ended."""
         command = np.asarray(command, dtype=np.float64)
-        _, lower, upper = command_channels(self.robot)
+        lower, upper = self._command_lower, self._command_upper
         if command.shape != lower.shape or not np.all(np.isfinite(command)):
             self.invalid_commands += 1
         else:
