@@ -34,11 +34,10 @@ from robotune.rollout.chunking import ChunkController
 from robotune.rollout.evaluation import evaluate
 
 
-def sampled_successes(policy, task, episodes: int, seed: int, sampling_seed: int) -> np.ndarray:
+def sampled_successes(policy, env, episodes: int, seed: int, sampling_seed: int) -> np.ndarray:
     """(episodes,) bool: success of each seeded episode with random initial noise from `sampling_seed`."""
     success = np.zeros(episodes, dtype=bool)
     for episode in range(episodes):
-        env = task.make_env()
         obs, _ = env.reset(seed=seed + episode)
         # deterministic=True: the noise-free sampler (DDIM at eta = 0, flow's Euler steps), the map DSRL steers,
         # from an initial noise drawn with this run's own seed
@@ -48,21 +47,18 @@ def sampled_successes(policy, task, episodes: int, seed: int, sampling_seed: int
             obs, _, terminated, truncated, info = env.step(controller.act(obs[None])[0])
             success[episode] |= bool(info.get("is_success", False))
             done = terminated or truncated
-        env.close()
     return success
 
 
-def chunk_std_at_start(policy, task, episodes: int, seed: int, samples: int) -> float:
+def chunk_std_at_start(policy, env, episodes: int, seed: int, samples: int) -> float:
     """Mean over episodes and chunk entries of the std over `samples` random-noise chunks at the first observation."""
     generator = torch.Generator().manual_seed(0)
     stds = []
-    env = task.make_env()
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         window = torch.from_numpy(np.repeat(obs[None, None].astype(np.float32), policy.config.obs_horizon, axis=1))
         chunks = policy.predict_chunk(window.repeat(samples, 1, 1), deterministic=True, generator=generator)
         stds.append(policy.action_normalizer.normalize(chunks).std(dim=0).mean().item())
-    env.close()
     return float(np.mean(stds))
 
 
@@ -79,7 +75,10 @@ def main() -> None:
     task = processed_task(build_task(checkpoint.config.task), ObservationProcessors.from_meta(checkpoint.meta))
     policy = checkpoint.policy.export_for_inference()
     deterministic = evaluate(policy, task, episodes=args.episodes, seed=args.seed).success_rate
-    runs = np.stack([sampled_successes(policy, task, args.episodes, args.seed, k) for k in range(args.samples)])
+    env = task.make_env()  # one for every run: episodes are reset with their seeds, as in evaluation
+    runs = np.stack([sampled_successes(policy, env, args.episodes, args.seed, k) for k in range(args.samples)])
+    spread = chunk_std_at_start(policy, env, args.episodes, args.seed, args.samples)
+    env.close()
     per_seed = runs.sum(axis=0)
     print(json.dumps({
         "checkpoint": str(checkpoint.path),
@@ -90,7 +89,7 @@ def main() -> None:
         "sampled_success": float(runs.mean()),
         "per_seed_successes": per_seed.tolist(),
         "seeds_solved": int((per_seed > 0).sum()),
-        "chunk_std_at_start": round(chunk_std_at_start(policy, task, args.episodes, args.seed, args.samples), 4),
+        "chunk_std_at_start": round(spread, 4),
     }))
 
 
