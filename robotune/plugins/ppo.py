@@ -61,7 +61,7 @@ class PPOConfig(AlgorithmConfig):
     # torch.compile the update: the minibatch loss (forward and backward as two inductor graphs) and the
     # gradient clip + Adam step + gradient release (one graph, `clipped_adam_step`). At 64x64 networks on
     # one CPU thread the update is per-operation overhead, and this makes ~2x the eager updates per second
-    # (2.1-2.7x SB3's, benchmarks/rl_engines.py); it costs ~3-4 s of compilation at the first update with
+    # (2.1-3.1x SB3's over ten runs, benchmarks/rl_engines.py --updates-only); it costs ~3-4 s of compilation at the first update with
     # inductor's on-disk cache warm and ~35 s cold, so short runs and tests leave it off.
     compile: bool = False
 
