@@ -16,7 +16,7 @@ policy's own action, and only where that one beats V:
     L_π = −α E[Q_1(s, π(s))] / E|Q_1| + E[M · (π(s) − â)²]
 
 â depends on π through the VAE, so the BC gradient flows through the decoder into π as in A2PR's
-code; the VAE's own optimiser clears those gradients before its update.
+code; the VAE's weights take no gradient from it (A2PR's own optimiser cleared those anyway).
 """
 
 from __future__ import annotations
@@ -85,7 +85,9 @@ class A2PRRegularizer(Regularizer):
         self, batch: dict[str, torch.Tensor], policy_action: torch.Tensor, q_value: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         obs, action = batch["obs"], batch["action"]
+        self.vae.requires_grad_(False)  # the BC gradient reaches π through the decoder; the VAE's own weights learn in `update`
         reconstruction, _ = self.vae.reconstruct(obs, policy_action, self.generator)
+        self.vae.requires_grad_(True)
         value = self.value(obs).squeeze(-1).detach()
         advantage_reconstruction = self.q_first(obs, reconstruction) - value
         advantage_data = self.q_first(obs, action) - value

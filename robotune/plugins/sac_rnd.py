@@ -51,7 +51,10 @@ class BilinearFirstPredictor(nn.Module):
         self.rest = nn.Sequential(nn.ReLU(), nn.Linear(hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, embedding_dim))
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.rest(self.bilinear(action, obs))
+        """h_k = Σ_ij a_i W_kij s_j + b_k as one product over the outer product a ⊗ s (B, |A|·|S|):
+        torch's own bilinear kernel runs a small matrix product per output unit, 4x slower here."""
+        outer = (action[:, :, None] * obs[:, None, :]).flatten(1)
+        return self.rest(nn.functional.linear(outer, self.bilinear.weight.flatten(1), self.bilinear.bias))
 
 
 class FiLMLastTarget(nn.Module):
