@@ -264,7 +264,7 @@ def run_robotune(method: str, dataset_path: Path, seed: int, steps: int, episode
     }
     command = [
         sys.executable, "-m", "robotune.cli", "train", f"+offline={method}_{family}", f"data.path={dataset_path}", f"algo.steps={steps}",
-        f"seed={seed}", f"run_dir={run_dir}", "resume=false", f"eval.episodes={episodes}", "eval.num_envs=1", "logger=quiet",
+        f"seed={seed}", f"run_dir={run_dir}", "resume=false", f"eval.episodes={episodes}", "eval.num_envs=1", "eval.video=0", "logger=quiet",
         f"checkpoint_every={steps}", "torch_threads=1", *fits.get(method, []),
     ]
     started = time.perf_counter()
