@@ -3,7 +3,7 @@
 import torch
 
 from robotune.plugins.offline_data import normalized_dataset
-from robotune.plugins.sac_rnd import SACRNDConfig, SACRNDRegularizer
+from robotune.plugins.sac_rnd import BilinearFirstPredictor, SACRNDConfig, SACRNDRegularizer
 from tests.plugins.offline_fixtures import small_batch, target_dataset, tiny_actor
 
 
@@ -31,3 +31,16 @@ def test_fitted_rnd_gives_random_actions_a_larger_bonus_than_dataset_ones():
     random_action = torch.rand(action.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
         assert rnd.bonus(obs, random_action).mean() > 2 * rnd.bonus(obs, action).mean()
+
+
+def test_predictor_first_layer_is_the_bilinear_form_computed_by_hand():
+    """h_k = Σ_ij a_i W_kij s_j + b_k, the single product over a ⊗ s, against the sum written out."""
+    predictor = BilinearFirstPredictor(obs_dim=3, action_dim=2, hidden_dim=4, embedding_dim=2)
+    obs, action = torch.randn(5, 3, generator=torch.Generator().manual_seed(1)), torch.randn(5, 2, generator=torch.Generator().manual_seed(2))
+    weight, bias = predictor.bilinear.weight, predictor.bilinear.bias  # (4, 2, 3), (4,)
+    by_hand = torch.stack([
+        torch.stack([sum(action[b, i] * weight[k, i, j] * obs[b, j] for i in range(2) for j in range(3)) + bias[k] for k in range(4)])
+        for b in range(5)
+    ])
+    with torch.no_grad():
+        torch.testing.assert_close(predictor(obs, action), predictor.rest(by_hand))
