@@ -47,8 +47,8 @@ from robotune.data.locomotion import ENVS, generate  # noqa: E402
 METHODS = ("bc", "td3", "td3_bc", "prdc", "spot", "a2pr", "rebrac", "sac_rnd", "cdsa", "iql")
 REFERENCE = "reference-td3bc-loop"
 # Started first, so that two jobs at a time end together: their published networks and batches make
-# them 7-13x slower per step than TD3+BC (SAC-RND 9, ReBRAC 14.5, A2PR 15 steps/s against 116 on the
-# idle development machine, `python benchmarks/offline_scores.py --steps 1000`).
+# them 6-12x slower per step than TD3+BC (in the default grid on the 2-core development machine,
+# SAC-RND 7.5-7.9, ReBRAC 14.6-15.0, A2PR 12.7-13.1 gradient steps/s against 84-92 for TD3+BC).
 SLOWEST_FIRST = ("sac_rnd", "rebrac", "a2pr")
 # Pre-training budgets of the fitted models, as a fraction of the gradient-step budget (the published
 # 1e5 VAE steps alone would outlast a short benchmark run).

@@ -52,7 +52,8 @@ class BilinearFirstPredictor(nn.Module):
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """h_k = Σ_ij a_i W_kij s_j + b_k as one product over the outer product a ⊗ s (B, |A|·|S|):
-        torch's own bilinear kernel runs a small matrix product per output unit, 4x slower here."""
+        torch's own bilinear kernel runs a small matrix product per output unit: at batch 1024, 3 x 11 -> 256 it took
+        26-27 ms per forward and backward on one thread against 1.7-2.2 ms for this (same parameters, same result)."""
         outer = (action[:, :, None] * obs[:, None, :]).flatten(1)
         return self.rest(nn.functional.linear(outer, self.bilinear.weight.flatten(1), self.bilinear.bias))
 
