@@ -42,8 +42,9 @@ and `critic_from=<same>` that is offline-to-online fine-tuning: the policy, its 
 the critic continue, and the offline data stay in every batch.
 
 Speed (benchmarks/rl_engines.py, benchmarks/offline_scores.py): the ensemble critic is one batched
-network, Adam is fused, Polyak updates are one foreach lerp, critic gradients are off for the
-actor's backward pass, `actor_q=first` runs member 0 alone, batches are tensor indexing, metrics
+network, Adam is fused, the actor and α share one backward pass and one Adam step, Polyak updates
+are one foreach lerp, critic gradients are off for the actor's backward pass, a chunk that is all
+executed is not sliced, `actor_q=first` runs member 0 alone, batches are tensor indexing, metrics
 stay tensors until the loop logs them, and `bf16_autocast` runs the networks' passes in bfloat16.
 """
 
@@ -66,6 +67,13 @@ from robotune.training.optimizers import make_adam
 from robotune.training.replay import ReplayBuffer
 
 ACTORS = ("td3", "sac")
+
+
+def executed_actions(policy, chunk: torch.Tensor) -> torch.Tensor:
+    """A chunk (B, H, Da) -> its first act_steps actions, flattened (B, act_steps·Da). A chunk that is all executed
+    is only flattened: a full slice would still cost a slice and its backward in every update."""
+    executed = policy.config.act_steps
+    return (chunk if executed == chunk.shape[1] else chunk[:, :executed]).flatten(1)
 
 
 @dataclass
@@ -131,10 +139,14 @@ class OfflineActorCritic(Algorithm):
         for regularizer in self.regularizers:
             if hasattr(regularizer, "attach_critic"):
                 regularizer.attach_critic(self.critic)
-        self.actor_optimizer = make_adam([p for p in policy.parameters() if p.requires_grad], config.actor_lr)  # frozen bases stay out
         self.critic_optimizer = make_adam(list(self.critic.parameters()), config.critic_lr)
         self.log_alpha = torch.tensor(np.log(config.init_alpha), dtype=torch.float32, device=context.device, requires_grad=True)
-        self.alpha_optimizer = make_adam([self.log_alpha], config.alpha_lr)
+        # The actor and α step together: their losses share no parameters, so one backward and one fused Adam
+        # step over both groups equal two of each.
+        self.actor_optimizer = make_adam([
+            {"params": [p for p in policy.parameters() if p.requires_grad], "lr": config.actor_lr},  # frozen bases stay out
+            {"params": [self.log_alpha], "lr": config.alpha_lr},
+        ], config.actor_lr)
         self.target_entropy = config.target_entropy if config.target_entropy is not None else -float(self.action_size)
         self.target_pairs = self._target_pairs()
         self.sample_generator = torch.Generator().manual_seed(context.seed)  # batch indices, on the CPU
@@ -179,13 +191,12 @@ class OfflineActorCritic(Algorithm):
     def deterministic_action(self, policy, obs: torch.Tensor) -> torch.Tensor:
         """A TD3 actor's action: obs windows (B, To, Do) -> (B, action_size): a tanh Gaussian's tanh(μ), or a flow's or a
         diffusion policy's sample, differentiable through its integration steps (noise from the run's generator)."""
-        chunk = policy.sample_chunk_norm(obs, True, self.context.generator)
-        return chunk[:, : policy.config.act_steps].flatten(1)
+        return executed_actions(policy, policy.sample_chunk_norm(obs, True, self.context.generator))
 
     def stochastic_action(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A SAC actor's reparameterised action: obs windows (B, To, Do) -> (B, action_size) and its log-density (B,)."""
         chunk, log_prob = self.policy.rsample(obs, self.context.generator)
-        return chunk[:, : self.policy.config.act_steps].flatten(1), log_prob
+        return executed_actions(self.policy, chunk), log_prob
 
     # ------------------------------------------------------------------ learning
 
@@ -243,6 +254,7 @@ class OfflineActorCritic(Algorithm):
             if sac:
                 log_prob = log_prob.float()
                 actor_loss = actor_loss + (alpha * log_prob).mean()
+                metrics.update(alpha=alpha, entropy=-log_prob.detach().mean())
             if cfg.policy_loss_weight:
                 anchor, _ = self.policy.compute_loss(obs, batch["action"].unflatten(1, (-1, self.policy.action_dim)), self.context.generator)
                 actor_loss = actor_loss + cfg.policy_loss_weight * anchor
@@ -251,17 +263,11 @@ class OfflineActorCritic(Algorithm):
                 term, reg_metrics = regularizer.actor_term(batch, policy_action, q_policy)
                 actor_loss = actor_loss + term
                 metrics.update(reg_metrics)
+            alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean() if sac and cfg.autotune_alpha else 0.0
             self.actor_optimizer.zero_grad(set_to_none=True)
-            actor_loss.backward()
+            (actor_loss + alpha_loss).backward()
             self.actor_optimizer.step()
             self.critic.requires_grad_(True)
-            if sac:
-                if cfg.autotune_alpha:
-                    alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-                    self.alpha_optimizer.zero_grad(set_to_none=True)
-                    alpha_loss.backward()
-                    self.alpha_optimizer.step()
-                metrics.update(alpha=alpha, entropy=-log_prob.detach().mean())
             with torch.no_grad():
                 torch._foreach_lerp_(self.target_pairs[0], self.target_pairs[1], cfg.tau)
             metrics["actor_loss"] = actor_loss.detach()
@@ -274,7 +280,7 @@ class OfflineActorCritic(Algorithm):
     # ------------------------------------------------------------------ state
 
     def _optimizers(self) -> tuple[torch.optim.Optimizer, ...]:
-        return self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer
+        return self.actor_optimizer, self.critic_optimizer
 
     def state_dict(self) -> dict[str, Any]:
         return {

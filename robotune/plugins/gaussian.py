@@ -125,8 +125,9 @@ class GaussianPolicy(FastInference, Policy):
 
     def _log_density(self, latent: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
         executed = self.config.act_steps
-        latent, mean = latent[:, :executed], mean[:, :executed]
-        log_std = log_std[..., :executed, :]
+        if executed < self.config.horizon:  # a full slice would still cost a slice and its backward per tensor
+            latent, mean = latent[:, :executed], mean[:, :executed]
+            log_std = log_std[..., :executed, :]
         z = (latent - mean) * torch.exp(-log_std)
         log_density = -0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)
         if self.config.tanh_squash:
