@@ -42,6 +42,12 @@ class EnsembleCriticConfig(CriticConfig):
             raise ValueError(f"critic.hidden_dims must be a non-empty list of positive widths, got {self.hidden_dims}")
 
 
+def select_members(tensor: torch.Tensor, members: slice) -> torch.Tensor:
+    """tensor[members] along the leading member axis; all members are the tensor itself, since even a full
+    slice costs a slice op, and its backward, in every pass."""
+    return tensor if members == slice(None) else tensor[members]
+
+
 class EnsembleLinear(nn.Module):
     """E independent Linear layers applied as one batched matmul: (E, B, in) -> (E, B, out)."""
 
@@ -60,10 +66,8 @@ class EnsembleLinear(nn.Module):
                 nn.init.zeros_(self.bias.data[e])
             self.weight.data[e] = linear_weight.T
 
-    def forward(self, h: torch.Tensor, members: slice | None = None) -> torch.Tensor:
-        if members is None:  # all members: no slice op (and no slice backward) per layer
-            return torch.baddbmm(self.bias, h, self.weight)
-        return torch.baddbmm(self.bias[members], h, self.weight[members])
+    def forward(self, h: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        return torch.baddbmm(select_members(self.bias, members), h, select_members(self.weight, members))
 
 
 @register("critic", "mlp")
@@ -86,14 +90,14 @@ class EnsembleCritic(Critic):
         self.output = EnsembleLinear(members, dims[-1], 1, 1.0 if config.orthogonal_init else None)
         self.activation = ACTIVATIONS[config.activation]
 
-    def forward(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
-        """x (B, in) -> (E, B), or (E', B) for the members selected by `members` (None: all)."""
-        selected = slice(None) if members is None else members
-        h = x.unsqueeze(0).expand(len(range(self.config.num_members)[selected]), -1, -1)
+    def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        """x (B, in) -> (E, B), or (E', B) for the members selected by `members`."""
+        h = x.unsqueeze(0).expand(len(range(self.config.num_members)[members]), -1, -1)
         for index, layer in enumerate(self.hidden):
             h = layer(h, members)
             if self.config.layer_norm:
-                h = nn.functional.layer_norm(h, h.shape[-1:]) * self.norms[2 * index][selected] + self.norms[2 * index + 1][selected]
+                gain, shift = select_members(self.norms[2 * index], members), select_members(self.norms[2 * index + 1], members)
+                h = nn.functional.layer_norm(h, h.shape[-1:]) * gain + shift
             h = self.activation(h)
         return self.output(h, members).squeeze(-1)
 
