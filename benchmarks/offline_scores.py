@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -222,10 +223,9 @@ def run_reference(dataset_path: Path, seed: int, steps: int, episodes: int) -> d
     return {"score": float(np.mean(scores)), "grad_steps": steps, "train_s": train_seconds, "wall_s": time.perf_counter() - started}
 
 
-def interleaved_speed(dataset_path: Path, rounds: int, block: int) -> dict[str, float]:
-    """Gradient steps/s of the reference loop and of robotune's TD3+BC (float32, and with bf16 autocast),
-    alternating blocks of `block` updates so that machine load falls on all of them alike."""
-    torch.set_num_threads(1)
+def speed_contenders(dataset_path: Path, block: int) -> dict[str, Callable[[], None]]:
+    """A block of `block` updates of the reference loop and of robotune's TD3+BC (float32, and with bf16
+    autocast), each a callable that returns when the work is done."""
     engine, buffer, policy = engine_and_buffer(dataset_path, seed=0)
     engine_bf16, _, _ = engine_and_buffer(dataset_path, seed=0, bf16_autocast=True)
     trainer = ReferenceTD3BC(policy.obs_dim, policy.action_dim)
@@ -235,11 +235,18 @@ def interleaved_speed(dataset_path: Path, rounds: int, block: int) -> dict[str, 
             metrics = engine.step()
         float(metrics["critic_loss"])  # the engine's metrics are lazy tensors: finish the work before stopping the clock
 
-    contenders = {
+    return {
         REFERENCE: lambda: [trainer.train(buffer.sample(256)) for _ in range(block)],
         "td3_bc": lambda: robotune_block(engine),
         "td3_bc (bf16 autocast)": lambda: robotune_block(engine_bf16),
     }
+
+
+def interleaved_speed(dataset_path: Path, rounds: int, block: int) -> dict[str, float]:
+    """Gradient steps/s of the speed contenders, alternating blocks of `block` updates so that machine load
+    falls on all of them alike."""
+    torch.set_num_threads(1)
+    contenders = speed_contenders(dataset_path, block)
     seconds = dict.fromkeys(contenders, 0.0)
     for round_index in range(rounds + 1):  # round 0 warms up allocators and kernels and is not counted
         for name, run_block in contenders.items():

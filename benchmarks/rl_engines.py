@@ -35,6 +35,7 @@ import multiprocessing
 import os
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -112,12 +113,14 @@ def sb3_run(algo: str, env_id: str, steps: int, seed: int) -> dict:
 
 # The robotune settings timed beside the default in `--updates-only` (and in the table's update rates).
 FAST_SETTINGS = {"ppo": ["algo.compile=true"], "sac": ["algo.bf16_autocast=true"]}
+SAC_BLOCK = 20  # SAC updates per timed block
 
 
-def update_throughput(algo: str, env_id: str, blocks: int = 8) -> dict[str, dict[str, float]]:
-    """Gradient updates per second of SB3 and of robotune (default settings and each of FAST_SETTINGS[algo]),
-    timed in alternating blocks in this process: the median rate of each, and the median, min and max
-    over blocks of its ratio to SB3's block beside it."""
+def update_contenders(algo: str, env_id: str, run_dir: str) -> tuple[dict[str, Callable[[], None]], int, list]:
+    """SB3's learner and robotune's (default settings and each of FAST_SETTINGS[algo]), built in this process
+    on the same amount of data: a block of updates of each as a callable that returns when the work is
+    done (PPO: a rollout's 2 epochs; SAC: 20 updates from the replay buffer), the updates per block, and
+    robotune's learners (to close)."""
     import gymnasium as gym
     from hydra import compose, initialize_config_module
     from stable_baselines3 import PPO, SAC
@@ -126,11 +129,10 @@ def update_throughput(algo: str, env_id: str, blocks: int = 8) -> dict[str, dict
     from robotune.core.registry import load_plugins
     from robotune.training.loop import build_components
 
-    torch.set_num_threads(1)
     load_plugins()
     store_plugin_configs()
     contenders, learners = {}, []
-    with TemporaryDirectory() as run_dir, initialize_config_module("robotune.configs", version_base=None):
+    with initialize_config_module("robotune.configs", version_base=None):
         for index, setting in enumerate(["", *FAST_SETTINGS[algo]]):
             overrides = [*ROBOTUNE_SETTINGS[algo], "algo.epochs=2" if algo == "ppo" else "algo.learning_starts=1000"]
             cfg = compose("train", overrides=[f"task=gymnasium", f"task.env_id={env_id}", *overrides, *setting.split(), f"run_dir={run_dir}/{index}"])
@@ -144,21 +146,30 @@ def update_throughput(algo: str, env_id: str, blocks: int = 8) -> dict[str, dict
                     learner.step()
 
                 def block(learner=learner):
-                    for _ in range(20):
+                    for _ in range(SAC_BLOCK):
                         metrics = learner.update(learner.replay_batch())
                     float(metrics["critic_loss"])  # metrics are lazy tensors: finish the work before stopping the clock
 
             block()  # warm-up, and compilation where the setting compiles
             contenders[f"robotune ({setting})" if setting else "robotune"] = block
-        if algo == "ppo":
-            sb3 = PPO("MlpPolicy", gym.make(env_id), n_epochs=2, seed=0, device="cpu")
-            sb3.learn(2048)
-            contenders["sb3"], per_block = (lambda: sb3.train()), 2 * 32
-        else:
-            sb3 = SAC("MlpPolicy", gym.make(env_id), seed=0, device="cpu", learning_starts=1000)
-            sb3.learn(1000)
-            contenders["sb3"], per_block = (lambda: sb3.train(gradient_steps=20, batch_size=256)), 20
-        contenders["sb3"]()
+    if algo == "ppo":
+        sb3 = PPO("MlpPolicy", gym.make(env_id), n_epochs=2, seed=0, device="cpu")
+        sb3.learn(2048)
+        contenders["sb3"], per_block = (lambda: sb3.train()), 2 * 32
+    else:
+        sb3 = SAC("MlpPolicy", gym.make(env_id), seed=0, device="cpu", learning_starts=1000)
+        sb3.learn(1000)
+        contenders["sb3"], per_block = (lambda: sb3.train(gradient_steps=SAC_BLOCK, batch_size=256)), SAC_BLOCK
+    contenders["sb3"]()
+    return contenders, per_block, learners
+
+
+def update_throughput(algo: str, env_id: str, blocks: int = 8) -> dict[str, dict[str, float]]:
+    """Gradient updates per second of the update contenders, timed in alternating blocks in this process:
+    the median rate of each, and the median, min and max over blocks of its ratio to SB3's block beside it."""
+    torch.set_num_threads(1)
+    with TemporaryDirectory() as run_dir:
+        contenders, per_block, learners = update_contenders(algo, env_id, run_dir)
         rates: dict[str, list[float]] = {name: [] for name in contenders}
         for _ in range(blocks):
             for name, run_block in contenders.items():
