@@ -43,6 +43,8 @@ from torch.nn import functional as F
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
+from rl_engines import alternating_block_seconds  # noqa: E402
+
 from robotune.data.locomotion import ENVS, generate  # noqa: E402
 
 METHODS = ("bc", "td3", "td3_bc", "prdc", "spot", "a2pr", "rebrac", "sac_rnd", "cdsa", "iql")
@@ -246,15 +248,9 @@ def interleaved_speed(dataset_path: Path, rounds: int, block: int) -> dict[str, 
     """Gradient steps/s of the speed contenders, alternating blocks of `block` updates so that machine load
     falls on all of them alike."""
     torch.set_num_threads(1)
-    contenders = speed_contenders(dataset_path, block)
-    seconds = dict.fromkeys(contenders, 0.0)
-    for round_index in range(rounds + 1):  # round 0 warms up allocators and kernels and is not counted
-        for name, run_block in contenders.items():
-            started = time.perf_counter()
-            run_block()
-            if round_index:
-                seconds[name] += time.perf_counter() - started
-    return {name: rounds * block / elapsed for name, elapsed in seconds.items()}
+    seconds = alternating_block_seconds(speed_contenders(dataset_path, block), rounds + 1)
+    # round 0 warms up allocators and kernels and is not counted
+    return {name: rounds * block / sum(block_seconds[1:]) for name, block_seconds in seconds.items()}
 
 
 # ----------------------------------------------------------------------------- robotune runs

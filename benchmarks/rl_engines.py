@@ -164,18 +164,26 @@ def update_contenders(algo: str, env_id: str, run_dir: str) -> tuple[dict[str, C
     return contenders, per_block, learners
 
 
+def alternating_block_seconds(contenders: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
+    """Seconds of each contender's block in each of `rounds` rounds; a round runs every contender's block in turn,
+    so that the machine's load falls on all of them alike."""
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, run_block in contenders.items():
+            started = time.perf_counter()
+            run_block()
+            seconds[name].append(time.perf_counter() - started)
+    return seconds
+
+
 def update_throughput(algo: str, env_id: str, blocks: int = 8) -> dict[str, dict[str, float]]:
     """Gradient updates per second of the update contenders, timed in alternating blocks in this process:
     the median rate of each, and the median, min and max over blocks of its ratio to SB3's block beside it."""
     torch.set_num_threads(1)
     with TemporaryDirectory() as run_dir:
         contenders, per_block, learners = update_contenders(algo, env_id, run_dir)
-        rates: dict[str, list[float]] = {name: [] for name in contenders}
-        for _ in range(blocks):
-            for name, run_block in contenders.items():
-                started = time.perf_counter()
-                run_block()
-                rates[name].append(per_block / (time.perf_counter() - started))
+        seconds = alternating_block_seconds(contenders, blocks)
+        rates = {name: [per_block / elapsed for elapsed in block_seconds] for name, block_seconds in seconds.items()}
         for learner in learners:
             learner.close()
     sb3_rates = np.array(rates["sb3"])

@@ -86,12 +86,7 @@ def replay_seconds(matmuls: list[tuple[Callable, list]], repeats: int = 5) -> fl
 
 
 def measure(comparison: str, reference: str, contenders: dict[str, Callable[[], None]], per_block: int, rounds: int) -> list[dict]:
-    seconds: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, run_block in contenders.items():
-            started = time.perf_counter()
-            run_block()
-            seconds[name].append(time.perf_counter() - started)
+    seconds = rl_engines.alternating_block_seconds(contenders, rounds)
     update_ms = {name: 1e3 * statistics.median(s) / per_block for name, s in seconds.items()}
     records = []
     for name, run_block in contenders.items():
